@@ -1,0 +1,59 @@
+# pbc-evaluation: every set-up step lives here so that two commands do everything.
+#   make report   build .venv from the lock (if missing) and run the pipeline on the embedded sample
+#   make test     build .venv from the lock (if missing) and run the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONFIG ?= configs/sample.yaml
+PYTEST_ARGS ?=
+
+.PHONY: help venv report test test-fast lab lock sample expected clean-reports bench
+
+help:
+	@echo "make report   run the full pipeline on the embedded sample (reports/latest/)"
+	@echo "make test     run the whole test suite (unit, notebook, back tests)"
+	@echo "make lab      open JupyterLab on notebooks/ with the project's kernel"
+	@echo "make lock     re-resolve requirements.lock from pyproject.toml (needs network)"
+	@echo "make sample   regenerate data/sample/ from the synthetic generator"
+	@echo "make expected regenerate tests/expected/ back-test tables (review the diff!)"
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (pbc-evaluation)" >/dev/null
+	@touch $(STAMP)
+
+report: $(STAMP)
+	$(BIN)/pbc run --config $(CONFIG)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lab: $(STAMP)
+	JUPYTER_PREFER_ENV_PATH=1 $(BIN)/jupyter lab notebooks/
+
+lock:
+	$(PYTHON) -m pip install --quiet uv
+	$(PYTHON) -m uv pip compile pyproject.toml --extra test --generate-hashes \
+	    --python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements.lock
+
+sample: $(STAMP)
+	$(BIN)/pbc synth --seed 20070401 --practices 60 --months 60 --start 2003-04 --out data/sample
+
+expected: $(STAMP)
+	$(BIN)/python scripts/make_expected.py
+
+bench: $(STAMP)
+	$(BIN)/python scripts/benchmark.py
+
+clean-reports:
+	rm -rf reports/*/ reports/latest
