@@ -1,0 +1,109 @@
+"""Figures, all in one seaborn theme with a colour-blind-safe palette.
+
+Every function takes a tidy DataFrame and returns a matplotlib Figure; saving is
+:func:`pbc_analysis.results.save_figure`'s job. Notebooks call these so that no plotting code is
+written twice and every figure in the report looks alike.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers; notebooks still show figures inline
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+PALETTE = "colorblind"
+POD_LABELS = {
+    "gp_referral": "GP referrals",
+    "first_op": "First outpatient",
+    "followup_op": "Follow-up outpatient",
+    "elective": "Elective admissions",
+    "non_elective": "Non-elective admissions",
+    "ae": "A&E attendances",
+}
+
+
+def set_theme() -> None:
+    """The project's figure theme (seaborn whitegrid, colour-blind palette, fixed fonts and size)."""
+    sns.set_theme(style="whitegrid", palette=PALETTE, context="notebook", rc={"figure.dpi": 100, "savefig.dpi": 110})
+    plt.rcParams["svg.hashsalt"] = "pbc"  # stable ids if figures are ever saved as SVG
+
+
+def _month_axis(months: pd.Series) -> pd.Series:
+    return pd.to_datetime(months + "-01")
+
+
+def monthly_totals_figure(monthly: pd.DataFrame, value: str = "activity") -> plt.Figure:
+    """Small multiples: monthly totals per point of delivery (each panel its own scale)."""
+    df = monthly.assign(date=_month_axis(monthly["month"]), series=monthly["pod"].map(POD_LABELS).fillna(monthly["pod"]))
+    order = [POD_LABELS[p] for p in POD_LABELS if POD_LABELS[p] in set(df["series"])]
+    g = sns.relplot(data=df, x="date", y=value, col="series", col_order=order, col_wrap=3, kind="line",
+                    height=2.4, aspect=1.5, facet_kws={"sharey": False}, color=sns.color_palette(PALETTE)[0])
+    g.set_titles("{col_name}")
+    g.set_axis_labels("", "per month")
+    for ax in g.axes.flat:
+        ax.tick_params(axis="x", labelrotation=45)
+        ax.set_ylim(bottom=0)
+    g.figure.tight_layout()
+    return g.figure
+
+
+def completeness_figure(comp: pd.DataFrame, threshold: float) -> plt.Figure:
+    """Completeness ratio of the latest months with intervals, one line per point of delivery."""
+    df = comp.assign(series=comp["pod"].map(POD_LABELS).fillna(comp["pod"]))
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    months = sorted(df["month"].unique())
+    xpos = {m: i for i, m in enumerate(months)}
+    series = list(dict.fromkeys(df.sort_values("pod")["series"]))
+    offsets = np.linspace(-0.25, 0.25, len(series)) if len(series) > 1 else [0.0]
+    for off, (name, colour) in zip(offsets, zip(series, sns.color_palette(PALETTE, len(series)))):
+        s = df[df["series"] == name]
+        x = s["month"].map(xpos).to_numpy() + off
+        hi = np.minimum(s["ci_high"].to_numpy(), 2.0)
+        ax.errorbar(x, s["completeness"], yerr=[s["completeness"] - s["ci_low"], hi - s["completeness"]],
+                    fmt="o", ms=4, capsize=2, color=colour, label=name)
+    ax.axhline(1, color="0.3", lw=1)
+    ax.axhline(threshold, color="0.3", lw=1, ls="--", label=f"threshold {threshold:.0%}")
+    ax.set_xticks(range(len(months)), months, rotation=45)
+    ax.set_ylabel("observed / expected")
+    ax.set_ylim(0, max(1.3, float(np.nanmax(np.minimum(df["ci_high"], 2.0))) + 0.05))
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def list_vs_rate_figure(consistency: pd.DataFrame) -> plt.Figure:
+    """Practice list size against activity per 1,000 patients; flagged practices labelled."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    flagged = consistency["flag"] != ""
+    ax.scatter(consistency["list_last_month"], consistency["activity_per_1000_per_year"], s=18,
+               color=sns.color_palette(PALETTE)[0], label="practice")
+    if flagged.any():
+        f = consistency[flagged]
+        ax.scatter(f["list_last_month"], f["activity_per_1000_per_year"], s=40, facecolors="none",
+                   edgecolors=sns.color_palette(PALETTE)[3], label="flagged")
+        for _, r in f.iterrows():
+            ax.annotate(r["practice_code"], (r["list_last_month"], r["activity_per_1000_per_year"]),
+                        xytext=(4, 4), textcoords="offset points", fontsize="x-small")
+    ax.set_xlabel("registered list (latest month)")
+    ax.set_ylabel("hospital activity per 1,000 per year")
+    ax.legend(frameon=False, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def heatmap_figure(table: pd.DataFrame, index: str, columns: str, value: str, fmt: str = ".0f",
+                   label: str | None = None) -> plt.Figure:
+    """A heatmap of ``value`` by ``index`` x ``columns`` (e.g. cost by specialty and year)."""
+    wide = table.pivot_table(index=index, columns=columns, values=value, aggfunc="sum", observed=True)
+    fig, ax = plt.subplots(figsize=(1.3 + 0.9 * wide.shape[1], 0.6 + 0.35 * wide.shape[0]))
+    sns.heatmap(wide, annot=True, fmt=fmt, cmap="viridis", cbar_kws={"label": label or value}, ax=ax,
+                annot_kws={"fontsize": "x-small"})
+    ax.set_xlabel(columns.replace("_", " "))
+    ax.set_ylabel(index.replace("_", " "))
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,151 @@
+"""Building blocks of the evaluation report, made only from a run's results.
+
+The report notebook (``notebooks/09_evaluation_report.ipynb``) calls these. Nothing here recomputes an
+estimate: each function reads ``results.json``, a result table, a saved figure or the run's provenance,
+and formats it. Counts of events or patients below national level pass through
+:func:`pbc_analysis.disclosure.disclose_counts` before they are shown; modelled figures (ratios,
+intervals) are exempt, as the publishing rules in DOMAIN.md allow.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from IPython.display import HTML
+
+from . import disclosure, results
+
+PROVENANCE = "provenance.json"
+
+
+def read_provenance(run_dir: str | Path) -> dict[str, Any]:
+    """The run's provenance (written by the runner before any notebook runs); empty when run by hand."""
+    p = Path(run_dir) / PROVENANCE
+    return json.loads(p.read_text(encoding="utf-8")) if p.exists() else {}
+
+
+def _table(df: pd.DataFrame, title: str, note: str | None = None) -> HTML:
+    body = df.to_html(index=False, border=0, classes="pbc-table", na_rep="", escape=True)
+    body = body.replace('<table class="dataframe pbc-table">', f'<table class="pbc-table"><caption>{html.escape(title)}</caption>', 1)
+    if note:
+        body += f'<p class="pbc-note"><small>{html.escape(note)}</small></p>'
+    return HTML(body)
+
+
+def figure(run_dir: str | Path, name: str, caption: str) -> HTML:
+    """A saved figure embedded as a data URI, with the caption as alt text and figure caption."""
+    path = Path(run_dir) / results.FIGURES / f"{name}.png"
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    cap = html.escape(caption)
+    return HTML(f'<figure><img src="data:image/png;base64,{data}" alt="{cap}" style="max-width:100%"/>'
+                f"<figcaption>{cap}</figcaption></figure>")
+
+
+def title_block(res: dict[str, Any], prov: dict[str, Any]) -> str:
+    dq = res.get("data_quality", {})
+    win = dq.get("window", {})
+    lines = [
+        f"# Practice based commissioning evaluation: {prov.get('config_name', 'interactive run')}",
+        "",
+        f"Run `{prov.get('run_id', 'interactive')}`; data from {win.get('start_month', '?')} to {win.get('end_month', '?')} "
+        f"for {dq.get('practices', '?')} practices in {dq.get('consortia', '?')} consortia, "
+        f"{dq.get('engaged_practices', '?')} of them engaged in PBC at some point.",
+        "",
+        "This report is built only from the run's result tables; every number in it can be traced to a file in "
+        "the run directory and re-created with the command in the reproducibility section. Counts below national "
+        f"level follow the NHS Digital disclosure rule: {disclosure.RULE_TEXT}",
+    ]
+    return "\n".join(lines)
+
+
+def data_quality_text(res: dict[str, Any]) -> str:
+    dq = res.get("data_quality", {})
+    costs = dq.get("cost_by_financial_year_gbp", {})
+    years = sorted(costs)
+    spend = "; ".join(f"{y}: GBP {costs[y] / 1e6:,.1f} million" for y in years)
+    lagged = {k: v for k, v in dq.get("incomplete_trailing_months", {}).items() if v and k != "gp_referral"}
+    lag_text = (f"The latest months are incomplete (hospital data lag) for {', '.join(sorted(lagged))}; the last complete "
+                f"month is {dq.get('latest_complete_month')}. Monthly analyses stop there or adjust for completeness."
+                if lagged else "No incomplete latest months were detected.")
+    return (f"All input files passed validation. Hospital spend by financial year: {spend} "
+            f"(the last year is short by the data lag). {lag_text} "
+            f"{dq.get('practices_flagged', 0)} practices were flagged by the list and activity consistency checks.")
+
+
+def table_summary(run_dir: str | Path) -> HTML:
+    df = results.read_table(run_dir, "dq_table_summary")
+    df = df.rename(columns={"table": "Table", "file": "File", "rows": "Rows", "columns": "Columns",
+                            "first_period": "First period", "last_period": "Last period", "practices": "Practices"})
+    return _table(df, "Input files read and validated (rows are file rows, not patients)")
+
+
+def completeness_table(run_dir: str | Path) -> HTML:
+    df = results.read_table(run_dir, "dq_completeness")
+    shown = pd.DataFrame({
+        "Series": df["pod"], "Month": df["month"],
+        "Observed (count)": disclosure.disclose_counts(df["observed"]),
+        "Completeness (%)": (100 * df["completeness"]).round(1),
+        "95% CI (%)": [f"{100 * lo:.1f} to {min(100 * hi, 999):.1f}" for lo, hi in zip(df["ci_low"], df["ci_high"])],
+        "Flagged incomplete": df["incomplete"].map({True: "yes", False: ""}),
+    })
+    return _table(shown, "Completeness of the latest months by point of delivery (observed counts rounded; ratios are modelled)")
+
+
+def flagged_practices_table(run_dir: str | Path) -> HTML:
+    df = results.read_table(run_dir, "dq_practice_consistency")
+    df = df[df["flag"].fillna("") != ""]
+    if df.empty:
+        return HTML("<p>No practice was flagged by the list and activity consistency checks.</p>")
+    shown = pd.DataFrame({
+        "Practice": df["practice_code"],
+        "List, latest month": disclosure.disclose_counts(df["list_last_month"]),
+        "Largest monthly list change (%)": (100 * df["max_monthly_list_change"]).round(1),
+        "Activity per 1,000 per year": df["activity_per_1000_per_year"].round(0),
+        "Robust z": df["activity_rate_robust_z"].round(2),
+        "Flag": df["flag"],
+    })
+    return _table(shown, "Practices flagged by the consistency checks", note="A flag asks for a check, not a verdict.")
+
+
+def activity_by_provider_table(run_dir: str | Path) -> HTML:
+    df = results.read_table(run_dir, "dq_totals_provider_pod_year")
+    wide = df.pivot_table(index=["provider_code", "pod"], columns="financial_year", values="activity", aggfunc="sum").reset_index()
+    years = [c for c in wide.columns if c not in ("provider_code", "pod")]
+    for y in years:
+        wide[y] = disclosure.disclose_counts(wide[y].astype("int64"))
+    wide = wide.rename(columns={"provider_code": "Provider", "pod": "Point of delivery"})
+    return _table(wide, "Activity by provider, point of delivery and financial year (counts, rounded)",
+                  note=disclosure.TOTALS_FOOTNOTE)
+
+
+def reproducibility_text(prov: dict[str, Any]) -> str:
+    if not prov:
+        return "This notebook was run by hand, not by `pbc run`; it has no provenance record."
+    code = prov.get("code", {})
+    dirty = " (with uncommitted changes: not reproducible from the commit alone)" if code.get("dirty") else ""
+    params = json.dumps(prov.get("parameters", {}), indent=2, sort_keys=True)
+    return "\n".join([
+        f"- Code: `pbc-evaluation` {code.get('package_version')} at commit `{code.get('commit')}`{dirty}",
+        f"- Python {prov.get('python')}; lockfile sha256 `{prov.get('lockfile_sha256')}`; "
+        f"{len(prov.get('packages', {}))} packages (listed in `manifest.json`)",
+        f"- Parameters hash `{prov.get('parameters_hash')}`",
+        f"- Re-create this run: `{prov.get('command')}`",
+        f"- Check it, as an auditor: `{prov.get('verify_command')}` (re-runs from the manifest and compares every "
+        "result table)",
+        "",
+        "Parameters given to each notebook:",
+        "",
+        "```json",
+        params,
+        "```",
+    ])
+
+
+def inputs_table(prov: dict[str, Any]) -> HTML:
+    rows = [{"Input file": k, "sha256": v} for k, v in sorted(prov.get("inputs", {}).items())]
+    return _table(pd.DataFrame(rows, columns=["Input file", "sha256"]), "Input files and their SHA-256 hashes")
