@@ -33,10 +33,10 @@ report: $(STAMP)
 	$(BIN)/pbc run --config $(CONFIG)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	JUPYTER_PREFER_ENV_PATH=1 MPLBACKEND=Agg $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	JUPYTER_PREFER_ENV_PATH=1 MPLBACKEND=Agg $(BIN)/python -m pytest -m "not slow" tests $(PYTEST_ARGS)
 
 lab: $(STAMP)
 	JUPYTER_PREFER_ENV_PATH=1 $(BIN)/jupyter lab notebooks/

@@ -1,0 +1,40 @@
+"""Back tests: the sample run's result tables equal the committed expected tables byte for byte.
+
+The expected tables in tests/expected/ are regenerated only by `make expected`
+(scripts/make_expected.py), after a deliberate change; review the diff before committing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pbc_analysis import paths
+from pbc_analysis.run import load_config, run_pipeline
+
+EXPECTED = Path(__file__).parent / "expected"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def sample_tables(tmp_path_factory):
+    cfg = load_config(paths.CONFIGS_DIR / "sample.yaml")
+    run_dir = run_pipeline(cfg, reports_dir=tmp_path_factory.mktemp("back"), run_id="back", render=False, echo=lambda *a, **k: None)
+    return run_dir / "tables"
+
+
+def test_expected_tables_exist():
+    assert sorted(EXPECTED.glob("*.csv")), "no expected tables: run `make expected`"
+
+
+@pytest.mark.parametrize("expected", sorted(EXPECTED.glob("*.csv")), ids=lambda p: p.stem)
+def test_table_matches_expected(sample_tables, expected):
+    got = sample_tables / expected.name
+    assert got.exists(), f"{expected.name} is no longer produced"
+    assert got.read_bytes() == expected.read_bytes(), f"{expected.name} differs from tests/expected; if intended, run `make expected`"
+
+
+def test_no_unexpected_new_tables(sample_tables):
+    new = {p.name for p in sample_tables.glob("*.csv")} - {p.name for p in EXPECTED.glob("*.csv")}
+    assert not new, f"tables without expected versions: {sorted(new)}; run `make expected`"

@@ -1,0 +1,140 @@
+"""End-to-end: `pbc run` on the embedded sample, reproducibility, `pbc verify`, failures.
+
+These are the functional tests of issue 2's "done when": a report from the sample, identical result
+tables from two runs, a verified run, a misspelt key failing before any notebook runs, and a failing
+cell stopping the run with the notebook and cell named.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from pbc_analysis import paths, report
+from pbc_analysis.run import REPORT_NOTEBOOK, RunError, load_config, parse_config, run_pipeline, sha256_file, verify
+
+pytestmark = pytest.mark.slow
+SAMPLE_CONFIG = paths.CONFIGS_DIR / "sample.yaml"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two full runs of the sample config into a temporary reports directory."""
+    reports = tmp_path_factory.mktemp("reports")
+    cfg = load_config(SAMPLE_CONFIG)
+    first = run_pipeline(cfg, reports_dir=reports, run_id="first", echo=lambda *a, **k: None)
+    second = run_pipeline(cfg, reports_dir=reports, run_id="second", echo=lambda *a, **k: None)
+    return first, second
+
+
+def test_run_produces_report_tables_and_manifest(runs):
+    run_dir, _ = runs
+    for name in ("report.html", "results.json", "manifest.json", "provenance.json", "run.log"):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / "notebooks" / "01_data_quality.ipynb").is_file()
+    assert (run_dir / "notebooks" / f"{REPORT_NOTEBOOK}.ipynb").is_file()
+    tables = sorted(p.name for p in (run_dir / "tables").glob("*.csv"))
+    assert "dq_completeness.csv" in tables and "dq_practice_consistency.csv" in tables
+
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["code"]["commit"] and isinstance(manifest["code"]["dirty"], bool)
+    assert len(manifest["parameters_hash"]) == 64
+    assert manifest["lockfile_sha256"] == sha256_file(paths.PROJECT_ROOT / "requirements.lock")
+    assert manifest["packages"]["pandas"] and manifest["packages"]["papermill"]
+    for rel, digest in manifest["inputs"].items():
+        assert sha256_file(paths.PROJECT_ROOT / rel) == digest
+    assert any(rel.startswith("data/sample/activity") for rel in manifest["inputs"])
+    for rel, digest in manifest["outputs"].items():
+        assert sha256_file(run_dir / rel) == digest
+    assert set(manifest["notebooks"]["seconds"]) == {"01_data_quality", REPORT_NOTEBOOK}
+    assert manifest["report"]["renderer"] in ("quarto", "nbconvert")
+    assert manifest["command"] == "pbc run --config configs/sample.yaml"
+
+
+def test_report_is_self_contained_and_from_results(runs):
+    run_dir, _ = runs
+    html = (run_dir / "report.html").read_text()
+    assert report.check_self_contained(html) == []
+    assert "Data and data quality" in html and "Reproducibility" in html
+    assert "data:image/png;base64" in html
+    res = json.loads((run_dir / "results.json").read_text())
+    assert res["data_quality"]["latest_complete_month"] in html
+    assert "def " not in html and "import " not in html  # no code cells
+
+
+def test_two_runs_give_identical_result_tables(runs):
+    first, second = runs
+    a = json.loads((first / "manifest.json").read_text())["outputs"]
+    b = json.loads((second / "manifest.json").read_text())["outputs"]
+    assert a == b and len(a) >= 8
+
+
+def test_data_quality_detects_the_planted_lag(runs):
+    run_dir, _ = runs
+    truth = json.loads((paths.SAMPLE_DIR / "ground_truth.json").read_text())
+    res = json.loads((run_dir / "results.json").read_text())["data_quality"]
+    assert res["incomplete_trailing_months"]["gp_referral"] == 0   # referrals are not lagged
+    # every hospital point of delivery: the months the generator made clearly short (<= 85%) are flagged
+    short = sum(1 for f in truth["completeness_factors"] if f <= 0.85) if isinstance(truth.get("completeness_factors"), list) else 2
+    for pod in ("first_op", "followup_op", "elective"):
+        assert res["incomplete_trailing_months"][pod] >= short
+    assert res["practices"] == 60
+
+
+def test_verify_identical_and_detects_a_changed_table(runs, tmp_path):
+    run_dir, _ = runs
+    out = verify(run_dir, echo=lambda *a, **k: None)
+    assert out.identical, str(out)
+    assert "identical: all" in str(out)
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(run_dir, tampered)
+    table = tampered / "tables" / "dq_practice_consistency.csv"
+    lines = table.read_text().splitlines()
+    cells = lines[1].split(",")
+    cells[2] = str(int(cells[2]) + 1)          # list_last_month of the first practice
+    lines[1] = ",".join(cells)
+    table.write_text("\n".join(lines) + "\n")
+    manifest = json.loads((tampered / "manifest.json").read_text())
+    manifest["outputs"]["tables/dq_practice_consistency.csv"] = sha256_file(table)  # a doctored publication
+    (tampered / "manifest.json").write_text(json.dumps(manifest))
+    out = verify(tampered, echo=lambda *a, **k: None)
+    assert not out.identical
+    text = str(out)
+    assert "tables/dq_practice_consistency.csv: differs" in text and "list_last_month: 1 rows" in text
+    assert "NOT IDENTICAL" in text
+
+
+def test_cli_misspelt_key_fails_before_any_notebook_runs(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(SAMPLE_CONFIG.read_text().replace("completeness_threshold", "completness_threshold"))
+    reports = tmp_path / "reports"
+    proc = subprocess.run([sys.executable, "-m", "pbc_analysis.cli", "run", "--config", str(bad), "--reports-dir", str(reports)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "completness_threshold" in proc.stderr and "did you mean 'completeness_threshold'" in proc.stderr
+    assert not reports.exists()
+
+
+def test_failing_cell_names_notebook_and_cell_and_keeps_output(tmp_path):
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    params = nbformat.v4.new_code_cell('run_dir = ""\nx = 1')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("y = x + 1"), nbformat.v4.new_code_cell("raise ValueError('planted failure')")]
+    nbformat.write(nb, nbdir / "01_fails.ipynb")
+    cfg = parse_config("notebooks:\n  01_fails:\n    x: 2\n", notebooks_dir=nbdir)
+    with pytest.raises(RunError) as err:
+        run_pipeline(cfg, reports_dir=tmp_path / "reports", run_id="r", echo=lambda *a, **k: None)
+    msg = str(err.value)
+    assert "01_fails.ipynb" in msg and "ValueError: planted failure" in msg and "cell" in msg
+    partial = tmp_path / "reports" / "r" / "notebooks" / "01_fails.ipynb"
+    assert partial.is_file()
+    assert "planted failure" in partial.read_text()
