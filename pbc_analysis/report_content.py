@@ -57,8 +57,9 @@ def title_block(res: dict[str, Any], prov: dict[str, Any]) -> str:
         f"{dq.get('engaged_practices', '?')} of them engaged in PBC at some point.",
         "",
         "This report is built only from the run's result tables; every number in it can be traced to a file in "
-        "the run directory and re-created with the command in the reproducibility section. Counts below national "
-        f"level follow the NHS Digital disclosure rule: {disclosure.RULE_TEXT}",
+        "the run directory and re-created with the command in the reproducibility section.",
+        "",
+        f"*Counts below national level:* {disclosure.disclosure_footnote()}",
     ]
     return "\n".join(lines)
 
@@ -119,8 +120,7 @@ def activity_by_provider_table(run_dir: str | Path) -> HTML:
     for y in years:
         wide[y] = disclosure.disclose_counts(wide[y].astype("int64"))
     wide = wide.rename(columns={"provider_code": "Provider", "pod": "Point of delivery"})
-    return _table(wide, "Activity by provider, point of delivery and financial year (counts, rounded)",
-                  note=disclosure.TOTALS_FOOTNOTE)
+    return _table(wide, "Activity by provider, point of delivery and financial year (counts, rounded)")
 
 
 def reproducibility_text(prov: dict[str, Any]) -> str:
