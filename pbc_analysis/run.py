@@ -23,6 +23,7 @@ its result tables, table by table.
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import datetime as dt
 import difflib
@@ -308,16 +309,36 @@ def _check_kernel() -> None:
         )
 
 
+@contextlib.contextmanager
+def _stderr_to(path: Path):
+    """Send this process's (and so the kernel's) file descriptor 2 to ``path`` while notebooks run.
+
+    The kernel writes its own start-up and shut-down chatter to stderr; it belongs in run.log, not on
+    the user's console between the progress lines.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as fh:
+        os.dup2(fh.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def _execute(nb_path: Path, out_path: Path, params: dict[str, Any], cwd: Path) -> float:
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
     start = time.perf_counter()
     try:
-        pm.execute_notebook(
-            str(nb_path), str(out_path), parameters=params, kernel_name=KERNEL_NAME, cwd=str(cwd),
-            progress_bar=False, log_output=False, report_mode=False,
-        )
+        with _stderr_to(cwd / "run.log"):
+            pm.execute_notebook(
+                str(nb_path), str(out_path), parameters=params, kernel_name=KERNEL_NAME, cwd=str(cwd),
+                progress_bar=False, log_output=False, report_mode=False,
+            )
     except PapermillExecutionError as exc:
         raise RunError(
             f"notebook {nb_path.name} failed in cell {exc.cell_index} (execution count {exc.exec_count}): "
