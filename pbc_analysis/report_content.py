@@ -80,6 +80,7 @@ def data_quality_text(res: dict[str, Any]) -> str:
 
 def table_summary(run_dir: str | Path) -> HTML:
     df = results.read_table(run_dir, "dq_table_summary")
+    df["practices"] = df["practices"].astype("Int64")
     df = df.rename(columns={"table": "Table", "file": "File", "rows": "Rows", "columns": "Columns",
                             "first_period": "First period", "last_period": "Last period", "practices": "Practices"})
     return _table(df, "Input files read and validated (rows are file rows, not patients)")

@@ -131,7 +131,7 @@ Files (``write_synthetic_pct`` / ``write_tables``; docs/data_dictionary.md is th
   sort_keys=True, indent=1)``. The sample is ``make sample`` = ``write_synthetic_pct(
   "data/sample", seed=20070401, n_practices=60, n_months=60, start_month="2003-04",
   fmt="parquet")`` (about 2 MB); 6,500 practices x 60 months (84 million rows) takes about 45 s
-  and 4.5 GB on 2 cores (``scripts/benchmark_synth.py``).
+  and 4.5 GB on 2 cores (``scripts/benchmark.py``).
 """
 
 from __future__ import annotations

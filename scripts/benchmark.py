@@ -1,9 +1,11 @@
-"""Time the synthetic generator at national size (default 6,500 practices x 60 months, Parquet).
+"""Time the synthetic generator and validated loading at national size (6,500 practices x 60 months).
 
-    .venv/bin/python scripts/benchmark_synth.py [--practices 6500] [--months 60] [--out DIR]
+    make bench
+    .venv/bin/python scripts/benchmark.py [--practices 6500] [--months 60] [--out DIR] [--no-load]
 
-Prints the rows of every table, the seconds spent generating and writing, the size on disk and
-the peak resident memory. Without --out the files go to a temporary directory that is removed.
+Prints the rows of every table, the seconds spent generating and writing, the size on disk, the
+seconds `pbc_analysis.data.load_inputs` takes to read and validate everything it wrote, and the
+peak resident memory. Without --out the files go to a temporary directory that is removed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pbc_analysis.data import load_inputs  # noqa: E402
 from pbc_analysis.synth import SynthParams, generate, write_tables  # noqa: E402
+
+
+def _last_month(start: str, months: int) -> str:
+    y, m = (int(x) for x in start.split("-"))
+    k = y * 12 + m - 1 + months - 1
+    return f"{k // 12:04d}-{k % 12 + 1:02d}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fmt", default="parquet", choices=["parquet", "csv", "csv.gz"])
     ap.add_argument("--out", default=None, help="output directory (default: a temporary directory)")
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--no-load", action="store_true", help="skip timing load_inputs on the written files")
     args = ap.parse_args(argv)
 
     tmp = None
@@ -49,6 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'total':20s} {total_rows:>12,d} rows  {size / 1e6:9.1f} MB (incl. ground_truth.json)")
     print(f"practices={args.practices} months={args.months} fmt={args.fmt}")
     print(f"generate {t1 - t0:.1f} s, write {t2 - t1:.1f} s, total {t2 - t0:.1f} s, peak RSS {peak_gb:.1f} GB")
+    if not args.no_load:
+        t3 = time.perf_counter()
+        inputs = load_inputs(out, start_month=args.start, end_month=_last_month(args.start, args.months))
+        t4 = time.perf_counter()
+        n = sum(len(df) for df in inputs.tables().values())
+        peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+        print(f"load_inputs (read + validate {n:,d} rows) {t4 - t3:.1f} s, peak RSS {peak_gb:.1f} GB")
     if tmp:
         import shutil
 
