@@ -48,6 +48,7 @@ from . import paths as _paths
 
 __all__ = [
     "AGE_BANDS",
+    "MEASURES",
     "PODS",
     "SEXES",
     "TABLES",
@@ -71,6 +72,8 @@ AE_POD = "ae"
 AE_SPECIALTY = "180"
 AGE_BANDS: tuple[str, ...] = tuple(f"{a}-{a + 4}" for a in range(0, 90, 5)) + ("90+",)
 SEXES: tuple[str, ...] = ("F", "M")
+#: what a reference rate counts: GP referrals or activity at one point of delivery
+MEASURES: tuple[str, ...] = ("referrals",) + PODS
 ALL = "all"
 
 MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
@@ -446,6 +449,18 @@ TABLES: dict[str, TableSpec] = {s.name: s for s in [
         "effective_month": _month("first month the change applies", in_window=False),
         "description": _text("what changed"),
     }, ["provider_code", "specialty_code", "pod", "effective_month"], "documented provider service changes"),
+    _spec("reference_rates", False, {
+        "measure": _col(str, [pa.Check.isin(list(MEASURES))], kind="category",
+                        description="referrals or a point of delivery"),
+        "specialty_code": _specialty(),
+        "age_band": _col(str, [pa.Check.isin(list(AGE_BANDS))], kind="category", description="age band"),
+        "sex": _col(str, [pa.Check.isin(list(SEXES))], kind="category", description="F or M"),
+        "rate": _col("float64", [pa.Check.ge(0)], kind="score",
+                     description="events per 1,000 registered patients per year"),
+    }, ["measure", "specialty_code", "age_band", "sex"],
+        "reference (e.g. national) age-sex rates for indirect standardisation",
+        rules=("specialty 180 exactly when measure is ae",
+               "each (measure, specialty) has all 38 age-sex rows")),
 ]}
 
 REQUIRED_TABLES: tuple[str, ...] = tuple(n for n, s in TABLES.items() if s.required)
@@ -471,6 +486,7 @@ class Inputs:
     high_cost_patients: pd.DataFrame
     budgets: pd.DataFrame | None = None
     provider_changes: pd.DataFrame | None = None
+    reference_rates: pd.DataFrame | None = None
     files: dict[str, Path] = field(default_factory=dict)
     window: Window | None = None
 
@@ -1541,6 +1557,47 @@ def _engagement_problems(ctx: _Ctx, ctxs: Mapping[str, _Ctx], window: Window) ->
                     n_rows=0, check="engagement_missing")]
 
 
+def _reference_rate_problems(ctx: _Ctx, ctxs: Mapping[str, _Ctx], window: Window) -> list[Problem]:
+    if not ctx.has("measure", "specialty_code", "age_band", "sex"):
+        return []
+    problems: list[Problem] = []
+    df = ctx.df
+    meas = _lookup(ctx, "measure", MEASURES)
+    sc, su = ctx.factorize("specialty_code")
+    is180 = np.append(np.asarray(pd.Index(su) == AE_SPECIALTY, dtype=bool), False)[sc]
+    isae = meas == MEASURES.index(AE_POD)
+    valid = (sc >= 0) & (meas >= 0)
+    positions = np.flatnonzero(valid & (is180 != isae))
+    if len(positions):
+        values = _samples(zip(df["measure"].iloc[positions[:1000]], df["specialty_code"].iloc[positions[:1000]]))
+        problems.append(ctx.problem(
+            "measure, specialty_code", positions,
+            f"{_n(len(positions), 'row')} break{'s' if len(positions) == 1 else ''} the rule 'specialty 180 exactly "
+            "when measure is ae' (values are (measure, specialty_code))",
+            "A&E rates have measure 'ae' and specialty 180; referrals and other points of delivery never use 180",
+            "ae_specialty", values=values))
+    band = _lookup(ctx, "age_band", AGE_BANDS)
+    sex = _lookup(ctx, "sex", SEXES)
+    ok = valid & (band >= 0) & (sex >= 0)
+    if ok.any():
+        n_as = len(AGE_BANDS) * len(SEXES)
+        series = meas[ok].astype(np.int64) * (len(su) + 1) + sc[ok]
+        uniq, inv = np.unique(series, return_inverse=True)
+        cells = np.unique(inv * n_as + band[ok] * len(SEXES) + sex[ok])
+        n_cells = np.bincount(cells // n_as, minlength=len(uniq))
+        short = np.flatnonzero(n_cells < n_as)
+        if len(short):
+            pairs = [(MEASURES[int(uniq[i] // (len(su) + 1))], str(su[int(uniq[i] % (len(su) + 1))])) for i in short]
+            bad = np.isin(inv, short)
+            problems.append(ctx.problem(
+                "age_band, sex", np.flatnonzero(ok)[bad],
+                f"{_n(len(short), '(measure, specialty)')} {_have(len(short))} fewer than {n_as} age-sex rows: "
+                + ", ".join(f"{m} {s_}" for m, s_ in pairs[:SHOW_ROWS]) + (" ..." if len(short) > SHOW_ROWS else ""),
+                f"give a rate for all {n_as} age-sex cells (19 age bands x F/M) of each measure and specialty, "
+                "0 where there are no events", "reference_rates_incomplete", values=pairs[:KEEP_VALUES]))
+    return problems
+
+
 _TABLE_RULES: dict[str, Callable[[_Ctx, Mapping[str, _Ctx], Window], list[Problem]]] = {
     "population": _population_problems,
     "activity": lambda c, cs, w: (_activity_problems(c, cs, w)
@@ -1549,6 +1606,7 @@ _TABLE_RULES: dict[str, Callable[[_Ctx, Mapping[str, _Ctx], Window], list[Proble
     "referrals": lambda c, cs, w: (_gap_problems(c, w, TABLES["referrals"].key[:-1], "referrals")
                                    + _coverage_problems(c, cs, w, "referrals")),
     "engagement": _engagement_problems,
+    "reference_rates": _reference_rate_problems,
 }
 
 

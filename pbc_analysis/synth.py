@@ -106,6 +106,11 @@ Budgets (DOMAIN.md "Historic budget")
   A the EXPECTED activity (Poisson means, complete data): the historic average of the two
   previous years re-costed at the new tariff and scaled for list growth.
 
+Reference rates (the optional ``reference_rates`` table)
+  Per 1,000 registered patients per year by measure, specialty, age band and sex: the rates of a
+  practice of average deprivation and propensity at the start of the window (``_reference_rates``),
+  standing in for national HES/MAR age-sex rates in indirect standardisation.
+
 Ground truth (``truth`` / ``ground_truth.json``)
   Every planted parameter, and per practice x financial year, from expected values (complete
   data, no lag): expected_spend; cf_no_practice_action (E = 1); cf_no_provider_change (C = 1);
@@ -121,10 +126,10 @@ Ground truth (``truth`` / ``ground_truth.json``)
 
 Files (``write_synthetic_pct`` / ``write_tables``; docs/data_dictionary.md is the contract)
   One file per table, columns in data-dictionary order, rows sorted by the table key (codes as
-  text; the population's age bands in age order, ``0-4`` ... ``90+``). population, activity and
+  text; the age bands of population and reference_rates in age order, ``0-4`` ... ``90+``). population, activity and
   referrals are Parquet (pyarrow, zstd, code columns dictionary-encoded: pandas reads them back as
   categoricals with the same values) or CSV; the other tables are always CSV (UTF-8, ``\n``,
-  floats with two decimals, booleans ``true``/``false``, missing as an empty field). Money is
+  floats with two decimals (reference rates four), booleans ``true``/``false``, missing as an empty field). Money is
   rounded to pence in the data frames, so Parquet and CSV hold the same values. Nothing depends
   on the clock (gzip mtime 0, no timestamps in Parquet metadata): the same parameters give the
   same bytes with the locked pandas/pyarrow. ``ground_truth.json`` is ``json.dumps(truth,
@@ -182,6 +187,7 @@ TABLE_COLUMNS: dict[str, list[str]] = {
     "high_cost_patients": ["patient_id", "practice_code", "financial_year", "cost"],
     "budgets": ["practice_code", "financial_year", "budget"],
     "provider_changes": ["provider_code", "specialty_code", "pod", "effective_month", "description"],
+    "reference_rates": ["measure", "specialty_code", "age_band", "sex", "rate"],
 }
 TABLE_KEYS: dict[str, list[str]] = {
     "practices": ["practice_code"],
@@ -195,6 +201,7 @@ TABLE_KEYS: dict[str, list[str]] = {
     "high_cost_patients": ["patient_id", "financial_year"],
     "budgets": ["practice_code", "financial_year"],
     "provider_changes": ["provider_code", "specialty_code", "pod", "effective_month"],
+    "reference_rates": ["measure", "specialty_code", "age_band", "sex"],
 }
 LARGE_TABLES = ("population", "activity", "referrals")
 
@@ -899,6 +906,7 @@ def _generate(given: SynthParams, p: SynthParams, stage: _Stages) -> SynthResult
         "pod": pd.array(["followup_op"], dtype="str"), "effective_month": pd.array([cut_month], dtype="str"),
         "description": pd.array([f"Follow-up to first attendance ratio target: follow-ups cut by "
                                  f"{abs(p.provider_cut_size):.0%} in every specialty"], dtype="str")})
+    tables["reference_rates"] = _reference_rates(need, col, spec_codes)
     stage("tables")
 
     # ---- ground truth: expected spend, counterfactuals --------------------------------------
@@ -1118,6 +1126,42 @@ def _generate(given: SynthParams, p: SynthParams, stage: _Stages) -> SynthResult
     return SynthResult(tables=tables, truth=truth, params=p)
 
 
+def _reference_rates(need: np.ndarray, col: dict[str, np.ndarray], spec_codes: list[str]) -> pd.DataFrame:
+    """National reference rates per 1,000 registered patients per year by measure, specialty, age band and sex.
+
+    The rates of a practice of average deprivation and propensity (z = 0, u = 0) at the start of the
+    window, averaged over the season: 12 x r_s x need_s(a) for referrals, times c_s (first
+    outpatients), c_s f_s (follow-ups) and c_s x_s (elective admissions); 12 x n_s x need^NE_s(a) for
+    non-elective admissions; 12 x 22 x need^AE(a) for A&E. They play the part of national HES/MAR
+    age-sex rates in indirect standardisation (``pbc_analysis.benchmark``).
+    """
+    S = len(spec_codes)
+    per_year = {
+        "referrals": 12.0 * col["ref_rate"][None, :] * need[:, :S],
+        "first_op": 12.0 * (col["ref_rate"] * col["conversion"])[None, :] * need[:, :S],
+        "followup_op": 12.0 * (col["ref_rate"] * col["conversion"] * col["fu_ratio"])[None, :] * need[:, :S],
+        "elective": 12.0 * (col["ref_rate"] * col["conversion"] * col["el_conv"])[None, :] * need[:, :S],
+        "non_elective": 12.0 * col["ne_rate"][None, :] * need[:, S:2 * S],
+    }
+    frames = []
+    bands = np.repeat(np.array(AGE_BANDS), 2)
+    sexes = np.tile(np.array(SEXES), 19)
+    for measure, r in per_year.items():  # r: (38, S)
+        frames.append(pd.DataFrame({"measure": measure, "specialty_code": np.repeat(spec_codes, 38),
+                                    "age_band": np.tile(bands, S), "sex": np.tile(sexes, S),
+                                    "rate": r.T.ravel()}))
+    frames.append(pd.DataFrame({"measure": "ae", "specialty_code": AE_SPECIALTY[0], "age_band": bands, "sex": sexes,
+                                "rate": 12.0 * _AE_RATE * need[:, 2 * S]}))
+    out = pd.concat(frames, ignore_index=True)
+    out["rate"] = out["rate"].round(4)
+    band_order = {b: i for i, b in enumerate(AGE_BANDS)}
+    out = out.assign(_b=out["age_band"].map(band_order)).sort_values(
+        ["measure", "specialty_code", "_b", "sex"], kind="stable", ignore_index=True).drop(columns="_b")
+    for c in ("measure", "specialty_code", "age_band", "sex"):
+        out[c] = out[c].astype("str")
+    return out
+
+
 def _practice_fy(x_pair_m: np.ndarray, fy_first: np.ndarray, pair_start: np.ndarray) -> np.ndarray:
     """Sum a (pair, month) array to (practice, financial year)."""
     return np.add.reduceat(np.add.reduceat(x_pair_m, fy_first, axis=1), pair_start, axis=0)
@@ -1161,6 +1205,8 @@ def _csv_bytes(df: pd.DataFrame) -> bytes:
     for c in out.columns:
         if out[c].dtype == bool:
             out[c] = np.where(out[c].to_numpy(), "true", "false")
+        elif c == "rate":  # reference rates per 1,000 a year: small numbers, keep 4 decimals
+            out[c] = np.char.mod("%.4f", out[c].to_numpy(dtype=float))
     buf = io.StringIO()
     out.to_csv(buf, index=False, float_format="%.2f", lineterminator="\n")
     return buf.getvalue().encode("utf-8")

@@ -59,7 +59,12 @@ def make_dataset(d: Path) -> Path:
     ref = [["practice_code", "provider_code", "specialty_code", "month", "referrals"]]
     for j, (p, prov, m) in enumerate((p, prov, m) for p in PRACTICES for prov in PROVIDERS for m in MONTHS):
         ref.append([p, prov, "110", m, str(j % 4)])
-    for name, rows in (("population", pop), ("activity", act), ("referrals", ref)):
+    rr = [["measure", "specialty_code", "age_band", "sex", "rate"]]
+    for measure, spec in (("referrals", "110"), ("first_op", "110"), ("ae", "180")):
+        for b, band in enumerate(D.AGE_BANDS):
+            for sex in D.SEXES:
+                rr.append([measure, spec, band, sex, f"{1.5 + b * 0.25:.4f}"])
+    for name, rows in (("population", pop), ("activity", act), ("referrals", ref), ("reference_rates", rr)):
         write_rows(d / f"{name}.csv", rows[0], rows[1:])
     return d
 
@@ -715,3 +720,36 @@ def test_data_dictionary_lists_every_column() -> None:
         assert f"### `{table}`" in doc
         for c in spec.column_names:
             assert f"| `{c}` |" in doc, (table, c)
+
+
+# --------------------------------------------------------------------------------------------------
+# reference_rates (optional): age-sex rates for indirect standardisation
+# --------------------------------------------------------------------------------------------------
+
+def test_reference_rates_load_with_all_age_sex_cells(ds: Path) -> None:
+    rr = load(ds).reference_rates
+    assert len(rr) == 3 * 38
+    assert rr.groupby(["measure", "specialty_code"]).size().eq(38).all()
+    assert str(rr["rate"].dtype) == "float64"
+
+
+def test_reference_rates_need_every_age_sex_cell(ds: Path) -> None:
+    dropped = drop_rows(ds, "reference_rates", lambda r: not (r["measure"] == "first_op" and r["age_band"] == "90+"))
+    p = the(fails(ds), "reference_rates_incomplete", table="reference_rates")
+    assert len(dropped) == 2
+    assert ("first_op", "110") in p.values
+    assert "first_op 110" in p.message and "38" in p.fix
+
+
+def test_reference_rates_ae_only_with_specialty_180(ds: Path) -> None:
+    set_cell(ds, "reference_rates", 1, "specialty_code", "180")  # a referrals row
+    p = the(fails(ds), "ae_specialty", table="reference_rates")
+    assert p.rows == [1] and ("referrals", "180") in p.values
+
+
+def test_reference_rates_negative_and_unknown_measure(ds: Path) -> None:
+    set_cell(ds, "reference_rates", 2, "rate", "-0.5")
+    set_cell(ds, "reference_rates", 3, "measure", "outpatients")
+    err = fails(ds)
+    assert the(err, "negative", table="reference_rates", column="rate").rows == [2]
+    assert the(err, "not_allowed", table="reference_rates", column="measure").rows == [3]
