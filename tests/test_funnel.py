@@ -686,3 +686,73 @@ def test_plot_funnel_draws_adjusted_lines_and_phe_tables():
     plt.close(fig)
     with pytest.raises(ValueError, match="limits table not recognised"):
         funnel.funnel_lines(pd.DataFrame({"a": [1]}))
+
+
+# --------------------------------------------------------------------------------------------------
+# many funnels at once (benchmarking) and the consistency factor
+# --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sr_method", ["CQC", "SHMI"])
+@pytest.mark.parametrize("overdispersion", ["none", "phi", "tau2", "auto"])
+def test_by_group_equals_one_funnel_per_group(sr_method, overdispersion):
+    """sr_overdispersion_by_group gives, group by group, what funnel_overdispersion gives for each
+    group alone (z, trimmed z, phi, tau2, test, adjustment used, limits in use)."""
+    from pbc_analysis.funnel import funnel_overdispersion, sr_overdispersion_by_group
+
+    rng = np.random.default_rng(7)
+    sizes = [25, 40, 33]
+    frames = []
+    for g, n in enumerate(sizes):
+        e = rng.uniform(20, 400, n)
+        spread = [0.02, 0.25, 0.1][g]
+        o = rng.poisson(e * np.exp(rng.normal(0, spread, n)))
+        frames.append(pd.DataFrame({"g": g, "unit": [f"u{i:03d}" for i in range(n)], "o": o.astype(float), "e": e}))
+    df = pd.concat(frames, ignore_index=True).sample(frac=1.0, random_state=1).reset_index(drop=True)
+    units, summary = sr_overdispersion_by_group(df["o"], df["e"], df["g"], sr_method=sr_method,
+                                                overdispersion=overdispersion)
+    for g in range(len(sizes)):
+        sub = df[df["g"] == g]
+        one = funnel_overdispersion(sub, "o", "e", group="unit", data_type="SR", sr_method=sr_method,
+                                    overdispersion=overdispersion, round_expected=None)
+        got = units[df["g"] == g].assign(unit=sub["unit"].to_numpy()).set_index("unit").sort_index()
+        exp = one.units.set_index("group").sort_index()
+        for c in ("z", "z_trimmed", "lower95", "upper95", "lower998", "upper998"):
+            np.testing.assert_allclose(got[c].to_numpy(float), exp[c].to_numpy(float), rtol=1e-12, atol=1e-12,
+                                       err_msg=f"{c} group {g}")
+        row = summary.iloc[g]
+        for k in ("phi", "tau2", "dispersion_statistic", "dispersion_p"):
+            assert row[k] == pytest.approx(one.summary[k], rel=1e-12, abs=1e-15), k
+        assert row["n_used"] == one.summary["n_used"]
+        assert row["overdispersion_used"] == one.summary["overdispersion_used"]
+        assert row["n_outliers"] == one.summary["n_outliers"]
+
+
+@pytest.mark.parametrize("method,q,expected", [("winsorisation", 0.1, 0.67865), ("truncation", 0.1, 0.43772),
+                                               ("winsorisation", 0.05, 0.83127)])
+def test_trimmed_normal_second_moment(method, q, expected):
+    """By numerical integration of the trimmed standard normal (and 4 decimals by hand)."""
+    from scipy import integrate, stats
+
+    from pbc_analysis.funnel import trimmed_normal_second_moment
+
+    c = stats.norm.ppf(1 - q)
+    inner = integrate.quad(lambda x: x * x * stats.norm.pdf(x), -c, c)[0]
+    exact = inner + 2 * q * c * c if method == "winsorisation" else inner / (1 - 2 * q)
+    assert trimmed_normal_second_moment(q, method) == pytest.approx(exact, rel=1e-9)
+    assert trimmed_normal_second_moment(q, method) == pytest.approx(expected, abs=5e-5)
+
+
+def test_consistency_corrected_phi_estimates_the_full_variance():
+    """Normal z-scores with variance 4: the winsorised phi is about 0.68 x 4; corrected, about 4."""
+    from pbc_analysis.funnel import sr_overdispersion_by_group
+
+    rng = np.random.default_rng(11)
+    e = np.full(20000, 400.0)
+    # sqrt-scale z = 2 sqrt(E) (sqrt(O/E) - 1); make it N(0, 4) exactly by construction of O
+    z = rng.normal(0, 2, e.size)
+    o = e * (1 + z / (2 * np.sqrt(e))) ** 2
+    _, raw = sr_overdispersion_by_group(o, e, np.zeros(e.size, int), sr_method="CQC")
+    _, cor = sr_overdispersion_by_group(o, e, np.zeros(e.size, int), sr_method="CQC", consistency=True)
+    assert raw["phi"].iloc[0] == pytest.approx(4 * 0.67865, rel=0.03)
+    assert cor["phi"].iloc[0] == pytest.approx(4.0, rel=0.03)
+    assert bool(cor["consistency_corrected"].iloc[0]) and not bool(raw["consistency_corrected"].iloc[0])
