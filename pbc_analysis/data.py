@@ -489,6 +489,18 @@ class Inputs:
     reference_rates: pd.DataFrame | None = None
     files: dict[str, Path] = field(default_factory=dict)
     window: Window | None = None
+    #: ``{(table, column): (codes, uniques)}`` of text columns factorised during validation, so that
+    #: analyses of national-size tables need not factorise them again (see :meth:`factorize`)
+    factors: dict[tuple[str, str], tuple[np.ndarray, pd.Index]] = field(default_factory=dict, repr=False)
+
+    def factorize(self, table: str, column: str) -> tuple[np.ndarray, pd.Index]:
+        """``pd.factorize`` of ``table[column]`` (codes, uniques), reusing validation's work when it
+        was done; the codes index the uniques (every value of validated inputs is present)."""
+        hit = self.factors.get((table, column))
+        if hit is not None:
+            return hit
+        codes, uniques = pd.factorize(getattr(self, table)[column])
+        return np.asarray(codes, dtype=np.int64), pd.Index(uniques)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """``{table: DataFrame}`` of the tables present."""
@@ -1716,6 +1728,7 @@ def load_inputs(data_dir: str | Path | None = None, start_month: str | None = No
     problems += _validate(ctxs, window)
     if problems:
         raise DataValidationError(_in_table_order(problems))
+    factors = {(t, c): v for t, ctx in ctxs.items() for c, v in ctx._raw.items()}
     return Inputs(**{t: frames.get(t) for t in TABLES}, files={t: files[t] for t in TABLES if t in files},
-                  window=window)
+                  window=window, factors=factors)
 

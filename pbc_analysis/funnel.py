@@ -1115,9 +1115,11 @@ def sr_overdispersion_by_group(observed: Any, expected: Any, group: Any, *, sr_m
     units = pd.DataFrame({"group": g, "numerator": o, "denominator": e, "z": z, "z_trimmed": zt})
     for level, tag, (lo_p, hi_p) in ((95, "95", (0.025, 0.975)), (99, "998", (0.001, 0.999))):
         zq = EXACT_Z[level]
+        ll0, ul0 = np.full(len(e), np.nan), np.full(len(e), np.nan)
+        plain = adj == "none"  # exact Poisson limits (slow chi-squared quantiles) only where used
         with np.errstate(divide="ignore", invalid="ignore"):
-            ll0 = stats.chi2.ppf(lo_p, 2 * e) / 2 / e
-            ul0 = stats.chi2.ppf(hi_p, 2 * (e + 1)) / 2 / e
+            ll0[plain] = stats.chi2.ppf(lo_p, 2 * e[plain]) / 2 / e[plain]
+            ul0[plain] = stats.chi2.ppf(hi_p, 2 * (e[plain] + 1)) / 2 / e[plain]
         se_phi = np.sqrt(np.maximum(phi[g], 1.0)) * sx
         se_tau = np.sqrt(sx**2 + tau2[g])
         inv = (lambda v: np.exp(v)) if shmi else (lambda v: np.maximum(v, 0.0) ** 2)

@@ -225,8 +225,11 @@ def poisson_limits(x: object, confidence: float = 0.95) -> tuple[np.ndarray, np.
     """
     arr = np.atleast_1d(np.asarray(x, dtype=float))
     exact = arr < EXACT_BELOW
-    lower = np.where(exact, poisson_exact_lower(arr, confidence), byars_lower(arr, confidence))
-    upper = np.where(exact, poisson_exact_upper(arr, confidence), byars_upper(arr, confidence))
+    lower, upper = byars_lower(arr, confidence), byars_upper(arr, confidence)
+    if exact.any():  # chi-squared quantiles are slow: compute them once per distinct small count
+        vals, inv = np.unique(arr[exact], return_inverse=True)
+        lower[exact] = np.asarray(poisson_exact_lower(vals, confidence))[inv]
+        upper[exact] = np.asarray(poisson_exact_upper(vals, confidence))[inv]
     return lower, upper
 
 

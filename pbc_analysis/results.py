@@ -56,11 +56,15 @@ def write_table(df: pd.DataFrame, name: str, run_dir: str | Path, sort_by: Itera
     """Write ``df`` to ``<run_dir>/tables/<name>.csv`` in a byte-stable form.
 
     Rows are sorted by ``sort_by`` (default: every column, left to right), the index is dropped,
-    floats are written with 10 significant digits, missing values as empty fields.
+    floats are written with 10 significant digits, missing values as empty fields. Categorical
+    columns are written (and sorted) as their text values.
     """
     if not name.replace("_", "").isalnum():
         raise ValueError(f"table name {name!r} must be letters, digits and underscores")
     out = df.reset_index(drop=True).copy()
+    for c in out.columns:  # categoricals sort by category order; tables sort by value
+        if isinstance(out[c].dtype, pd.CategoricalDtype):
+            out[c] = out[c].astype("str")
     keys = list(sort_by) if sort_by is not None else list(out.columns)
     if keys:
         out = out.sort_values(keys, kind="mergesort", na_position="last").reset_index(drop=True)
