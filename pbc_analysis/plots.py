@@ -12,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on servers; notebooks still show figures inline
 
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -106,4 +107,92 @@ def heatmap_figure(table: pd.DataFrame, index: str, columns: str, value: str, fm
     ax.set_xlabel(columns.replace("_", " "))
     ax.set_ylabel(index.replace("_", " "))
     fig.tight_layout()
+    return fig
+
+
+MEASURE_LABELS = {"referrals": "GP referrals", **{k: v for k, v in POD_LABELS.items() if k != "gp_referral"}}
+
+
+def decile_fan_figure(fan: pd.DataFrame, highlight: pd.DataFrame | None = None, value_label: str = "standardised ratio",
+                      title: str | None = None) -> plt.Figure:
+    """OpenPrescribing-style decile chart: the median (solid), the 10th-90th percentiles (dashed) and
+    the deciles between (dotted) of practices' values per period, with chosen practices' own lines.
+
+    ``fan``: one series' :func:`pbc_analysis.benchmark.decile_fan` rows (``period``, ``percentile``,
+    ``value``); ``highlight``: rows ``period``, ``practice_code``, ``value`` for the practices to draw.
+    Periods that are months (``YYYY-MM``) are drawn on a date axis.
+    """
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    periods = sorted(fan["period"].unique())
+    is_month = all(len(p) == 7 and p[4] == "-" for p in periods)
+    xmap = dict(zip(periods, pd.to_datetime([p + "-01" for p in periods]) if is_month else range(len(periods))))
+    blue = sns.color_palette(PALETTE)[0]
+    for pct, g in fan.groupby("percentile"):
+        g = g.sort_values("period")
+        style = "-" if pct == 50 else ("--" if pct in (10, 90) else ":")
+        ax.plot([xmap[p] for p in g["period"]], g["value"], style, color=blue, lw=1.6 if pct == 50 else 1.0,
+                label={50: "median", 10: "10th / 90th percentile", 20: "deciles"}.get(int(pct)))
+    if highlight is not None and len(highlight):
+        colours = sns.color_palette(PALETTE)[1:]
+        for (code, g), c in zip(highlight.groupby("practice_code"), colours):
+            g = g.sort_values("period")
+            ax.plot([xmap[p] for p in g["period"]], g["value"], "-", color=c, lw=1.6, label=code)
+    if not is_month:
+        ax.set_xticks(range(len(periods)), periods)
+    ax.axhline(1.0, color="0.5", lw=0.8)
+    ax.set_ylabel(value_label)
+    if title:
+        ax.set_title(title, fontsize="medium")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def funnel_grid_figure(units: pd.DataFrame, lines: pd.DataFrame, panel: str = "panel", ncols: int = 4,
+                       max_labels: int = 4) -> plt.Figure:
+    """Small multiples of funnel plots of standardised ratios, one panel per value of ``panel``.
+
+    ``units``: ``panel``, ``practice_code``, ``expected``, ``ratio``, ``position`` (from
+    :func:`pbc_analysis.benchmark.funnel_table`); ``lines``: ``panel``, ``denominator`` (expected
+    count), ``target``, ``lower95``, ``upper95``, ``lower998``, ``upper998``. Points beyond the
+    99.8% limits are labelled with the practice code (the furthest first, at most ``max_labels``).
+    """
+    panels = list(dict.fromkeys(units[panel]))
+    ncols = min(ncols, len(panels))
+    nrows = int(np.ceil(len(panels) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.1 * ncols, 2.6 * nrows), squeeze=False, sharey=False)
+    pal = sns.color_palette(PALETTE)
+    colour = {"within": pal[0], "above 95%": pal[1], "below 95%": pal[1], "above 99.8%": pal[3], "below 99.8%": pal[3]}
+    for ax, name in zip(axes.flat, panels):
+        u = units[units[panel] == name]
+        ln = lines[lines[panel] == name].sort_values("denominator")
+        x = ln["denominator"].to_numpy(float)
+        ax.plot(x, ln["target"], color="0.3", lw=1)
+        ax.plot(x, ln["lower95"], "--", color="0.45", lw=0.9)
+        ax.plot(x, ln["upper95"], "--", color="0.45", lw=0.9, label="95% limits")
+        ax.plot(x, ln["lower998"], ":", color="0.2", lw=1.1)
+        ax.plot(x, ln["upper998"], ":", color="0.2", lw=1.1, label="99.8% limits")
+        ax.scatter(u["expected"], u["ratio"], s=12, c=[colour.get(p, pal[7]) for p in u["position"]], zorder=3)
+        out = u[u["position"].isin(["above 99.8%", "below 99.8%"])]
+        out = out.assign(dist=(np.log(out["ratio"].clip(lower=1e-9))).abs()).sort_values("dist", ascending=False)
+        for _, r in out.head(max_labels).iterrows():
+            ax.annotate(str(r["practice_code"]), (r["expected"], r["ratio"]), xytext=(3, 3), textcoords="offset points",
+                        fontsize="xx-small")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_title(str(name), fontsize="small")
+        lo = float(np.nanmin([u["ratio"].min(), ln["lower998"].min()]))
+        hi = float(np.nanmax([u["ratio"].max(), ln["upper998"].max()]))
+        ax.set_ylim(max(0.0, lo - 0.05), hi + 0.05)
+        ax.tick_params(labelsize="x-small")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("observed / expected", fontsize="small")
+    for ax in axes[-1, :]:
+        ax.set_xlabel("expected count (log scale)", fontsize="small")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=2, frameon=False, fontsize="small", bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
     return fig
