@@ -124,6 +124,83 @@ def activity_by_provider_table(run_dir: str | Path) -> HTML:
     return _table(wide, "Activity by provider, point of delivery and financial year (counts, rounded)")
 
 
+def benchmarking_text(res: dict[str, Any]) -> str:
+    """The benchmarking headline in words (from ``results.json``; :func:`pbc_analysis.benchmark.describe`)."""
+    from .benchmark import describe
+
+    head = res.get("benchmarking")
+    if not head:
+        return "Benchmarking was not part of this run."
+    return describe(head)
+
+
+def benchmarking_figures(run_dir: str | Path) -> list[HTML]:
+    """The benchmarking figures of the run, with captions (SPC charts of flagged practices included)."""
+    captions = {
+        "bm_funnel_specialties": "Funnel plots of GP referral ratios (observed / expected) by specialty, latest "
+                                 "period, one point per practice; dashed 95% and dotted 99.8% control limits.",
+        "bm_funnel_measures": "Funnel plots by point of delivery (all specialties), latest period.",
+        "bm_decile_fan": "Monthly standardised referral ratios: median and deciles of practices, flagged practices "
+                         "drawn on top.",
+    }
+    out = []
+    fig_dir = Path(run_dir) / results.FIGURES
+    for name, cap in captions.items():
+        if (fig_dir / f"{name}.png").exists():
+            out.append(figure(run_dir, name, cap))
+    for path in sorted(fig_dir.glob("bm_spc_*.png")):
+        code = path.stem.removeprefix("bm_spc_")
+        out.append(figure(run_dir, path.stem, f"SPC chart (XmR) of practice {code}'s monthly standardised referral "
+                                              "ratio, with special-cause points coloured."))
+    return out
+
+
+def benchmarking_flags_table(run_dir: str | Path) -> HTML:
+    """Flagged practices in the latest period (all specialties): observed counts disclosed, ratios exempt."""
+    card = results.read_table(run_dir, "bm_scorecard")
+    card = card[card["flag"].fillna("") != ""]
+    if card.empty:
+        return HTML("<p>No practice is flagged in the latest period.</p>")
+    shown = pd.DataFrame({
+        "Practice": card["practice_code"], "Consortium": card["consortium"],
+        "GP referrals (count)": disclosure.disclose_counts(card["referrals_observed"].astype("int64")),
+        "Referral ratio": card["referrals_ratio"].round(2),
+        "95% CI": [f"{lo:.2f} to {hi:.2f}" for lo, hi in zip(card["referrals_lower"], card["referrals_upper"])],
+        "First outpatient ratio": card["first_op_ratio"].round(2),
+        "Flag": card["flag"], "Specialties flagged": card["flagged_specialties"].fillna(""),
+    })
+    return _table(shown, "Practices flagged in the latest period (ratios are standardised: observed / expected)",
+                  note="A flag asks for a review, not a verdict: chance, coding, registration and unmeasured need all "
+                       "move a practice's ratio.")
+
+
+def scorecard_table(run_dir: str | Path) -> HTML:
+    """Every practice's scorecard for the latest period: cost (GBP), ratios by point of delivery, flags."""
+    card = results.read_table(run_dir, "bm_scorecard")
+    shown = pd.DataFrame({"Practice": card["practice_code"], "Consortium": card["consortium"],
+                          "Cost per head (GBP)": card["cost_per_head"].round(0)})
+    for m, label in (("referrals", "GP referrals"), ("first_op", "First OP"), ("followup_op", "Follow-up OP"),
+                     ("elective", "Elective"), ("non_elective", "Non-elective"), ("ae", "A&E")):
+        if f"{m}_ratio" in card.columns:
+            shown[f"{label} ratio"] = card[f"{m}_ratio"].round(2)
+    shown["Percentile (referrals)"] = card["pct_percentile"].round(0)
+    shown["Flag"] = card["flag"].fillna("")
+    return _table(shown, "Practice scorecard, latest period: standardised ratios (observed / expected) and cost per "
+                         "registered patient")
+
+
+def dispersion_table(run_dir: str | Path, period: str | None = None) -> HTML:
+    """Over-dispersion of the all-specialty funnels of the latest period."""
+    d = results.read_table(run_dir, "bm_dispersion")
+    period = period or sorted(d["period"].astype(str).unique())[-1]
+    d = d[(d["period"].astype(str) == period) & (d["specialty_code"] == "all")]
+    shown = pd.DataFrame({"Measure": d["measure"], "Practices": d["n_units"], "phi": d["phi"].round(2),
+                          "tau squared": d["tau2"].map(lambda v: f"{v:.4f}"),
+                          "Dispersion test p": d["dispersion_p"].map(lambda v: f"{v:.2g}"),
+                          "Limits used": d["overdispersion_used"]})
+    return _table(shown, f"Over-dispersion of practices' standardised ratios, {period} (all specialties)")
+
+
 def reproducibility_text(prov: dict[str, Any]) -> str:
     if not prov:
         return "This notebook was run by hand, not by `pbc run`; it has no provenance record."

@@ -52,7 +52,8 @@ def test_run_produces_report_tables_and_manifest(runs):
     assert any(rel.startswith("data/sample/activity") for rel in manifest["inputs"])
     for rel, digest in manifest["outputs"].items():
         assert sha256_file(run_dir / rel) == digest
-    assert set(manifest["notebooks"]["seconds"]) == {"01_data_quality", REPORT_NOTEBOOK}
+    numbered = {p.stem for p in paths.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")}
+    assert set(manifest["notebooks"]["seconds"]) == numbered and {"01_data_quality", "02_benchmarking"} <= numbered
     assert manifest["report"]["renderer"] in ("quarto", "nbconvert")
     assert manifest["command"] == "pbc run --config configs/sample.yaml"
 
@@ -61,7 +62,7 @@ def test_report_is_self_contained_and_from_results(runs):
     run_dir, _ = runs
     html = (run_dir / "report.html").read_text()
     assert report.check_self_contained(html) == []
-    assert "Data and data quality" in html and "Reproducibility" in html
+    assert "Data and data quality" in html and "Reproducibility" in html and "Benchmarking practices" in html
     assert "data:image/png;base64" in html
     res = json.loads((run_dir / "results.json").read_text())
     assert res["data_quality"]["latest_complete_month"] in html
@@ -138,3 +139,23 @@ def test_failing_cell_names_notebook_and_cell_and_keeps_output(tmp_path):
     partial = tmp_path / "reports" / "r" / "notebooks" / "01_fails.ipynb"
     assert partial.is_file()
     assert "planted failure" in partial.read_text()
+
+
+def test_report_benchmarking_section_discloses_counts(runs):
+    """The flagged-practices table shows GP referral counts only as multiples of 5 or '*' (DOMAIN.md
+    publishing rules); ratios are modelled and shown as they are; flagged practices are named."""
+    import re
+
+    run_dir, _ = runs
+    html = (run_dir / "report.html").read_text()
+    res = json.loads((run_dir / "results.json").read_text())
+    head = res["benchmarking"]
+    for code in head["possible_under_referrers"] + head["high_referrers"]:
+        assert code in html
+    start = html.index("Practices flagged in the latest period")
+    table = html[start:html.index("</table>", start)]
+    rows = [re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", r, flags=re.S) for r in re.findall(r"<tr[^>]*>(.*?)</tr>", table, flags=re.S)]
+    header, body = rows[0], [r for r in rows[1:] if r]
+    col = header.index("GP referrals (count)")
+    counts = [r[col].strip() for r in body]
+    assert body and all(v == "*" or (v.isdigit() and int(v) % 5 == 0) for v in counts), counts
