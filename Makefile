@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= configs/sample.yaml
 PYTEST_ARGS ?=
 
-.PHONY: help venv report test test-fast lab lock sample expected clean-reports bench
+.PHONY: help venv report test test-fast lab lock sample expected clean-reports bench simulate-benchmark
 
 help:
 	@echo "make report   run the full pipeline on the embedded sample (reports/latest/)"
@@ -18,6 +18,8 @@ help:
 	@echo "make lock     re-resolve requirements.lock from pyproject.toml (needs network)"
 	@echo "make sample   regenerate data/sample/ from the synthetic generator"
 	@echo "make expected regenerate tests/expected/ back-test tables (review the diff!)"
+	@echo "make bench    time synth, validated loading and benchmarking at national size"
+	@echo "make simulate-benchmark  flag rates of benchmarking over 20 synthetic PCTs"
 
 venv: $(STAMP)
 
@@ -54,6 +56,9 @@ expected: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/benchmark.py
+
+simulate-benchmark: $(STAMP)
+	$(BIN)/python scripts/simulate_benchmark.py --seeds 20
 
 clean-reports:
 	rm -rf reports/*/ reports/latest

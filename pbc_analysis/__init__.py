@@ -6,6 +6,10 @@ Modules, one per concept:
 - ``data``       the input data model, validated loading (pandera schemas)
 - ``synth``      a synthetic PCT with planted effects and the ground truth
 - ``quality``    data-quality summaries (completeness, consistency)
+- ``indicators`` PHE indicator methods: rates, proportions, means, DSR, ISR with confidence limits
+- ``funnel``     funnel plot limits and over-dispersion (Spiegelhalter 2005)
+- ``spc``        statistical process control (Making Data Count)
+- ``benchmark``  fair benchmarking of practices: expected counts, ratios, funnels, flags, scorecard
 - ``results``    writing tidy, byte-stable result tables and results.json sections
 - ``disclosure`` statistical disclosure control for published counts
 - ``report``     rendering the HTML report (Quarto, nbconvert fallback)

@@ -4,8 +4,9 @@
     .venv/bin/python scripts/benchmark.py [--practices 6500] [--months 60] [--out DIR] [--no-load]
 
 Prints the rows of every table, the seconds spent generating and writing, the size on disk, the
-seconds `pbc_analysis.data.load_inputs` takes to read and validate everything it wrote, and the
-peak resident memory. Without --out the files go to a temporary directory that is removed.
+seconds `pbc_analysis.data.load_inputs` takes to read and validate everything it wrote, the seconds
+benchmarking takes (`pbc_analysis.benchmark.build_cube` and `benchmark_practices`, the work of
+notebook 02 without its figures), and the peak resident memory. Without --out the files go to a temporary directory that is removed.
 """
 
 from __future__ import annotations
@@ -66,6 +67,16 @@ def main(argv: list[str] | None = None) -> int:
         n = sum(len(df) for df in inputs.tables().values())
         peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
         print(f"load_inputs (read + validate {n:,d} rows) {t4 - t3:.1f} s, peak RSS {peak_gb:.1f} GB")
+        from pbc_analysis import benchmark as B
+
+        t5 = time.perf_counter()
+        cube = B.build_cube(inputs)
+        t6 = time.perf_counter()
+        bm = B.benchmark_practices(cube)
+        t7 = time.perf_counter()
+        print(f"benchmarking: build_cube {t6 - t5:.1f} s + benchmark_practices {t7 - t6:.1f} s = {t7 - t5:.1f} s "
+              f"({len(cube.practices):,d} practices x {len(cube.series)} series x {len(cube.months)} months; "
+              f"{len(bm.ratios):,d} ratio rows)")
     if tmp:
         import shutil
 

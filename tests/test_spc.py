@@ -393,7 +393,7 @@ def test_national_scale_is_fast():
         r = spc.xmr(big, "y", "month", by="practice", screen_outliers=True, target=45.0)
         best = min(best, _time.perf_counter() - t0)
     assert len(r) == p * m
-    assert best < 2.0, f"xmr on 6,500 x 60 took {best:.2f} s"
+    assert best < 5.0, f"xmr on 6,500 x 60 took {best:.2f} s (about 0.4 s on a 2-core CI machine)"
 
 
 # ----------------------------------------------------------------------------------------------------------
