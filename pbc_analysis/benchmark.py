@@ -953,8 +953,10 @@ def describe(head: dict) -> str:
     if od["used"] == "none":
         lines.append(f"Practices vary no more than chance predicts (phi = {od['phi']:.2f}); the limits are unadjusted.")
     else:
-        lines.append(f"Practices vary {od['phi']:.1f} times more than Poisson noise (dispersion test p = "
-                     f"{od['dispersion_p']:.2g}), so the limits are widened ({od['used']}).")
+        p = od["dispersion_p"]
+        ptxt = "p < 0.0001" if p < 1e-4 else f"p = {p:.2g}"
+        lines.append(f"Practices vary {od['phi']:.1f} times more than Poisson noise (dispersion test {ptxt}), "
+                     f"so the limits are widened ({'additive random effects, tau squared' if od['used'] == 'tau2' else 'multiplicative phi'}).")
     for key, label in (("high_referrers", "High referrers"), ("possible_under_referrers", "Possible under-referrers"),
                        ("persistent_outliers", "Persistent outliers")):
         codes = head[key]

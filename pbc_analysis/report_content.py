@@ -196,7 +196,7 @@ def dispersion_table(run_dir: str | Path, period: str | None = None) -> HTML:
     d = d[(d["period"].astype(str) == period) & (d["specialty_code"] == "all")]
     shown = pd.DataFrame({"Measure": d["measure"], "Practices": d["n_units"], "phi": d["phi"].round(2),
                           "tau squared": d["tau2"].map(lambda v: f"{v:.4f}"),
-                          "Dispersion test p": d["dispersion_p"].map(lambda v: f"{v:.2g}"),
+                          "Dispersion test p": d["dispersion_p"].map(lambda v: "< 0.0001" if v < 1e-4 else f"{v:.2g}"),
                           "Limits used": d["overdispersion_used"]})
     return _table(shown, f"Over-dispersion of practices' standardised ratios, {period} (all specialties)")
 
