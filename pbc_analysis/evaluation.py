@@ -117,3 +117,52 @@ def planted_truth(truth: dict) -> dict[str, pd.DataFrame]:
                         for c in eng["cohorts"]])
     py = pd.DataFrame(truth["practice_year"])[["practice_code", "financial_year", "expected_referrals", "referrals_avoided"]]
     return {"effects": eff, "cohorts": coh, "avoided": py, "ramp_months": pd.DataFrame({"ramp_months": [eng["ramp_months"]]})}
+
+
+def its_frame(series: pd.DataFrame, interruption: str, end: str | None = None) -> pd.DataFrame:
+    """Add ``post`` (1 from the ``interruption`` month on) to a :func:`pct_series` table, keeping months
+    up to ``end`` (inclusive; e.g. the last complete month). Errors name the month when it is not in
+    the series."""
+    months = set(series["month"])
+    for name, m in (("interruption", interruption), ("end", end)):
+        if m is not None and m not in months:
+            raise ValueError(f"{name} month {m!r} is not in the series ({min(months)} to {max(months)})")
+    out = series[series["month"] <= end].copy() if end else series.copy()
+    out["post"] = (out["month"] >= interruption).astype(int)
+    if out["post"].nunique() < 2:
+        raise ValueError(f"interruption {interruption!r} leaves no pre or no post months before {end!r}")
+    return out.reset_index(drop=True)
+
+
+def regression_to_the_mean(panel: pd.DataFrame, baseline: tuple[str, str], follow_up: tuple[str, str],
+                           top_share: float = 0.2, never_engaged_only: bool = True,
+                           specialty_code: str = "all") -> pd.DataFrame:
+    """How far practices selected for being the highest referrers in a baseline window fall back in a
+    later window with no intervention at all (Barnett, van der Pols and Dobson 2005, Int J Epidemiol
+    34:215-220).
+
+    Each practice's ratio is its rate over the PCT's rate in the window (for ``specialty_code``, among
+    never-engaged practices when ``never_engaged_only``, so no practice is treated). Returns one row
+    per group (``top`` = the top ``top_share`` by baseline ratio, ``rest``) with the number of
+    practices and the mean ratio in each window: the top group's fall is regression to the mean.
+    """
+    if not 0 < top_share < 1:
+        raise ValueError(f"top_share must be between 0 and 1, got {top_share!r}")
+    p = panel[panel["specialty_code"] == specialty_code]
+    if never_engaged_only:
+        p = p[p["cohort"] == 0]
+    rows = {}
+    for name, (a, b) in (("baseline", baseline), ("follow_up", follow_up)):
+        w = p[(p["month"] >= a) & (p["month"] <= b)]
+        if w.empty:
+            raise ValueError(f"{name} window {a} to {b} has no months in the panel")
+        g = w.groupby("practice_code")[["events", "registered"]].sum()
+        rows[name] = (g["events"] / g["registered"]) / (g["events"].sum() / g["registered"].sum())
+    df = pd.DataFrame(rows)
+    n_top = max(1, int(round(top_share * len(df))))
+    top = df["baseline"].rank(ascending=False, method="first") <= n_top
+    df["group"] = np.where(top, "top", "rest")
+    out = df.groupby("group", sort=False).agg(practices=("baseline", "size"), baseline_ratio=("baseline", "mean"),
+                                              follow_up_ratio=("follow_up", "mean")).reset_index()
+    out["change"] = out["follow_up_ratio"] - out["baseline_ratio"]
+    return out.sort_values("group", key=lambda s: s.map({"top": 0, "rest": 1}), ignore_index=True)

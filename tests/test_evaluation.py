@@ -71,3 +71,37 @@ def test_planted_truth_tables(sample):
     assert np.allclose(np.exp(t["effects"]["log_effect"]), 1 - t["effects"]["delta"])
     assert t["cohorts"]["n_practices"].sum() + len(truth["engagement"]["never_engaged"]) == 60
     assert (t["avoided"]["referrals_avoided"] >= 0).all()
+
+
+def test_its_frame(sample):
+    inputs, _ = sample
+    s = ev.pct_series(ev.practice_month_panel(inputs))
+    f = ev.its_frame(s, "2005-04", end="2007-12")
+    assert f["month"].max() == "2007-12" and f["post"].sum() == 33 and f["post"].iloc[23] == 0
+    with pytest.raises(ValueError, match="interruption month '2009-01'"):
+        ev.its_frame(s, "2009-01")
+    with pytest.raises(ValueError, match="no pre or no post"):
+        ev.its_frame(s, "2003-04")
+
+
+def test_regression_to_the_mean_by_hand():
+    """Four never-engaged practices with equal lists; baseline rates 4, 2, 1, 1 and follow-up 2, 2, 2, 2:
+    PCT rate 2 then 2, so baseline ratios 2, 1, .5, .5 and follow-up ratios 1 each; the top quarter
+    (one practice) falls from 2 to 1."""
+    import pandas as pd
+
+    rows = []
+    for code, base in (("A", 4), ("B", 2), ("C", 1), ("D", 1)):
+        rows.append({"practice_code": code, "specialty_code": "all", "cohort": 0, "month": "2003-04",
+                     "events": base, "registered": 100})
+        rows.append({"practice_code": code, "specialty_code": "all", "cohort": 0, "month": "2004-04",
+                     "events": 2, "registered": 100})
+    rows.append({"practice_code": "E", "specialty_code": "all", "cohort": 5, "month": "2003-04", "events": 50,
+                 "registered": 100})  # engaged: left out
+    out = ev.regression_to_the_mean(pd.DataFrame(rows), ("2003-04", "2003-04"), ("2004-04", "2004-04"), top_share=0.25)
+    top = out.set_index("group").loc["top"]
+    assert top["practices"] == 1 and top["baseline_ratio"] == pytest.approx(2.0) and top["follow_up_ratio"] == pytest.approx(1.0)
+    rest = out.set_index("group").loc["rest"]
+    assert rest["baseline_ratio"] == pytest.approx((1 + 0.5 + 0.5) / 3)
+    with pytest.raises(ValueError, match="top_share"):
+        ev.regression_to_the_mean(pd.DataFrame(rows), ("2003-04", "2003-04"), ("2004-04", "2004-04"), top_share=1.5)
