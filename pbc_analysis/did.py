@@ -54,9 +54,9 @@ Callaway and Sant'Anna (:func:`att_gt`)
 ---------------------------------------
 For cohort ``g`` and period ``t``, with base period ``b`` (``varying``: ``b`` = the period before ``t``
 for ``t < g``, anticipation periods included, and the last period before ``g - anticipation`` for
-``t >= g``; ``universal``: always the latter, with ``ATT(g, b) = 0``), treated units ``G_i = 1{g_i = g}`` and comparison units ``C_i`` (``never``:
-never treated; ``not_yet``: never treated or ``g_i > max(t, b) + anticipation`` and ``g_i != g``,
-as ``did``'s ``compute.att_gt``)::
+``t >= g``; ``universal``: always the latter, with ``ATT(g, b) = 0``), treated units
+``G_i = 1{g_i = g}`` and comparison units ``C_i`` (``never``: never treated; ``not_yet``: never treated or
+``g_i > max(t, b) + anticipation`` and ``g_i != g``, as ``did``'s ``compute.att_gt``)::
 
     ATT(g, t) = mean(dY | G = 1) - mean(dY | C = 1),     dY_i = Y_it - Y_ib
 
@@ -268,11 +268,11 @@ def _demean(x: np.ndarray, fe_codes: list[np.ndarray], fe_sizes: list[int],
     if x.ndim == 1:
         x = x[:, None]
     w = np.ones(x.shape[0]) if weights is None else np.asarray(weights, dtype=float)
-    wsum = [np.bincount(c, weights=w, minlength=s) for c, s in zip(fe_codes, fe_sizes)]
+    wsum = [np.bincount(c, weights=w, minlength=s) for c, s in zip(fe_codes, fe_sizes, strict=True)]
     scale = max(1.0, float(np.max(np.abs(x))) if x.size else 1.0)
     for _ in range(max_iter):
         change = 0.0
-        for c, s, ws in zip(fe_codes, fe_sizes, wsum):
+        for c, s, ws in zip(fe_codes, fe_sizes, wsum, strict=True):
             for j in range(x.shape[1]):
                 means = np.bincount(c, weights=w * x[:, j], minlength=s) / ws
                 step = means[c]
@@ -299,7 +299,7 @@ def _fixest_adjustment(n: int, n_coef: int, fe_codes: list[np.ndarray], fe_sizes
     """fixest's default small-sample factor ``G/(G-1) (n-1)/(n-K)`` with ``fixef.K = "nested"``: ``K`` is
     the number of coefficients plus the fixed-effect levels of the dimensions not nested in the clusters,
     less one reference level per counted dimension after the first."""
-    counted = [s for c, s in zip(fe_codes, fe_sizes) if not _nested(c, cl)]
+    counted = [s for c, s in zip(fe_codes, fe_sizes, strict=True) if not _nested(c, cl)]
     k = n_coef + (sum(counted) - (len(counted) - 1) if counted else 0)
     return n_cl / (n_cl - 1) * (n - 1) / (n - k), k
 
@@ -446,7 +446,7 @@ def fepois(data: pd.DataFrame, outcome: str, unit: str, time: str, treated: str,
     mu = (y + y.mean()) / 2  # start values as fixest/glm: between the data and their mean
     eta = np.log(mu)
     dev_old = np.inf
-    for it in range(max_iter):
+    for _ in range(max_iter):
         z = eta - off + (y - mu) / mu  # working response without the offset
         zd = _demean(np.column_stack([z, d]), fe_codes, fe_sizes, weights=mu)
         sdd = float(mu @ zd[:, 1] ** 2)
@@ -1011,25 +1011,25 @@ def bacon_decomposition(data: pd.DataFrame, outcome: str, unit: str, time: str, 
             nku = share[k] / (share[k] + share[u])
             wt = (share[k] + share[u]) ** 2 * nku * (1 - nku) * dbar[k] * (1 - dbar[k]) / v_d
             rows.append((gk, np.inf, "Treated vs Untreated", did(k, u, periods >= gk, periods < gk), wt))
-        for l in timing:
-            if l == k:
+        for m in timing:
+            if m == k:
                 continue
-            gl = groups[l]
-            nkl = share[k] / (share[k] + share[l])
+            gl = groups[m]
+            nkl = share[k] / (share[k] + share[m])
             if gl == first:  # k against the always treated
-                wt = (share[k] + share[l]) ** 2 * nkl * (1 - nkl) * dbar[k] * (1 - dbar[k]) / v_d
-                rows.append((gk, gl, "Later vs Always Treated", did(k, l, periods >= gk, periods < gk), wt))
-            elif gk < gl:  # earlier k treated, later l not yet treated
+                wt = (share[k] + share[m]) ** 2 * nkl * (1 - nkl) * dbar[k] * (1 - dbar[k]) / v_d
+                rows.append((gk, gl, "Later vs Always Treated", did(k, m, periods >= gk, periods < gk), wt))
+            elif gk < gl:  # earlier k treated, later m not yet treated
                 mid = (periods >= gk) & (periods < gl)
-                wt = (((share[k] + share[l]) * (1 - dbar[l])) ** 2 * nkl * (1 - nkl)
-                      * (dbar[k] - dbar[l]) / (1 - dbar[l]) * (1 - dbar[k]) / (1 - dbar[l]) / v_d)
-                rows.append((gk, gl, "Earlier vs Later Treated", did(k, l, mid, periods < gk), wt))
-            else:  # later k treated, earlier l already treated
+                wt = (((share[k] + share[m]) * (1 - dbar[m])) ** 2 * nkl * (1 - nkl)
+                      * (dbar[k] - dbar[m]) / (1 - dbar[m]) * (1 - dbar[k]) / (1 - dbar[m]) / v_d)
+                rows.append((gk, gl, "Earlier vs Later Treated", did(k, m, mid, periods < gk), wt))
+            else:  # later k treated, earlier m already treated
                 mid = (periods >= gl) & (periods < gk)
-                nlk = share[l] / (share[k] + share[l])
-                wt = (((share[k] + share[l]) * dbar[l]) ** 2 * nlk * (1 - nlk)
-                      * (dbar[k] / dbar[l]) * (dbar[l] - dbar[k]) / dbar[l] / v_d)
-                rows.append((gk, gl, "Later vs Earlier Treated", did(k, l, periods >= gk, mid), wt))
+                nlk = share[m] / (share[k] + share[m])
+                wt = (((share[k] + share[m]) * dbar[m]) ** 2 * nlk * (1 - nlk)
+                      * (dbar[k] / dbar[m]) * (dbar[m] - dbar[k]) / dbar[m] / v_d)
+                rows.append((gk, gl, "Later vs Earlier Treated", did(k, m, periods >= gk, mid), wt))
     out = pd.DataFrame(rows, columns=["treated", "control", "type", "estimate", "weight"])
     return out.astype({"treated": float, "control": float, "estimate": float, "weight": float})
 

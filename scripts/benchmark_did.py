@@ -69,8 +69,9 @@ def time_ours(data: pd.DataFrame, repeat: int) -> dict:
         aggs = {k: did.aggregate(res, k) for k in ("simple", "group", "dynamic", "calendar")}
         t2 = time.perf_counter()
         best_attgt, best_total = min(best_attgt, t1 - t0), min(best_total, t2 - t0)
-    return {"attgt": best_attgt, "total": best_total, "cells": len(res),
-            "simple": float(aggs["simple"].overall["estimate"]), "simple_se": float(aggs["simple"].overall["std_error"])}
+    simple = aggs["simple"].overall
+    return {"attgt": best_attgt, "total": best_total, "cells": len(res), "simple": float(simple["estimate"]),
+            "simple_se": float(simple["std_error"])}
 
 
 def time_differences(data: pd.DataFrame, repeat: int) -> dict:

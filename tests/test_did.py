@@ -557,7 +557,7 @@ def test_mpdta_att_gt_matches_did_readme(mpdta_attgt):
     """ATT(g,t) as printed in the did README (4 dp); analytic SEs pinned (ATT(2004,2004) SE 0.0233) and
     within 10% of the README's bootstrap SEs (simulation error of the IQR-based bootstrap)."""
     res = mpdta_attgt
-    assert list(zip(res["cohort"], res["time"])) == [(g, t) for g, t, _ in README_ATT]
+    assert list(zip(res["cohort"], res["time"], strict=True)) == [(g, t) for g, t, _ in README_ATT]
     np.testing.assert_allclose(res["att"].round(4), [a for *_, a in README_ATT], atol=1e-12)
     np.testing.assert_allclose(res["att"].to_numpy(), [
         -0.010503246220963547, -0.07042315810314909, -0.13725873888940443, -0.10081136308540525,
