@@ -1483,17 +1483,23 @@ def _lookup(ctx: _Ctx, col: str, vocabulary: Sequence[str]) -> np.ndarray:
     return idx[codes]
 
 
+def _ae_mismatch(ctx: _Ctx, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Rows breaking 'specialty 180 exactly when ``kind`` (pod or measure) is ae', and the rows where
+    both values are valid (the rule is not judged on cells already reported as invalid)."""
+    sc, su = ctx.factorize("specialty_code")
+    kc, ku = ctx.factorize(kind)
+    is180 = np.append(np.asarray(pd.Index(su) == AE_SPECIALTY, dtype=bool), False)[sc]
+    isae = np.append(np.asarray(pd.Index(ku) == AE_POD, dtype=bool), False)[kc]
+    valid = (sc >= 0) & (kc >= 0)
+    return np.flatnonzero(valid & (is180 != isae)), valid
+
+
 def _activity_problems(ctx: _Ctx, ctxs: Mapping[str, _Ctx], window: Window) -> list[Problem]:
     problems: list[Problem] = []
     df = ctx.df
     # specialty 180 exactly when pod is ae
     if ctx.has("specialty_code", "pod"):
-        sc, su = ctx.factorize("specialty_code")
-        pcodes, pu = ctx.factorize("pod")
-        is180 = np.append(np.asarray(pd.Index(su) == AE_SPECIALTY, dtype=bool), False)[sc]
-        isae = np.append(np.asarray(pd.Index(pu) == AE_POD, dtype=bool), False)[pcodes]
-        valid = (sc >= 0) & (pcodes >= 0)
-        positions = np.flatnonzero(valid & (is180 != isae))
+        positions, _ = _ae_mismatch(ctx, "pod")
         if len(positions):
             values = _samples(zip(df["specialty_code"].iloc[positions[:1000]], df["pod"].iloc[positions[:1000]]))
             problems.append(ctx.problem(
@@ -1574,12 +1580,9 @@ def _reference_rate_problems(ctx: _Ctx, ctxs: Mapping[str, _Ctx], window: Window
         return []
     problems: list[Problem] = []
     df = ctx.df
-    meas = _lookup(ctx, "measure", MEASURES)
+    positions, valid = _ae_mismatch(ctx, "measure")
     sc, su = ctx.factorize("specialty_code")
-    is180 = np.append(np.asarray(pd.Index(su) == AE_SPECIALTY, dtype=bool), False)[sc]
-    isae = meas == MEASURES.index(AE_POD)
-    valid = (sc >= 0) & (meas >= 0)
-    positions = np.flatnonzero(valid & (is180 != isae))
+    meas = _lookup(ctx, "measure", MEASURES)
     if len(positions):
         values = _samples(zip(df["measure"].iloc[positions[:1000]], df["specialty_code"].iloc[positions[:1000]]))
         problems.append(ctx.problem(
