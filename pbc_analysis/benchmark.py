@@ -466,6 +466,14 @@ def _group_codes(df: pd.DataFrame, cols: Sequence[str]) -> np.ndarray:
     return codes
 
 
+def _by_unit_then_period(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """``df`` sorted by unit (measure, specialty, practice) then period (the original index kept, for
+    restoring the order), and each row's unit code."""
+    unit = _group_codes(df, ["measure", "specialty_code", "practice_code"])
+    order = np.lexsort((pd.factorize(df["period"], sort=True)[0], unit))
+    return df.iloc[order], unit[order]
+
+
 def _percent_rank(values: pd.Series | np.ndarray, groups: np.ndarray) -> np.ndarray:
     """``100 (min_rank - 1) / (n - 1)`` within groups (dplyr's ``percent_rank``; 0 = lowest, ties
     share the lowest rank, 50 for a group of one); NaN stays NaN and is not counted in n."""
@@ -513,10 +521,7 @@ def peer_positions(ratios: pd.DataFrame, value: str = "ratio") -> pd.DataFrame:
         p = out[f"{c}_percentile"].to_numpy(float)
         out[f"{c}_decile"] = pd.array(np.where(np.isnan(p), np.nan, np.minimum(np.floor(p / 10.0) + 1, 10)),
                                       dtype="Int64")
-    out["_unit"] = _group_codes(out, ["measure", "specialty_code", "practice_code"])
-    out["_period"] = pd.factorize(out["period"], sort=True)[0]
-    out = out.sort_values(["_unit", "_period"], kind="stable")
-    unit = out["_unit"].to_numpy()
+    out, unit = _by_unit_then_period(out)
     vals = out[value].to_numpy(float)
     first = np.r_[True, unit[1:] != unit[:-1]]
     out["change"] = np.where(first, np.nan, vals - np.r_[np.nan, vals[:-1]])
@@ -533,7 +538,7 @@ def peer_positions(ratios: pd.DataFrame, value: str = "ratio") -> pd.DataFrame:
     sxx = stt - st ** 2 / nn
     sxy = sty - st * sy / nn
     out["trend_per_period"] = np.where((n >= 2) & (sxx > 0), np.expm1(sxy / np.where(sxx > 0, sxx, 1)), np.nan)
-    return out.drop(columns=["_unit", "_period"]).sort_index().reset_index(drop=True)
+    return out.sort_index().reset_index(drop=True)
 
 
 def decile_fan(ratios: pd.DataFrame, value: str = "ratio",
@@ -736,18 +741,15 @@ def flags(funnel: pd.DataFrame, high_level: float = 0.998, under_level: float = 
     r = funnel["ratio"].to_numpy(float)
     out["high_referrer"] = r > funnel[hi_col].to_numpy(float)
     out["possible_under_referrer"] = r < funnel[lo_col].to_numpy(float)
-    out["_unit"] = _group_codes(out, ["measure", "specialty_code", "practice_code"])
-    out["_period"] = pd.factorize(out["period"], sort=True)[0]
-    out = out.sort_values(["_unit", "_period"], kind="stable")
+    out, unit = _by_unit_then_period(out)
     any_flag = (out["high_referrer"] | out["possible_under_referrer"]).astype(int)
-    unit = out["_unit"].to_numpy()
     cum = any_flag.groupby(unit, sort=False).cumsum()
     recent = cum - cum.groupby(unit, sort=False).shift(persistent_window, fill_value=0)  # rolling window sum
     out["persistent_outlier"] = recent.to_numpy() >= persistent_min_periods
     label = np.where(out["high_referrer"], "high", np.where(out["possible_under_referrer"], "under", ""))
     out["flag"] = np.where(out["persistent_outlier"] & (label != ""), np.char.add(label.astype(str), ", persistent"),
                            label)
-    return out.drop(columns=["_unit", "_period"]).sort_index().reset_index(drop=True)
+    return out.sort_index().reset_index(drop=True)
 
 
 def scorecard(ratios: pd.DataFrame, flag_table: pd.DataFrame, period: str, measure: str = "referrals",
