@@ -161,6 +161,8 @@ __all__ = [
     "fepois",
     "plot_event_study",
     "pretrend_test",
+    "relative_effect",
+    "total_effect",
     "treated_from_cohort",
     "twfe",
 ]
@@ -524,6 +526,7 @@ class ATTgtFit:
     n_boot: int = 999
     seed: int | None = None
     multiplier: str = "mammen"
+    outcomes: np.ndarray | None = None  # units x periods outcome matrix (for relative_effect, total_effect)
 
     @property
     def n(self) -> int:
@@ -692,7 +695,7 @@ def att_gt(data: pd.DataFrame, outcome: str, unit: str, time: str, cohort: str,
         cohort=g_cell, time=periods[cur], att=att, post=post_cell, influence=infl, unit_cohort=g_unit,
         units=units, periods=periods, control_group=control_group, anticipation=float(anticipation),
         base_period=base_period, confidence=confidence, bootstrap=bootstrap, n_boot=n_boot, seed=seed,
-        multiplier=multiplier)
+        multiplier=multiplier, outcomes=y)
     if boot is not None:
         table.attrs["crit_val"] = crit
     return table
@@ -737,7 +740,13 @@ def pretrend_test(attgt_result) -> pd.Series:
     influence-function covariance (``did``'s "P-value for pre-test of parallel trends assumption").
 
     Returns a Series ``statistic, df, p_value`` (chi-squared with ``df`` = number of pre-treatment cells
-    with non-zero variance). Raises ``ValueError`` if there are none or their covariance is singular.
+    with non-zero variance) and ``f_statistic, f_p_value``: Hotelling's small-sample version, ``F = (n -
+    q) / (q (n - 1)) W`` on ``(q, n - q)`` degrees of freedom (missing when ``n <= q``). With monthly or
+    quarterly panels ``q`` is large beside the number of units (30 pre-treatment cells and 60 practices),
+    the covariance is poorly estimated and the chi-squared test rejects far too often (``did`` reports
+    only the chi-squared p-value); the F version is exact for normal unit-level influence functions
+    (Hotelling 1931; Anderson, *An Introduction to Multivariate Statistical Analysis*, 2003, 5.2). Raises
+    ``ValueError`` if there are none or their covariance is singular.
     """
     fit = _fit_of(attgt_result)
     n = fit.n
@@ -753,7 +762,10 @@ def pretrend_test(attgt_result) -> pd.Series:
     a = fit.att[pre]
     w = float(n * a @ np.linalg.solve(v, a))
     q = int(pre.sum())
-    return pd.Series({"statistic": w, "df": q, "p_value": float(stats.chi2.sf(w, q))})
+    f = (n - q) / (q * (n - 1)) * w if n > q else np.nan
+    f_p = float(stats.f.sf(f, q, n - q)) if n > q else np.nan
+    return pd.Series({"statistic": w, "df": q, "p_value": float(stats.chi2.sf(w, q)), "f_statistic": f,
+                      "f_p_value": f_p})
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -916,6 +928,128 @@ def aggregate(attgt_result, kind: Literal["simple", "group", "dynamic", "calenda
     return AggregateResult(kind=kind, overall=overall, table=table, influence=overall_psi,
                            table_influence=comp_psi, crit_val=float(crit), min_e=min_e, max_e=max_e,
                            balance_e=balance_e)
+
+
+def _dynamic_weights(fit: ATTgtFit, min_e: float, max_e: float) -> list[np.ndarray]:
+    """The cell sets of ``aggregate(kind="dynamic")``'s overall effect: one boolean mask per event time
+    ``e`` with ``max(min_e, 0) <= e <= max_e``."""
+    e_cell = fit.time - fit.cohort
+    eseq = np.unique(e_cell)
+    eseq = eseq[(eseq >= max(min_e, 0)) & (eseq <= max_e)]
+    if eseq.size == 0:
+        raise ValueError(f"no post-treatment event times between min_e={min_e} and max_e={max_e}")
+    return [e_cell == e for e in eseq]
+
+
+def _cell_means(fit: ATTgtFit) -> tuple[np.ndarray, np.ndarray]:
+    """Treated cohorts' observed mean outcome in each ``(g, t)`` cell and its influence function (n x K,
+    ``did``'s scaling): ``psi_i = n 1{g_i = g} (Y_it - mean) / n_g``."""
+    if fit.outcomes is None:
+        raise ValueError("this att_gt result carries no outcome matrix; re-run att_gt")
+    cur = np.searchsorted(fit.periods, fit.time)
+    yk = fit.outcomes[:, cur]  # n x K
+    treat = fit.unit_cohort[:, None] == fit.cohort[None, :]
+    n_g = treat.sum(0)
+    mean = np.where(treat, yk, 0.0).sum(0) / n_g
+    infl = fit.n * np.where(treat, yk - mean, 0.0) / n_g
+    return mean, infl
+
+
+def relative_effect(attgt_result, min_e: float = 0, max_e: float = np.inf,
+                    confidence: float | None = None) -> pd.Series:
+    """The treatment effect as a proportion of the treated's counterfactual outcome, over event times
+    ``min_e..max_e`` (e.g. from the end of a ramp-up), with a delta-method interval.
+
+    ``A`` is :func:`aggregate`'s ``dynamic`` overall effect over those event times (the mean over ``e`` of
+    the cohort-share weighted ``ATT(g, g + e)``) and ``M`` the treated cohorts' *observed* mean outcome
+    over the same cells with the same weights, so ``M - A`` is their counterfactual mean and
+
+        ratio = M / (M - A)   (observed over counterfactual),   relative = ratio - 1 = A / (M - A).
+
+    The influence function of ``log ratio = log M - log(M - A)`` combines those of ``A`` (including the
+    estimated weights, ``did``'s ``wif``) and of ``M`` (each cell's treated mean, plus the same weight
+    term), so the interval ``exp(log ratio -/+ z se)`` accounts for their covariance: when effects are
+    proportional to each unit's level, heterogeneity in levels moves ``A`` and ``M`` together and
+    largely cancels. Returns a Series ``att, treated_mean, counterfactual_mean, ratio, ratio_ci_low,
+    ratio_ci_high, relative, relative_ci_low, relative_ci_high, std_error_log`` (``std_error_log`` of
+    ``log ratio``). Standard errors are analytic; ``confidence`` defaults to that of ``att_gt``.
+    """
+    fit = _fit_of(attgt_result)
+    conf = fit.confidence if confidence is None else confidence
+    _check_confidence(conf)
+    agg = aggregate(attgt_result, "dynamic", min_e=max(min_e, 0), max_e=max_e, bootstrap=False)
+    a, psi_a = float(agg.overall["estimate"]), agg.influence
+    glist = np.unique(fit.cohort)
+    pg_group = np.array([np.mean(fit.unit_cohort == g) for g in glist])
+    pg = pg_group[np.searchsorted(glist, fit.cohort)]
+    mean, infl = _cell_means(fit)
+    masks = _dynamic_weights(fit, min_e, max_e)
+    m = float(np.mean([mean[we] @ (pg[we] / pg[we].sum()) for we in masks]))
+    psi_m = np.mean([infl[:, we] @ (pg[we] / pg[we].sum()) + _wif_term(we, pg, fit.cohort, fit.unit_cohort, mean)
+                     for we in masks], axis=0)
+    cf = m - a
+    if not (m > 0 and cf > 0):
+        raise ValueError(f"relative effect needs positive observed ({m:g}) and counterfactual ({cf:g}) means; "
+                         "use an outcome that is a positive level (a count or a rate)")
+    psi_log = psi_m / m - (psi_m - psi_a) / cf
+    se = float(_agg_se(psi_log)[0])
+    z = stats.norm.ppf(1 - (1 - conf) / 2)
+    ratio = m / cf
+    lo, hi = ratio * np.exp(-z * se), ratio * np.exp(z * se)
+    return pd.Series({"att": a, "treated_mean": m, "counterfactual_mean": cf, "ratio": ratio,
+                      "ratio_ci_low": lo, "ratio_ci_high": hi, "relative": ratio - 1,
+                      "relative_ci_low": lo - 1, "relative_ci_high": hi - 1, "std_error_log": se})
+
+
+def total_effect(attgt_result, exposure: pd.DataFrame, by: str | None = None,
+                 confidence: float | None = None) -> pd.DataFrame:
+    """Total effect over post-treatment cells: ``sum_k ATT(g_k, t_k) x exposure_k``, e.g. referrals
+    avoided = - sum of (rate effect per 1,000 patients per year) x (cohort's person-years / 1,000).
+
+    ``exposure``: one row per ``(cohort, time)`` with column ``exposure`` (the treated cohort's size in the
+    outcome's units, taken as known) and optionally the column named by ``by`` (e.g. a financial year)
+    to sum within. Every post-treatment cell of ``att_gt`` must have a row (a missing one is an error
+    naming it). Influence function ``sum_k exposure_k psi_k`` (exposures fixed), analytic standard error
+    ``sqrt(sum psi^2) / n``, normal interval. Returns one row per ``by`` value then a ``total`` row:
+    ``[by,] estimate, std_error, ci_low, ci_high, cells``.
+    """
+    fit = _fit_of(attgt_result)
+    conf = fit.confidence if confidence is None else confidence
+    _check_confidence(conf)
+    need = {"cohort", "time", "exposure"} | ({by} if by else set())
+    missing = sorted(need - set(exposure.columns))
+    if missing:
+        raise ValueError(f"exposure table lacks column(s) {missing}; it needs cohort, time, exposure"
+                         + (f" and {by}" if by else ""))
+    if np.isnan(fit.att[fit.post]).any():
+        raise ValueError("some post-treatment ATT(g,t) are missing (no comparison units); no total")
+    cells = pd.DataFrame({"cohort": fit.cohort[fit.post].astype(float), "time": fit.time[fit.post].astype(float),
+                          "k": np.flatnonzero(fit.post)})
+    ex = exposure.assign(cohort=exposure["cohort"].astype(float), time=exposure["time"].astype(float))
+    if ex.duplicated(["cohort", "time"]).any():
+        raise ValueError("exposure table has duplicate (cohort, time) rows")
+    merged = cells.merge(ex, on=["cohort", "time"], how="left", validate="one_to_one")
+    lacking = merged["exposure"].isna()
+    if lacking.any():
+        first = merged.loc[lacking, ["cohort", "time"]].head(5).to_dict("records")
+        raise ValueError(f"exposure table has no row for {int(lacking.sum())} post-treatment cell(s), e.g. {first}")
+    k = merged["k"].to_numpy()
+    x = merged["exposure"].to_numpy(dtype=float)
+    contrib = fit.att[k] * x
+    psi = fit.influence[:, k] * x[None, :]
+    z = stats.norm.ppf(1 - (1 - conf) / 2)
+    groups = [("total", np.ones(len(k), bool))]
+    if by:
+        labels = merged[by].to_numpy()
+        groups = [(g, labels == g) for g in pd.unique(np.sort(labels))] + groups
+    rows = []
+    for label, sel in groups:
+        est = float(contrib[sel].sum())
+        se = float(np.sqrt((psi[:, sel].sum(1) ** 2).sum()) / fit.n)
+        row = {by: label} if by else {}
+        rows.append(row | {"estimate": est, "std_error": se, "ci_low": est - z * se, "ci_high": est + z * se,
+                           "cells": int(sel.sum())})
+    return pd.DataFrame(rows)
 
 
 # ----------------------------------------------------------------------------------------------------------
