@@ -196,3 +196,59 @@ def funnel_grid_figure(units: pd.DataFrame, lines: pd.DataFrame, panel: str = "p
     fig.legend(handles, labels, loc="upper center", ncol=2, frameon=False, fontsize="small", bbox_to_anchor=(0.5, 1.0))
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     return fig
+
+
+def event_study_grid_figure(event_study: pd.DataFrame, names: dict[str, str] | None = None, ncols: int = 4,
+                            ylabel: str = "effect on rate per 1,000/yr", xlabel: str = "periods since engagement"
+                            ) -> plt.Figure:
+    """Small multiples of event studies (one panel per ``specialty_code``; columns ``event_time,
+    estimate, ci_low, ci_high``): pre-engagement estimates in the palette's first colour, post in its
+    second, a zero line and a dashed line at engagement. y axes are free: specialties differ in rate."""
+    set_theme()
+    colours = sns.color_palette(PALETTE)
+    specs = list(pd.unique(event_study["specialty_code"]))
+    nrows = -(-len(specs) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.5 * nrows), squeeze=False)
+    for ax in axes.ravel()[len(specs):]:
+        ax.set_visible(False)
+    for ax, spec in zip(axes.ravel(), specs):
+        t = event_study[event_study["specialty_code"] == spec]
+        e = t["event_time"].to_numpy(dtype=float)
+        est, lo, hi = (t[c].to_numpy(dtype=float) for c in ("estimate", "ci_low", "ci_high"))
+        ax.axhline(0, color="0.3", lw=0.8)
+        ax.axvline(-0.5, color="0.6", ls="--", lw=0.8)
+        for mask, colour in ((e < 0, colours[0]), (e >= 0, colours[1])):
+            ax.errorbar(e[mask], est[mask], yerr=np.vstack([est[mask] - lo[mask], hi[mask] - est[mask]]), fmt="o",
+                        ms=3, color=colour, ecolor=colour, lw=1, capsize=0)
+        ax.set_title((names or {}).get(spec, "All specialties" if spec == "all" else spec), fontsize="small")
+        ax.tick_params(labelsize="x-small")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel, fontsize="small")
+    for ax in axes[-1, :]:
+        ax.set_xlabel(xlabel, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def forest_figure(table: pd.DataFrame, label: str, estimate: str, low: str, high: str, truth: str | None = None,
+                  xlabel: str = "", reference: float = 0.0, percent: bool = True) -> plt.Figure:
+    """Forest plot: one row per ``label`` with the estimate and its interval, a reference line, and (when
+    ``truth`` names a column, e.g. the planted effect of a synthetic PCT) the true value as a cross."""
+    set_theme()
+    colours = sns.color_palette(PALETTE)
+    t = table.reset_index(drop=True)
+    y = np.arange(len(t))[::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(t) + 1.2))
+    ax.axvline(reference, color="0.3", lw=0.8)
+    ax.errorbar(t[estimate], y, xerr=np.vstack([t[estimate] - t[low], t[high] - t[estimate]]), fmt="o",
+                color=colours[0], ecolor=colours[0], capsize=3, lw=1.4, label="estimate (95% CI)")
+    if truth is not None:
+        ax.scatter(t[truth], y, marker="x", color=colours[3], s=40, zorder=4, label="planted truth")
+    ax.set_yticks(y)
+    ax.set_yticklabels(t[label])
+    ax.set_xlabel(xlabel)
+    if percent:
+        ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    ax.legend(frameon=False, loc="lower right", fontsize="small")
+    fig.tight_layout()
+    return fig

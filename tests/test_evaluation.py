@@ -105,3 +105,184 @@ def test_regression_to_the_mean_by_hand():
     assert rest["baseline_ratio"] == pytest.approx((1 + 0.5 + 0.5) / 3)
     with pytest.raises(ValueError, match="top_share"):
         ev.regression_to_the_mean(pd.DataFrame(rows), ("2003-04", "2003-04"), ("2004-04", "2004-04"), top_share=1.5)
+
+
+# ------------------------------------------------------------------------------------------------
+# Hand-computed cases: relative and total effects, Hotelling's pre-test, periods, placebo
+# ------------------------------------------------------------------------------------------------
+
+def _two_by_two():
+    """Units 1-3 engage in period 2 (cohort 2), units 4-6 never. Outcomes (period 1, period 2):
+    treated (10, 8), (12, 11), (14, 11); never (10, 11), (12, 12), (8, 10)."""
+    import pandas as pd
+
+    y = {1: (10, 8), 2: (12, 11), 3: (14, 11), 4: (10, 11), 5: (12, 12), 6: (8, 10)}
+    rows = [{"unit": u, "t": t + 1, "y": float(v[t]), "cohort": 2 if u <= 3 else 0} for u, v in y.items() for t in (0, 1)]
+    return pd.DataFrame(rows)
+
+
+def test_relative_effect_by_hand():
+    """dY treated = -2, -1, -3 (mean -2); never = 1, 0, 2 (mean 1): ATT = -3. Treated mean in period 2:
+    M = 10, counterfactual 13, ratio 10/13. With n = 6 and did's scaling, var(A) = popvar(dY_T)/3 +
+    popvar(dY_C)/3 = (2/3)/3 + (2/3)/3 = 4/9, var(M) = popvar(Y2_T)/3 = 2/3 (Y2_T = 8, 11, 11) and
+    cov(A, M) = popcov_T(dY, Y2)/3 = 0 (deviations (0, 1, -1) and (-2, 1, 1)). log R = log M - log(M - A):
+    gradient g_M = 1/10 - 1/13, g_A = 1/13."""
+    from pbc_analysis import did
+
+    r = did.att_gt(_two_by_two(), "y", "unit", "t", "cohort")
+    out = did.relative_effect(r)
+    assert out["att"] == pytest.approx(-3.0)
+    assert out["treated_mean"] == pytest.approx(10.0)
+    assert out["counterfactual_mean"] == pytest.approx(13.0)
+    assert out["ratio"] == pytest.approx(10 / 13)
+    g_m, g_a = 1 / 10 - 1 / 13, 1 / 13
+    var = g_m ** 2 * (2 / 3) + g_a ** 2 * (4 / 9)
+    assert out["std_error_log"] == pytest.approx(np.sqrt(var), rel=1e-12)
+    assert out["ratio_ci_low"] == pytest.approx(10 / 13 * np.exp(-1.959963984540054 * np.sqrt(var)), rel=1e-9)
+    assert out["relative"] == pytest.approx(10 / 13 - 1)
+
+
+def test_total_effect_by_hand():
+    """One post cell (cohort 2, period 2): ATT -3, exposure 100 -> total -300, se 100 x se(ATT) =
+    100 x sqrt(4/9)."""
+    import pandas as pd
+
+    from pbc_analysis import did
+
+    r = did.att_gt(_two_by_two(), "y", "unit", "t", "cohort")
+    ex = pd.DataFrame({"cohort": [2], "time": [2], "exposure": [100.0], "fy": ["2005/06"]})
+    out = did.total_effect(r, ex, by="fy")
+    assert out["fy"].tolist() == ["2005/06", "total"]
+    assert out["estimate"].tolist() == pytest.approx([-300.0, -300.0])
+    assert out["std_error"].iloc[-1] == pytest.approx(100 * 2 / 3)
+    with pytest.raises(ValueError, match="no row for 1 post-treatment cell"):
+        did.total_effect(r, ex.assign(time=[3]))
+    with pytest.raises(ValueError, match="lacks column"):
+        did.total_effect(r, ex.drop(columns="exposure"))
+
+
+def test_pretrend_hotelling_f(sample):
+    """F = (n - q) / (q (n - 1)) W on (q, n - q) degrees of freedom."""
+    from scipy import stats
+
+    from pbc_analysis import did
+
+    inputs, _ = sample
+    q = ev.period_panel(ev.practice_month_panel(inputs, specialties=["110"], include_all=False), 3)
+    out = did.pretrend_test(did.att_gt(q, "rate", "practice_code", "t", "cohort"))
+    n, k = 60, out["df"]
+    assert out["f_statistic"] == pytest.approx((n - k) / (k * (n - 1)) * out["statistic"])
+    assert out["f_p_value"] == pytest.approx(stats.f.sf(out["f_statistic"], k, n - k))
+    assert out["f_p_value"] > out["p_value"]  # the chi-squared test over-rejects with few units
+
+
+def test_period_panel_sums_months(sample):
+    inputs, _ = sample
+    m = ev.practice_month_panel(inputs, specialties=["110"])
+    q = ev.period_panel(m, 3)
+    assert len(q) == len(m) // 3
+    a = q[(q["practice_code"] == "P89004") & (q["specialty_code"] == "110") & (q["t"] == 2)].iloc[0]
+    src = m[(m["practice_code"] == "P89004") & (m["specialty_code"] == "110") & m["t"].between(4, 6)]
+    assert a["events"] == src["events"].sum() and a["person_months"] == src["registered"].sum()
+    assert (a["month"], a["last_month"]) == ("2003-07", "2003-09")
+    assert a["rate"] == pytest.approx(12000 * src["events"].sum() / src["registered"].sum())
+    # cohorts: months 25, 31, 37 (2005-04, 2005-10, 2006-04) are the first months of quarters 9, 11, 13
+    assert sorted(q["cohort"].unique().tolist()) == [0, 9, 11, 13]
+    assert (q["post"] == ((q["cohort"] > 0) & (q["t"] >= q["cohort"]))).all()
+    with pytest.warns(UserWarning, match="2008-01 to 2008-02"):
+        ev.period_panel(m[m["t"] <= 59], 3)
+    with pytest.raises(ValueError, match="months must be a positive integer"):
+        ev.period_panel(m, 0)
+
+
+def test_placebo_panel_moves_engagement_earlier(sample):
+    inputs, _ = sample
+    m = ev.practice_month_panel(inputs, specialties=["110"], include_all=False)
+    p = ev.placebo_panel(m, 12)
+    assert p["t"].max() == 24  # months before the first real engagement (month 25)
+    real = m.groupby("practice_code")["cohort"].first()
+    fake = p.groupby("practice_code")["cohort"].first()
+    assert (fake[real == 25] == 13).all() and (fake[real == 31] == 19).all()
+    assert (fake[real == 37] == 0).all() and (fake[real == 0] == 0).all()  # 25 is outside the kept months
+    assert (p.loc[p["cohort"] == 13, "engaged_from"] == "2004-04").all()
+    with pytest.raises(ValueError, match="smaller shift_months"):
+        ev.placebo_panel(m, 36)
+
+
+def test_regression_to_the_mean_unknown_specialty(sample):
+    inputs, _ = sample
+    with pytest.raises(ValueError, match="codes are strings"):
+        ev.regression_to_the_mean(ev.practice_month_panel(inputs, specialties=["110"]), ("2003-04", "2003-06"),
+                                  ("2003-07", "2004-06"), specialty_code=110)
+
+
+# ------------------------------------------------------------------------------------------------
+# Recovery of the planted effects on the sample (the whole evaluation, as notebook 03 runs it)
+# ------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def evaluation(sample):
+    inputs, _ = sample
+    return ev.evaluate_referrals(inputs, activity_end="2007-12", rtm_specialty="110",
+                                 rtm_baseline=("2003-04", "2003-06"), rtm_follow_up=("2003-07", "2004-06"),
+                                 n_sims=500, seed=1)
+
+
+def test_did_intervals_cover_planted_effects_by_specialty(evaluation, sample):
+    """Every specialty's 95% interval for the relative effect at full ramp covers -delta, and the
+    all-specialty interval covers the truth's relative effect in 2007/08 (every cohort at full effect)."""
+    _, truth = sample
+    rec = ev.recovery(evaluation, truth)["specialties"].set_index("specialty_code")
+    assert len(rec) == 13
+    assert rec["covered"].all(), rec[~rec["covered"]]
+    # the truth for all specialties is a referral-weighted mix of the specialty effects
+    assert -0.15 < rec.at["all", "truth"] < -0.02
+    # and the estimate is informative: the all-specialty interval excludes zero
+    assert rec.at["all", "relative_ci_high"] < 0
+
+
+def test_referrals_avoided_cover_truth_by_year(evaluation, sample):
+    _, truth = sample
+    av = ev.recovery(evaluation, truth)["avoided"]
+    assert av["financial_year"].tolist() == ["2005/06", "2006/07", "2007/08", "total"]
+    assert av["covered"].all(), av
+    assert av["avoided"].iloc[-1] == pytest.approx(av["avoided"].iloc[:-1].sum())
+    assert (av["ci_low"] > 0).all()
+
+
+def test_placebo_finds_nothing(evaluation):
+    pl = evaluation.placebo.effects.set_index("specialty_code")
+    assert pl.at["all", "relative_ci_low"] < 0 < pl.at["all", "relative_ci_high"]
+    excl = ((pl["relative_ci_high"] < 0) | (pl["relative_ci_low"] > 0)).drop(index="all")
+    assert excl.sum() <= 2  # about 1 in 20 by chance
+
+
+def test_provider_follow_up_cut_is_not_an_engagement_effect(evaluation):
+    """RP8 cut follow-ups by 20% from 2007-01: among never-engaged practices its follow-ups step down
+    (interval below 1) while GP referrals to it do not move (interval covers 1)."""
+    pc = evaluation.provider_check.set_index("series")
+    assert pc.at["followup_op", "ci_high"] < 1
+    assert 0.7 < pc.at["followup_op", "level_change"] < 0.9
+    assert pc.at["gp_referrals", "ci_low"] < 1 < pc.at["gp_referrals", "ci_high"]
+
+
+def test_regression_to_the_mean_is_visible(evaluation):
+    rtm = evaluation.rtm.set_index("group")
+    assert rtm.at["top", "change"] < -0.1  # the top group falls back with no intervention
+    assert rtm.at["top", "baseline_ratio"] > 1 > rtm.at["rest", "baseline_ratio"]
+
+
+def test_estimator_comparison_and_headline(evaluation):
+    comp = evaluation.comparison.set_index("estimator")
+    cs = evaluation.avoided.iloc[-1]
+    assert comp.at["Callaway-Sant'Anna (rate)", "avoided"] == pytest.approx(cs["avoided"])
+    assert len(comp) == 3 and (comp["ci_low"] < comp["avoided"]).all() and (comp["avoided"] < comp["ci_high"]).all()
+    head = ev.headline(evaluation)
+    json.dumps(head)
+    assert head["referrals_avoided"]["estimate"] == pytest.approx(cs["avoided"])
+    assert set(head["referrals_avoided_by_year"]) == {"2005/06", "2006/07", "2007/08"}
+    text = ev.describe(head)
+    assert f"{cs['avoided']:,.0f}" in text
+    tables = ev.result_tables(evaluation)
+    assert all(not t.empty for t in tables.values())
+    assert "events" not in tables["ev_rtm"].columns  # ratios only, no practice counts
