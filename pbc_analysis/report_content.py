@@ -201,6 +201,89 @@ def dispersion_table(run_dir: str | Path, period: str | None = None) -> HTML:
     return _table(shown, f"Over-dispersion of practices' standardised ratios, {period} (all specialties)")
 
 
+def _pct(v: float) -> str:
+    return f"{v:+.1%}"
+
+
+def _ci(lo: float, hi: float, fmt: str = "{:+.1%}") -> str:
+    return f"{fmt.format(lo)} to {fmt.format(hi)}"
+
+
+def evaluation_text(res: dict[str, Any]) -> str:
+    """The evaluation's headline in words (numbers from ``results.json``'s ``evaluation`` section)."""
+    ev = res.get("evaluation")
+    if not ev:
+        return "The referral evaluation was not run."
+    from . import evaluation
+
+    its_, cits, tw = ev["its_avoided"], ev["controlled_its_avoided"], ev["twfe_avoided"]
+    extra = (f"For comparison, a single-date interrupted time series of the PCT puts referrals avoided at "
+             f"{its_['estimate']:,.0f} ({its_['ci_low']:,.0f} to {its_['ci_high']:,.0f}), the controlled version at "
+             f"{cits['estimate']:,.0f} ({cits['ci_low']:,.0f} to {cits['ci_high']:,.0f}) and static two-way fixed "
+             f"effects at {tw['estimate']:,.0f} ({tw['ci_low']:,.0f} to {tw['ci_high']:,.0f}); the staggered "
+             "difference-in-differences is the primary estimate because it compares each cohort only with practices "
+             "not yet engaged and lets the effect build up.")
+    return evaluation.describe(ev) + "\n\n" + extra
+
+
+def evaluation_figures(run_dir: str | Path) -> list[HTML]:
+    """The evaluation's figures that exist in the run, with captions."""
+    caps = [("ev_did_forest", "Change in engaged practices' referral rate once the effect had built up, by specialty, "
+             "against their counterfactual rate (staggered difference-in-differences), with 95% intervals."),
+            ("ev_event_study", "Event studies: effect on referrals per 1,000 patients per year by periods since engagement; "
+             "points before engagement (left of the dashed line) test parallel trends. 95% pointwise intervals."),
+            ("ev_its_controlled", "Controlled interrupted time series: engaged and never-engaged practices' referrals per "
+             "1,000 per year, fitted model and engaged practices' counterfactual with its 95% interval.")]
+    figs = Path(run_dir) / results.FIGURES
+    return [figure(run_dir, name, cap) for name, cap in caps if (figs / f"{name}.png").exists()]
+
+
+def evaluation_effects_table(run_dir: str | Path) -> HTML:
+    d = results.read_table(run_dir, "ev_did_effects")
+    shown = pd.DataFrame({
+        "Specialty": (d["specialty_code"].where(d["specialty_code"] == "all", d["specialty_code"] + " ")
+                      .replace({"all": ""}) + d["specialty_name"].fillna("")),
+        "Change once built up": d["relative"].map(_pct),
+        "95% CI": [_ci(a, b) for a, b in zip(d["relative_ci_low"], d["relative_ci_high"])],
+        "Effect per 1,000/yr": d["att"].round(2),
+        "Pre-trend p": d["pretrend_p"].map(lambda v: f"{v:.2f}"),
+        "Engaged / comparison practices": d["engaged_practices"].astype(str) + " / " + d["comparison_practices"].astype(str)})
+    return _table(shown, "Effect of engagement on GP referral rates by specialty (modelled estimates; rates per 1,000 "
+                         "patients per year)")
+
+
+def evaluation_avoided_table(run_dir: str | Path) -> HTML:
+    d = results.read_table(run_dir, "ev_avoided")
+    shown = pd.DataFrame({"Financial year": d["financial_year"].replace({"total": "Total"}),
+                          "GP referrals avoided": d["avoided"].map(lambda v: f"{v:,.0f}"),
+                          "95% CI": [f"{a:,.0f} to {b:,.0f}" for a, b in zip(d["ci_low"], d["ci_high"])]})
+    return _table(shown, "GP referrals avoided by engaged practices (modelled: effect on rates x patients)",
+                  note="Modelled estimates are exempt from count rounding.")
+
+
+def evaluation_checks_table(run_dir: str | Path) -> HTML:
+    """Placebo, regression to the mean and provider-change checks in one table."""
+    rows = []
+    pl = results.read_table(run_dir, "ev_placebo")
+    a = pl[pl["specialty_code"] == "all"].iloc[0]
+    n_sig = int(((pl["specialty_code"] != "all") & ((pl["relative_ci_high"] < 0) | (pl["relative_ci_low"] > 0))).sum())
+    rows.append({"Check": "Placebo: engagement moved earlier (pre-engagement data only)",
+                 "Result": f"{_pct(a['relative'])} (95% CI {_ci(a['relative_ci_low'], a['relative_ci_high'])}); "
+                           f"{n_sig} of {len(pl) - 1} specialties exclude zero",
+                 "Expected if the design is sound": "about zero; about 1 specialty in 20 excluding zero by chance"})
+    rtm = results.read_table(run_dir, "ev_rtm").set_index("group")
+    rows.append({"Check": "Regression to the mean: top referrers among never-engaged practices",
+                 "Result": f"ratio to PCT {rtm.at['top', 'baseline_ratio']:.2f} at baseline, "
+                           f"{rtm.at['top', 'follow_up_ratio']:.2f} at follow-up",
+                 "Expected if the design is sound": "a fall with no intervention: why DiD compares with controls"})
+    pc = results.read_table(run_dir, "ev_provider_check")
+    for r in pc.itertuples():
+        rows.append({"Check": f"Provider change {r.provider_code} {r.change_month} ({r.pod}): {r.series.replace('_', ' ')}",
+                     "Result": f"level change x{r.level_change:.3f} (95% CI {r.ci_low:.3f} to {r.ci_high:.3f})",
+                     "Expected if the design is sound": "a step in the changed activity, none in GP referrals"})
+    return _table(pd.DataFrame(rows), "Checks on the evaluation (modelled estimates)")
+
+
 def reproducibility_text(prov: dict[str, Any]) -> str:
     if not prov:
         return "This notebook was run by hand, not by `pbc run`; it has no provenance record."
