@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= configs/sample.yaml
 PYTEST_ARGS ?=
 
-.PHONY: help venv report test test-fast lab lock sample expected clean-reports bench simulate-benchmark
+.PHONY: help venv report test test-fast lab lock sample expected clean-reports bench simulate-benchmark simulate-evaluation
 
 help:
 	@echo "make report   run the full pipeline on the embedded sample (reports/latest/)"
@@ -20,6 +20,7 @@ help:
 	@echo "make expected regenerate tests/expected/ back-test tables (review the diff!)"
 	@echo "make bench    time synth, validated loading and benchmarking at national size"
 	@echo "make simulate-benchmark  flag rates of benchmarking over 20 synthetic PCTs"
+	@echo "make simulate-evaluation bias and coverage of ITS, TWFE and Callaway-Sant'Anna over 100 synthetic PCTs"
 
 venv: $(STAMP)
 
@@ -59,6 +60,10 @@ bench: $(STAMP)
 
 simulate-benchmark: $(STAMP)
 	$(BIN)/python scripts/simulate_benchmark.py --seeds 20
+
+simulate-evaluation: $(STAMP)
+	$(BIN)/python scripts/simulate_evaluation.py --seeds 100 --scenario sample
+	$(BIN)/python scripts/simulate_evaluation.py --seeds 100 --scenario heterogeneous
 
 clean-reports:
 	rm -rf reports/*/ reports/latest
