@@ -28,7 +28,7 @@ from . import data as _data
 
 __all__ = ["DiDEvaluation", "cohort_exposure", "estimator_comparison", "evaluate_did", "events_avoided", "financial_year",
            "its_frame", "month_index", "pct_series", "period_panel", "placebo_panel", "planted_truth",
-           "practice_month_panel", "regression_to_the_mean"]
+           "practice_month_panel", "regression_to_the_mean", "restrict_window"]
 
 
 def month_index(months: Sequence[str] | pd.Series, first: str) -> np.ndarray:
@@ -186,6 +186,33 @@ def financial_year(months: Sequence[str] | pd.Series) -> np.ndarray:
     return (y.astype(str) + "/" + ((y + 1) % 100).map("{:02d}".format)).to_numpy()
 
 
+def restrict_window(panel: pd.DataFrame, first: str | None = None, last: str | None = None) -> pd.DataFrame:
+    """Keep the months ``first`` to ``last`` of a :func:`practice_month_panel` (None = its own first or
+    last month), renumbering ``t`` from 1 and the cohorts with it. A practice engaged after ``last`` is
+    never engaged within the kept months (cohort 0); one engaged before ``first`` would have no
+    pre-period, which is an error naming the practices."""
+    months = sorted(panel["month"].unique())
+    first, last = first or months[0], last or months[-1]
+    for name, m in (("first", first), ("last", last)):
+        if m not in months:
+            raise ValueError(f"window {name} month {m!r} is not in the panel ({months[0]} to {months[-1]})")
+    if first >= last:
+        raise ValueError(f"window first month {first} must be before its last month {last}")
+    offset = months.index(first)
+    out = panel[(panel["month"] >= first) & (panel["month"] <= last)].copy()
+    out["t"] = out["t"] - offset
+    n = int(out["t"].max())
+    early = out.loc[(out["cohort"] > 0) & (out["cohort"] - offset <= 1), "practice_code"].unique()
+    if len(early):
+        raise ValueError(f"{len(early)} practice(s) engaged in or before the window's first month {first} "
+                         f"(e.g. {list(early[:5])}): start the baseline earlier so every cohort has a pre-period")
+    cohort = out["cohort"] - offset
+    out["cohort"] = np.where((out["cohort"] > 0) & (cohort <= n), cohort, 0)
+    out["engaged_from"] = np.where(out["cohort"] > 0, out["engaged_from"], "")
+    out["post"] = ((out["cohort"] > 0) & (out["t"] >= out["cohort"])).astype(int)
+    return out.reset_index(drop=True)
+
+
 def period_panel(panel: pd.DataFrame, months: int = 3) -> pd.DataFrame:
     """Sum a :func:`practice_month_panel` into periods of ``months`` consecutive months counted from the
     window's first month (``months=3`` and a window starting in April: financial quarters).
@@ -324,17 +351,25 @@ def evaluate_did(panel: pd.DataFrame, control_group: str = "not_yet", full_effec
                          period_months=period_months)
 
 
-def events_avoided(attgt_result: pd.DataFrame, panel: pd.DataFrame, specialty_code: str = _bm.ALL) -> pd.DataFrame:
+def events_avoided(attgt_result: pd.DataFrame, panel: pd.DataFrame, specialty_code: str = _bm.ALL,
+                   from_month: str | None = None) -> pd.DataFrame:
     """Events (e.g. GP referrals) avoided by engagement, by financial year and in total, from the
     group-time effects on rates: ``avoided = - sum_(g,t) ATT(g,t) x person-years(g,t) / 1,000``
     (:func:`pbc_analysis.did.total_effect`), with 95% (or ``att_gt``'s) intervals.
 
     Columns ``financial_year`` (``total`` last), ``avoided``, ``std_error``, ``ci_low``, ``ci_high``,
-    ``periods`` (group-time cells summed).
+    ``cells`` (group-time cells summed). ``from_month``: the evaluation window's first month; periods
+    starting before it count zero (they are still estimated, and used by the comparison groups).
     """
     from . import did as _did
 
-    tot = _did.total_effect(attgt_result, cohort_exposure(panel, specialty_code), by="financial_year")
+    ex = cohort_exposure(panel, specialty_code)
+    if from_month:
+        before = ex["month"] < from_month
+        ex.loc[before, "exposure"] = 0.0
+        ex.loc[before, "financial_year"] = "before"
+    tot = _did.total_effect(attgt_result, ex, by="financial_year")
+    tot = tot[tot["financial_year"] != "before"]
     return pd.DataFrame({"financial_year": tot["financial_year"].astype(str), "avoided": -tot["estimate"],
                          "std_error": tot["std_error"], "ci_low": -tot["ci_high"], "ci_high": -tot["ci_low"],
                          "cells": tot["cells"]})
@@ -458,13 +493,18 @@ class ReferralEvaluation:
 
 
 def evaluate_referrals(inputs: _data.Inputs, measure: str = "referrals", specialties: Sequence[str] | None = None,
-                       period_months: int = 3, control_group: str = "not_yet", full_effect_from: int = 2,
+                       baseline_window: tuple[str, str] | None = None,
+                       evaluation_window: tuple[str, str] | None = None, period_months: int = 3, control_group: str = "not_yet", full_effect_from: int = 2,
                        interruption: str | None = None, its_end: str | None = None, activity_end: str | None = None,
                        harmonics: int = 2, placebo_shift_months: int = 12,
                        rtm_baseline: tuple[str, str] | None = None, rtm_follow_up: tuple[str, str] | None = None,
                        rtm_top_share: float = 0.2, rtm_specialty: str = _bm.ALL, confidence: float = 0.95, n_sims: int = 2000,
                        seed: int = 0) -> ReferralEvaluation:
     """Evaluate engagement's effect on ``measure`` (GP referrals by default) every way notebook 03 shows.
+
+    The analysis uses the months from ``baseline_window``'s first (which must end before the first
+    engagement) to ``evaluation_window``'s last (None: the whole loaded window); referrals avoided are
+    counted from ``evaluation_window``'s first month.
 
     1. ITS: the PCT's monthly series, segmented quasi-Poisson with ``harmonics`` seasonal pairs, list
        as offset, level and slope change at ``interruption`` (default: the first engagement month), up
@@ -486,10 +526,21 @@ def evaluate_referrals(inputs: _data.Inputs, measure: str = "referrals", special
 
     cube = _bm.build_cube(inputs)
     panel = practice_month_panel(inputs, measure=measure, specialties=specialties, cube=cube)
+    for name, w in (("baseline_window", baseline_window), ("evaluation_window", evaluation_window)):
+        if w is not None and (len(w) != 2 or w[0] > w[1]):
+            raise ValueError(f"{name} must be [first month, last month] in order, got {list(w)}")
+    panel = restrict_window(panel, baseline_window[0] if baseline_window else None,
+                            evaluation_window[1] if evaluation_window else None)
     months = sorted(panel["month"].unique())
     engaged = panel.loc[panel["cohort"] > 0, "engaged_from"]
     if engaged.empty:
         raise ValueError("no practice engaged within the window: there is nothing to evaluate")
+    if baseline_window and baseline_window[1] >= min(engaged):
+        raise ValueError(f"baseline_window ends {baseline_window[1]}, not before the first engagement {min(engaged)}: "
+                         "the baseline must be free of engagement")
+    if evaluation_window and evaluation_window[0] < min(engaged):
+        raise ValueError(f"evaluation_window starts {evaluation_window[0]}, before the first engagement "
+                         f"{min(engaged)}; start it at or after that month")
     interruption = interruption or min(engaged)
     its_end = its_end or months[-1]
     kw = dict(offset="registered", family="quasipoisson", harmonics=harmonics, season="calendar_month",
@@ -511,7 +562,8 @@ def evaluate_referrals(inputs: _data.Inputs, measure: str = "referrals", special
         measure=measure, panel=panel, period_panel=q, interruption=interruption, its_end=its_end, its=its_fit,
         its_controlled=its_c, its_avoided=_its.effect_summary(its_fit, n_sims=n_sims, seed=seed, confidence=confidence),
         its_controlled_avoided=_its.effect_summary(its_c, n_sims=n_sims, seed=seed, confidence=confidence),
-        did=dd, avoided=events_avoided(dd.attgt[_bm.ALL], q), comparison=estimator_comparison(q, dd.attgt[_bm.ALL]),
+        did=dd, avoided=events_avoided(dd.attgt[_bm.ALL], q,
+                                      from_month=evaluation_window[0] if evaluation_window else None), comparison=estimator_comparison(q, dd.attgt[_bm.ALL]),
         bacon=bacon, placebo=placebo, placebo_shift_months=placebo_shift_months,
         rtm=regression_to_the_mean(panel, rtm_baseline, rtm_follow_up, top_share=rtm_top_share,
                                    specialty_code=rtm_specialty),

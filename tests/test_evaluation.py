@@ -286,3 +286,37 @@ def test_estimator_comparison_and_headline(evaluation):
     tables = ev.result_tables(evaluation)
     assert all(not t.empty for t in tables.values())
     assert "events" not in tables["ev_rtm"].columns  # ratios only, no practice counts
+
+
+def test_restrict_window_renumbers_months_and_cohorts(sample):
+    inputs, _ = sample
+    m = ev.practice_month_panel(inputs, specialties=["110"], include_all=False)
+    r = ev.restrict_window(m, "2004-04", "2006-03")  # months 13..36 -> 1..24
+    assert r["t"].min() == 1 and r["t"].max() == 24 and r["month"].min() == "2004-04"
+    coh = r.groupby("practice_code")["cohort"].first()
+    real = m.groupby("practice_code")["cohort"].first()
+    assert (coh[real == 25] == 13).all() and (coh[real == 31] == 19).all()
+    assert (coh[real == 37] == 0).all()  # engaged 2006-04, after the window
+    assert (r.loc[r["cohort"] == 0, "engaged_from"] == "").all()
+    with pytest.raises(ValueError, match="engaged in or before the window's first month"):
+        ev.restrict_window(m, "2005-04", None)
+    with pytest.raises(ValueError, match="not in the panel"):
+        ev.restrict_window(m, "2001-01", None)
+
+
+def test_evaluation_windows_are_checked(sample):
+    inputs, _ = sample
+    with pytest.raises(ValueError, match="baseline must be free of engagement"):
+        ev.evaluate_referrals(inputs, baseline_window=("2003-04", "2005-06"), n_sims=100)
+    with pytest.raises(ValueError, match="before the first engagement"):
+        ev.evaluate_referrals(inputs, evaluation_window=("2005-01", "2008-03"), n_sims=100)
+
+
+def test_events_avoided_from_month(evaluation):
+    """Counting from 2006-04 keeps only the last two financial years, with the same figures."""
+    q = evaluation.period_panel
+    full = ev.events_avoided(evaluation.did.attgt["all"], q).set_index("financial_year")
+    late = ev.events_avoided(evaluation.did.attgt["all"], q, from_month="2006-04").set_index("financial_year")
+    assert late.index.tolist() == ["2006/07", "2007/08", "total"]
+    assert late.loc["2006/07", "avoided"] == pytest.approx(full.loc["2006/07", "avoided"])
+    assert late.loc["total", "avoided"] == pytest.approx(full.loc[["2006/07", "2007/08"], "avoided"].sum())
