@@ -49,7 +49,7 @@ REPORT_NOTEBOOK = "09_evaluation_report"
 RESERVED_PARAMETERS = {"run_dir"}
 PATH_SUFFIXES = ("_dir", "_path", "_file")
 TOP_LEVEL_KEYS = {"run", "parameters", "notebooks"}
-RUN_KEYS = {"name": str, "notebooks": list, "renderer": str}
+RUN_KEYS = {"name": str, "notebooks": list, "renderer": str, "workers": int}
 RENDERERS = ("auto", "quarto", "nbconvert")
 KERNEL_NAME = "python3"
 
@@ -110,6 +110,7 @@ class RunConfig:
     source: str                                # the config text as given
     path: Path | None
     notebooks_dir: Path = paths.NOTEBOOKS_DIR
+    workers: int = 0                           # analysis notebooks run at once (0 = one per CPU core)
 
     @property
     def parameters_hash(self) -> str:
@@ -180,6 +181,9 @@ def parse_config(text: str, path: Path | None = None, notebooks_dir: Path = path
             problems.append(f"{where}: run.{key} must be {RUN_KEYS[key].__name__}, got {_type_name(value)} {value!r}")
     name = run.get("name", path.stem if path else "run")
     renderer = run.get("renderer", "auto")
+    workers = run.get("workers", 0)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        problems.append(f"{where}: run.workers must be a whole number >= 0 (0 = one notebook per CPU core), got {workers!r}")
     if renderer not in RENDERERS:
         problems.append(f"{where}: run.renderer must be one of {list(RENDERERS)}, got {renderer!r}")
 
@@ -230,7 +234,7 @@ def parse_config(text: str, path: Path | None = None, notebooks_dir: Path = path
     if problems:
         raise ConfigError("invalid run config:\n  - " + "\n  - ".join(dict.fromkeys(problems)))
     return RunConfig(name=str(name), renderer=renderer, notebooks=tuple(selected), parameters=effective, source=text,
-                     path=path, notebooks_dir=notebooks_dir)
+                     path=path, notebooks_dir=notebooks_dir, workers=int(workers))
 
 
 def load_config(path: str | Path) -> RunConfig:
@@ -347,6 +351,73 @@ def _execute(nb_path: Path, out_path: Path, params: dict[str, Any], cwd: Path) -
     return time.perf_counter() - start
 
 
+def _workers(requested: int, n_notebooks: int) -> int:
+    """Analysis notebooks run side by side: ``requested`` (0 = one per CPU core), at most one per notebook."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n = requested or cores
+    return max(1, min(n, n_notebooks))
+
+
+def _execute_job(nb_path: Path, out_path: Path, params: dict[str, Any], cwd: Path) -> tuple[float, str | None]:
+    """:func:`_execute` in a worker process: the seconds taken, or the error message."""
+    try:
+        return _execute(nb_path, out_path, params, cwd), None
+    except RunError as exc:
+        return 0.0, str(exc)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises RunError
+        return 0.0, f"notebook {nb_path.name} could not run: {type(exc).__name__}: {exc}"
+
+
+def _run_notebooks(cfg: RunConfig, names: list[str], run_dir: Path, workers: int, total: int, echo: Any,
+                   first: int = 1) -> dict[str, float]:
+    """Execute ``names`` (independent notebooks) with up to ``workers`` kernels at once; return their seconds.
+
+    Each analysis notebook reads the validated inputs itself and writes only its own tables, figures and
+    results section, so they can run side by side; the report notebook runs alone, after them. Progress
+    lines are printed as notebooks finish; the first failure stops the run after the running ones end.
+    """
+    jobs = {name: (cfg.notebooks_dir / f"{name}.ipynb", run_dir / "notebooks" / f"{name}.ipynb",
+                   dict(cfg.parameters[name], run_dir=str(run_dir.resolve())), run_dir) for name in names}
+    for name, job in jobs.items():
+        log.info("executing %s with %s", name, job[2])
+    timings: dict[str, float] = {}
+    errors: list[str] = []
+    if workers <= 1 or len(names) <= 1:
+        for i, name in enumerate(names, first):
+            echo(f"[{i}/{total}] {name} ...", end="", flush=True)
+            seconds, err = _execute_job(*jobs[name])
+            if err:
+                echo(" FAILED")
+                log.error("%s", err)
+                raise RunError(err)
+            timings[name] = round(seconds, 2)
+            echo(f" {seconds:.1f} s")
+            log.info("%s finished in %.1f s", name, seconds)
+        return timings
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    echo(f"running {len(names)} notebooks, {workers} at a time: {', '.join(names)}")
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork")) as pool:
+        futures = {pool.submit(_execute_job, *jobs[name]): name for name in names}
+        for i, fut in enumerate(cf.as_completed(futures), first):
+            name = futures[fut]
+            seconds, err = fut.result()
+            if err:
+                echo(f"[{i}/{total}] {name} FAILED")
+                log.error("%s", err)
+                errors.append(err)
+                for other in futures:
+                    other.cancel()
+                continue
+            timings[name] = round(seconds, 2)
+            echo(f"[{i}/{total}] {name} {seconds:.1f} s")
+            log.info("%s finished in %.1f s", name, seconds)
+    if errors:
+        raise RunError("\n".join(errors))
+    return {name: timings[name] for name in names if name in timings}
+
+
 def _new_run_id(cfg: RunConfig) -> str:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{cfg.name}-{cfg.parameters_hash[:8]}"
@@ -393,23 +464,12 @@ def run_pipeline(cfg: RunConfig, reports_dir: Path = paths.REPORTS_DIR, render: 
         }
         (run_dir / "provenance.json").write_text(results.dumps(provenance), encoding="utf-8")
         log.info("run %s: %d notebooks, parameters hash %s", run_dir.name, len(cfg.notebooks), cfg.parameters_hash)
-        timings: dict[str, float] = {}
         order = list(cfg.notebooks) + ([REPORT_NOTEBOOK] if render and REPORT_NOTEBOOK in cfg.parameters else [])
-        for i, name in enumerate(order, 1):
-            if name == REPORT_NOTEBOOK:
-                results.merge_sections(run_dir)
-            params = dict(cfg.parameters[name], run_dir=str(run_dir.resolve()))
-            echo(f"[{i}/{len(order)}] {name} ...", end="", flush=True)
-            log.info("executing %s with %s", name, params)
-            try:
-                seconds = _execute(cfg.notebooks_dir / f"{name}.ipynb", run_dir / "notebooks" / f"{name}.ipynb", params, run_dir)
-            except RunError as exc:
-                echo(" FAILED")
-                log.error("%s", exc)
-                raise
-            timings[name] = round(seconds, 2)
-            echo(f" {seconds:.1f} s")
-            log.info("%s finished in %.1f s", name, seconds)
+        workers = _workers(cfg.workers, len(cfg.notebooks))
+        timings = _run_notebooks(cfg, list(cfg.notebooks), run_dir, workers, len(order), echo)
+        if REPORT_NOTEBOOK in order:
+            results.merge_sections(run_dir)
+            timings |= _run_notebooks(cfg, [REPORT_NOTEBOOK], run_dir, 1, len(order), echo, first=len(order))
         merged = results.merge_sections(run_dir)
         render_info = None
         if render and REPORT_NOTEBOOK in cfg.parameters:

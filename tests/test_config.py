@@ -117,3 +117,18 @@ def test_parameters_hash_is_stable_and_sensitive(nbdir):
     b = parse_config("# comment\nparameters:\n  start_month: '2004-04'\n", notebooks_dir=nbdir)
     c = parse_config("parameters:\n  start_month: '2004-05'\n", notebooks_dir=nbdir)
     assert a.parameters_hash == b.parameters_hash != c.parameters_hash
+
+
+def test_workers_setting(nbdir):
+    assert parse_config("", notebooks_dir=nbdir).workers == 0
+    assert parse_config("run:\n  workers: 1\n", notebooks_dir=nbdir).workers == 1
+    for bad in ("-1", "true", '"2"', "1.5"):
+        with pytest.raises(ConfigError, match="run.workers must be"):
+            parse_config(f"run:\n  workers: {bad}\n", notebooks_dir=nbdir)
+
+
+def test_workers_are_capped_by_cores_and_notebooks():
+    from pbc_analysis.run import _workers
+
+    assert _workers(4, 2) == 2 and _workers(1, 5) == 1 and _workers(3, 5) == 3
+    assert 1 <= _workers(0, 50) <= 50

@@ -159,3 +159,34 @@ def test_report_benchmarking_section_discloses_counts(runs):
     col = header.index("GP referrals (count)")
     counts = [r[col].strip() for r in body]
     assert body and all(v == "*" or (v.isdigit() and int(v) % 5 == 0) for v in counts), counts
+
+
+def test_parallel_failure_names_the_notebook_and_lets_the_other_finish(tmp_path):
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    meta = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    for name, body in (("01_ok", "import pathlib\npathlib.Path(run_dir, 'ok.txt').write_text('done')"),
+                       ("02_fails", "raise RuntimeError('planted parallel failure')")):
+        nb = nbformat.v4.new_notebook(metadata=meta)
+        params = nbformat.v4.new_code_cell('run_dir = ""')
+        params.metadata["tags"] = ["parameters"]
+        nb.cells = [params, nbformat.v4.new_code_cell(body)]
+        nbformat.write(nb, nbdir / f"{name}.ipynb")
+    cfg = parse_config("run:\n  workers: 2\n", notebooks_dir=nbdir)
+    with pytest.raises(RunError, match="02_fails.ipynb failed in cell .*RuntimeError: planted parallel failure"):
+        run_pipeline(cfg, reports_dir=tmp_path / "reports", run_id="r", echo=lambda *a, **k: None)
+    assert (tmp_path / "reports" / "r" / "ok.txt").read_text() == "done"
+
+
+def test_sequential_run_gives_the_same_tables_as_the_parallel_one(runs, tmp_path):
+    text = SAMPLE_CONFIG.read_text().replace("  workers: 0 ", "  workers: 1 ")
+    assert "workers: 1 " in text
+    cfg = parse_config(text, path=SAMPLE_CONFIG)
+    seq = run_pipeline(cfg, reports_dir=tmp_path, run_id="seq", render=False, echo=lambda *a, **k: None)
+    par = runs[0]
+    names = sorted(p.name for p in (par / "tables").glob("*.csv"))
+    assert names == sorted(p.name for p in (seq / "tables").glob("*.csv"))
+    for n in names:
+        assert (par / "tables" / n).read_bytes() == (seq / "tables" / n).read_bytes(), n
+    man = json.loads((par / "manifest.json").read_text())
+    assert set(man["notebooks"]["seconds"]) == set(man["notebooks"]["order"])
