@@ -284,6 +284,63 @@ def evaluation_checks_table(run_dir: str | Path) -> HTML:
     return _table(pd.DataFrame(rows), "Checks on the evaluation (modelled estimates)")
 
 
+def budgets_text(res: dict[str, Any]) -> str:
+    """Budgets, risk pool and monitoring in words (from ``results.json``'s ``budgets`` section)."""
+    b = res.get("budgets")
+    if not b:
+        return "Budgets were not set in this run."
+    from . import budgets, risk
+
+    text = budgets.describe(b)
+    if b.get("risk") or b.get("monitoring"):
+        text += "\n\n" + risk.describe(b.get("risk"), b.get("monitoring"))
+    return text
+
+
+def budgets_figures(run_dir: str | Path) -> list[HTML]:
+    caps = [("bud_distance", "Each practice's historic budget (scaled to the envelope) against its fair share; the "
+             "solid line is target, dashed lines the allowed band. GBP."),
+            ("bud_glide_path", "Distance from fair share over the pace-of-change path, one line per practice; the "
+             "shaded band is the allowed distance."),
+            ("risk_pool", "Simulated distribution of a year's risk-pool charge with the pool the top-slice buys "
+             "(left) and the chance the pool is exhausted by top-slice (right)."),
+            ("risk_monitoring", "Year-to-date cost against the seasonal budget profile with the forecast outturn and "
+             "its interval (left); each practice's forecast variance against budget (right).")]
+    figs = Path(run_dir) / results.FIGURES
+    return [figure(run_dir, name, cap) for name, cap in caps if (figs / f"{name}.png").exists()]
+
+
+def budget_statement_table(run_dir: str | Path) -> HTML:
+    """The per-practice budget statement: list, weights, need, historic spend, target, distance, step."""
+    s = results.read_table(run_dir, "bud_statement")
+    shown = pd.DataFrame({
+        "Practice": s["practice_code"], "Consortium": s["consortium"],
+        "Weighted list": s["weighted_list"].map(lambda v: f"{v:,.0f}"),
+        "Age-sex index": s["age_sex_index"].round(3), "Need index": s["need_index"].round(3),
+        "Historic budget (GBP)": s["historic_budget"].map(lambda v: f"{v:,.0f}"),
+        "Fair share (GBP)": s["fair_share"].map(lambda v: f"{v:,.0f}"),
+        "Distance from target": s["distance_from_target"].map(lambda v: f"{v:+.1%}"),
+        "Budget (GBP)": s["budget"].map(lambda v: f"{v:,.0f}"),
+        "Change": s["change_pct"].map(lambda v: f"{v:+.1%}"), "Status": s["status"]})
+    return _table(shown, "Budget statement per practice (GBP; weighted list is a modelled figure, not a count of "
+                         "patients)")
+
+
+def monitoring_status_table(run_dir: str | Path) -> HTML | None:
+    p = Path(run_dir) / results.TABLES / "risk_monitoring_consortium.csv"
+    if not p.exists():
+        return None
+    m = results.read_table(run_dir, "risk_monitoring_consortium")
+    last = m[m["month"] == m["month"].max()]
+    shown = pd.DataFrame({"Consortium": last["consortium"], "Month": last["month"],
+                          "Budget (GBP)": last["budget"].map(lambda v: f"{v:,.0f}"),
+                          "Forecast outturn (GBP)": last["forecast_centre"].map(lambda v: f"{v:,.0f}"),
+                          "Interval (GBP)": [f"{a:,.0f} to {b:,.0f}" for a, b in zip(last["lower"], last["upper"])],
+                          "Forecast variance": last["variance"].map(lambda v: f"{v:+.1%}"),
+                          "Status": last["status"]})
+    return _table(shown, "In-year monitoring by consortium at the latest month (GBP; forecasts are modelled)")
+
+
 def reproducibility_text(prov: dict[str, Any]) -> str:
     if not prov:
         return "This notebook was run by hand, not by `pbc run`; it has no provenance record."

@@ -190,3 +190,15 @@ def test_sequential_run_gives_the_same_tables_as_the_parallel_one(runs, tmp_path
         assert (par / "tables" / n).read_bytes() == (seq / "tables" / n).read_bytes(), n
     man = json.loads((par / "manifest.json").read_text())
     assert set(man["notebooks"]["seconds"]) == set(man["notebooks"]["order"])
+
+
+def test_report_budgets_section_discloses_patient_counts(runs):
+    """The budgets section states how many patients cross the risk-pool threshold: rounded to 5."""
+    import re
+
+    html = (runs[0] / "report.html").read_text(encoding="utf-8")
+    m = re.search(r"about ([\d,*]+) patients a year will cross the threshold", html)
+    assert m, "the risk-pool sentence is missing from the report"
+    n = m.group(1)
+    assert n == "*" or int(n.replace(",", "")) % 5 == 0
+    assert "Budget statement per practice" in html
