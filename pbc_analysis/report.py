@@ -445,3 +445,148 @@ def _render_nbconvert(notebook: Path, title: str | None, reason: str) -> tuple[b
     except Exception as exc:  # noqa: BLE001
         raise ReportError(f"nbconvert failed to render {notebook}: {exc}") from exc
     return body.encode("utf-8"), version
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading the published tables back (disclosure scan)
+# --------------------------------------------------------------------------------------------------
+
+def extract_tables(html_text: str) -> list[dict]:
+    """Every ``<table>`` of an HTML page as ``{"caption", "headers", "rows"}`` (cell texts, stripped), with
+    the standard library's parser only. Used to scan a published report for undisclosed counts."""
+    from html.parser import HTMLParser
+
+    class _P(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__(convert_charrefs=True)
+            self.tables: list[dict] = []
+            self.stack: list[dict] = []
+            self.cell: list[str] | None = None
+            self.in_caption = False
+            self.row: list[str] | None = None
+            self.row_is_header = False
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table":
+                self.stack.append({"caption": "", "headers": [], "rows": []})
+            elif not self.stack:
+                return
+            elif tag == "caption":
+                self.in_caption = True
+            elif tag == "tr":
+                self.row, self.row_is_header = [], True
+            elif tag in ("td", "th"):
+                self.cell = []
+                if tag == "td":
+                    self.row_is_header = False
+
+        def handle_endtag(self, tag):
+            if not self.stack:
+                return
+            t = self.stack[-1]
+            if tag == "caption":
+                self.in_caption = False
+            elif tag in ("td", "th") and self.cell is not None and self.row is not None:
+                self.row.append(" ".join("".join(self.cell).split()))
+                self.cell = None
+            elif tag == "tr" and self.row is not None:
+                if self.row_is_header and not t["rows"]:
+                    t["headers"] = self.row if not t["headers"] else [f"{a} {b}".strip() for a, b in zip(t["headers"], self.row)]
+                else:
+                    t["rows"].append(self.row)
+                self.row = None
+            elif tag == "table":
+                self.tables.append(self.stack.pop())
+
+        def handle_data(self, data):
+            if self.in_caption and self.stack:
+                self.stack[-1]["caption"] += data
+            elif self.cell is not None:
+                self.cell.append(data)
+
+    p = _P()
+    p.feed(html_text)
+    for t in p.tables:
+        t["caption"] = " ".join(t["caption"].split())
+    return p.tables
+
+
+# --------------------------------------------------------------------------------------------------
+# reports/index.html: every run with its date, parameters and headline figures
+# --------------------------------------------------------------------------------------------------
+
+def _headline_cells(headline: dict) -> dict[str, str]:
+    """The few figures the index shows for a run (modelled estimates; '' when the section is absent)."""
+    def ci(d: dict | None, money: bool = False) -> str:
+        if not d:
+            return ""
+        unit = "GBP " if money else ""
+        return f"{unit}{d['estimate']:,.0f} ({d['ci_low']:,.0f} to {d['ci_high']:,.0f})"
+
+    ev = headline.get("evaluation") or {}
+    att = headline.get("attribution") or {}
+    bud = headline.get("budgets") or {}
+    bm = headline.get("benchmarking") or {}
+    flagged = None
+    if bm:
+        flagged = len(set(bm.get("high_referrers") or []) | set(bm.get("possible_under_referrers") or []))
+    return {
+        "GP referrals avoided (95% CI)": ci(ev.get("referrals_avoided")),
+        "Practice-action savings (95% CI)": ci(att.get("practice_action_savings"), money=True),
+        "Budget envelope": f"GBP {bud['envelope_gbp']:,.0f} ({bud['target_year']})" if "envelope_gbp" in bud else "",
+        "Practices flagged": "" if flagged is None else f"{flagged} ({bm.get('latest_period', '')})",
+    }
+
+
+def write_index(reports_dir: str | Path) -> Path:
+    """Write ``<reports_dir>/index.html``: one row per run directory holding a ``manifest.json`` (newest
+    first) with its start time, config, parameters hash, code version, link to its report and headline
+    figures. Plain HTML and inline CSS only (no scripts, nothing fetched), so it opens offline."""
+    import html as _html
+    import json
+
+    reports_dir = Path(reports_dir)
+    rows = []
+    for m in sorted(reports_dir.glob("*/manifest.json")):
+        run = m.parent
+        if run.is_symlink():
+            continue
+        try:
+            man = json.loads(m.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        code = man.get("code") or {}
+        commit = (code.get("commit") or "")[:10] + (" (modified)" if code.get("dirty") else "")
+        rows.append({"started": man.get("started_utc", ""), "run": run.name,
+                     "report": (run / "report.html").exists(), "config": man.get("config_name", ""),
+                     "parameters hash": (man.get("parameters_hash") or "")[:12], "code": commit,
+                     **_headline_cells(man.get("headline") or {})})
+    rows.sort(key=lambda r: (r["started"], r["run"]), reverse=True)
+    cols = ["started", "run", "config", "parameters hash", "code", "GP referrals avoided (95% CI)",
+            "Practice-action savings (95% CI)", "Budget envelope", "Practices flagged"]
+    esc = _html.escape
+    head = "".join(f"<th>{esc(c)}</th>" for c in cols)
+    body = []
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = str(r.get(c, ""))
+            if c == "run" and r["report"]:
+                cells.append(f'<td><a href="{esc(r["run"])}/report.html">{esc(v)}</a></td>')
+            else:
+                cells.append(f"<td>{esc(v)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>PBC evaluation runs</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse}}
+th,td{{border-bottom:1px solid #ccc;padding:.3em .6em;text-align:left;font-size:.9em}}th{{background:#f2f2f2}}</style>
+</head><body><h1>PBC evaluation runs</h1>
+<p>{len(rows)} run(s) in this directory, newest first. Headline figures are modelled estimates with 95%
+intervals. Check a run with <code>pbc verify reports/&lt;run&gt;</code>.</p>
+<table><caption>Runs</caption><thead><tr>{head}</tr></thead><tbody>
+{chr(10).join(body)}
+</tbody></table></body></html>
+"""
+    out = reports_dir / "index.html"
+    out.write_text(page, encoding="utf-8")
+    return out

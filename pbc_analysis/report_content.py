@@ -80,7 +80,7 @@ def data_quality_text(res: dict[str, Any]) -> str:
 
 def table_summary(run_dir: str | Path) -> HTML:
     df = results.read_table(run_dir, "dq_table_summary")
-    df["practices"] = df["practices"].astype("Int64")
+    df["practices"] = df["practices"].astype("Int64").astype("string").fillna("")
     df = df.rename(columns={"table": "Table", "file": "File", "rows": "Rows", "columns": "Columns",
                             "first_period": "First period", "last_period": "Last period", "practices": "Practices"})
     return _table(df, "Input files read and validated (rows are file rows, not patients)")
@@ -121,6 +121,7 @@ def activity_by_provider_table(run_dir: str | Path) -> HTML:
     for y in years:
         wide[y] = disclosure.disclose_counts(wide[y].astype("int64"))
     wide = wide.rename(columns={"provider_code": "Provider", "pod": "Point of delivery"})
+    wide.columns.name = None
     return _table(wide, "Activity by provider, point of delivery and financial year (counts, rounded)")
 
 

@@ -493,6 +493,9 @@ def run_pipeline(cfg: RunConfig, reports_dir: Path = paths.REPORTS_DIR, render: 
         (run_dir / "manifest.json").write_text(results.dumps(manifest), encoding="utf-8")
         if run_id is None:
             _point_latest(reports_dir, run_dir)
+        from .report import write_index
+
+        write_index(reports_dir)
         return run_dir
     finally:
         log.removeHandler(handler)

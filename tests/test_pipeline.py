@@ -8,6 +8,7 @@ cell stopping the run with the notebook and cell named.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -202,3 +203,88 @@ def test_report_budgets_section_discloses_patient_counts(runs):
     n = m.group(1)
     assert n == "*" or int(n.replace(",", "")) % 5 == 0
     assert "Budget statement per practice" in html
+
+
+# Columns whose header names something counted (people or events) ...
+_COUNTED = re.compile(r"referral|activity|admission|attendance|patient|event|observed|spell", re.IGNORECASE)
+# ... unless the header says it is modelled or a ratio, rate, share, money or an interval
+_MODELLED = re.compile(r"ratio|rate|avoided|%|per |gbp|change|effect|expected|ci\b|interval|share|index|p\b|percentile",
+                       re.IGNORECASE)
+
+
+def _disclosed(cell: str) -> bool:
+    v = cell.replace(",", "").strip()
+    if v in ("*", "0", ""):
+        return True
+    if not re.fullmatch(r"\d+", v):
+        return True  # not a count (text, a decimal, an interval)
+    n = int(v)
+    return n >= 10 and n % 5 == 0
+
+
+def test_every_count_in_the_report_is_disclosed(runs):
+    """Scan every table of the published HTML: counts of people or events are 0, '*' or a multiple of 5 of
+    at least 10 (never 1 to 7, never unrounded). A count column is one labelled '(count)' or any numeric
+    column of a table captioned as counts; every other column whose header names something counted must
+    say it is modelled (a ratio, rate, interval, money ...) so that nothing slips past the scan."""
+    tables = report.extract_tables((runs[0] / "report.html").read_text(encoding="utf-8"))
+    assert len(tables) >= 10
+    checked = 0
+    for t in tables:
+        table_of_counts = "(counts" in t["caption"].lower()
+        for j, head in enumerate(t["headers"]):
+            cells = [r[j] for r in t["rows"] if j < len(r)]
+            is_count = "(count)" in head.lower() or (table_of_counts and re.search(r"\d{4}/\d{2}", head))
+            if is_count:
+                bad = [c for c in cells if not _disclosed(c)]
+                assert not bad, f"table {t['caption']!r}, column {head!r}: undisclosed counts {bad[:5]}"
+                checked += len(cells)
+            elif _COUNTED.search(head):
+                assert _MODELLED.search(head), (f"table {t['caption']!r}: column {head!r} looks like a count but is "
+                                                "neither labelled '(count)' nor marked as modelled")
+    assert checked > 50
+    assert all(t["caption"] for t in tables), "every table needs a title"
+
+
+def test_index_lists_runs_with_headlines(runs):
+    reports = runs[0].parent
+    html = (reports / "index.html").read_text(encoding="utf-8")
+    assert report.check_self_contained(html) == [] and "<script" not in html
+    for run in runs:
+        assert f'href="{run.name}/report.html"' in html
+    res = json.loads((runs[0] / "results.json").read_text())
+    avoided = res["evaluation"]["referrals_avoided"]["estimate"]
+    assert f"{avoided:,.0f}" in html
+    man = json.loads((runs[0] / "manifest.json").read_text())
+    assert man["parameters_hash"][:12] in html
+
+
+def _chromium() -> str | None:
+    import os
+
+    exe = os.environ.get("PBC_CHROMIUM")
+    if exe:
+        return exe
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def test_report_opens_in_a_headless_browser(runs, tmp_path):
+    """Open the report in headless Chromium (Debian's `chromium` package): it must render to a screenshot
+    with no console message (errors, failed loads) at all."""
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("no Chromium on this machine (apt-get install chromium, or set PBC_CHROMIUM); .ci/run installs it")
+    shot = tmp_path / "report.png"
+    page = (runs[0] / "report.html").resolve().as_uri()
+    proc = subprocess.run([exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                           f"--screenshot={shot}", "--window-size=1280,3000", "--enable-logging=stderr", "--v=0",
+                           f"--user-data-dir={tmp_path / 'profile'}", page],
+                          capture_output=True, text=True, timeout=180)
+    console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
+    assert not console, "browser console messages:\n" + "\n".join(console[:10])
+    assert shot.is_file(), f"no screenshot; chromium said:\n{proc.stderr[-2000:]}"
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000  # a rendered page, not a blank one
