@@ -342,6 +342,143 @@ def monitoring_status_table(run_dir: str | Path) -> HTML | None:
     return _table(shown, "In-year monitoring by consortium at the latest month (GBP; forecasts are modelled)")
 
 
+_SAVINGS_PARTS = (("practice_action_savings", "Practice action (referral behaviour)"),
+                  ("provider_change", "Provider change (follow-up, conversion)"),
+                  ("tariff", "Tariff"), ("population", "Population (list size and need)"))
+
+
+def executive_summary_table(res: dict[str, Any]) -> HTML:
+    """One table of the headline estimates with their intervals (all modelled, from ``results.json``)."""
+    rows = []
+    ev = res.get("evaluation") or {}
+    if ev.get("referrals_avoided"):
+        r = ev["referrals_avoided"]
+        rows.append({"Estimate": "GP referrals avoided by engaged practices",
+                     "Value": f"{r['estimate']:,.0f}", "95% CI": f"{r['ci_low']:,.0f} to {r['ci_high']:,.0f}",
+                     "Unit": "referrals, from engagement to the end of the window"})
+    att = res.get("attribution") or {}
+    year = att.get("evaluation_year", "")
+    for key, label in _SAVINGS_PARTS:
+        d = att.get(key)
+        if d:
+            rows.append({"Estimate": f"Spend change due to {label.lower()}" if key != "practice_action_savings"
+                         else "Savings attributed to practice action",
+                         "Value": f"{d['estimate']:,.0f}", "95% CI": f"{d['ci_low']:,.0f} to {d['ci_high']:,.0f}",
+                         "Unit": f"GBP{', ' + year if year else ''}"})
+    if not rows:
+        rows.append({"Estimate": "No evaluation or attribution results in this run", "Value": "", "95% CI": "", "Unit": ""})
+    return _table(pd.DataFrame(rows), "Headline estimates (modelled, with 95% intervals)")
+
+
+def executive_summary_figure(res: dict[str, Any]) -> HTML | None:
+    """The attribution's parts with their intervals as one chart (drawn from ``results.json`` only)."""
+    att = res.get("attribution") or {}
+    parts = [(label, att[key]) for key, label in _SAVINGS_PARTS if att.get(key)]
+    if not parts:
+        return None
+    import io
+
+    from . import plots
+
+    df = pd.DataFrame({"label": [p[0] for p in parts], "estimate": [p[1]["estimate"] / 1e6 for p in parts],
+                       "ci_low": [p[1]["ci_low"] / 1e6 for p in parts], "ci_high": [p[1]["ci_high"] / 1e6 for p in parts]})
+    fig = plots.forest_figure(df, "label", "estimate", "ci_low", "ci_high", xlabel="GBP million", percent=False)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    cap = (f"What moved spend{' in ' + att['evaluation_year'] if att.get('evaluation_year') else ''}: savings "
+           "attributed to practice action and the parts due to provider change, tariff and population, GBP million "
+           "with 95% intervals.")
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return HTML(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(cap)}" style="max-width:100%"/>'
+                f"<figcaption>{html.escape(cap)}</figcaption></figure>")
+
+
+def verdict_text(res: dict[str, Any]) -> str:
+    """A plain-language verdict with its caveats, every number from ``results.json``."""
+    ev = res.get("evaluation") or {}
+    att = res.get("attribution") or {}
+    out = []
+    if ev.get("relative_effect_full"):
+        rel, av = ev["relative_effect_full"], ev["referrals_avoided"]
+        clear = rel["ci_high"] < 0
+        out.append(("**Verdict on referrals.** " + (
+            f"Engaged practices did refer less than comparable practices: about {-rel['estimate']:.0%} fewer GP "
+            f"referrals once the change had built up ({-rel['ci_high']:.0%} to {-rel['ci_low']:.0%}), "
+            f"{av['estimate']:,.0f} referrals in all." if clear else
+            "The data do not show that engaged practices referred less than comparable practices: the interval "
+            f"for the change in their referral rate ({rel['ci_low']:+.0%} to {rel['ci_high']:+.0%}) includes no change.")))
+    p = att.get("practice_action_savings")
+    if p:
+        out.append(f"**Verdict on savings.** Practice action saved GBP {p['estimate']:,.0f} "
+                   f"({p['ci_low']:,.0f} to {p['ci_high']:,.0f}) in {att.get('evaluation_year', 'the evaluation year')}; "
+                   "changes at the hospitals, in the tariff and in the population are accounted for separately and are "
+                   "not the practices' savings.")
+    out.append("**Caveats.** Engagement was chosen, not assigned: the comparison rests on engaged and other practices "
+               "having had parallel trends, which the pre-engagement estimates support but cannot prove. The latest "
+               "months of hospital data are incomplete. Referrals avoided are not shown to have been unnecessary.")
+    return "\n\n".join(out)
+
+
+def methods_text() -> str:
+    """Methods, assumptions, limitations and references (fixed text; no figures)."""
+    return """### Methods
+
+- **Data and quality.** Every input file is validated against the data model before use (`docs/data_dictionary.md`).
+  Completeness of the latest months is estimated by a quasi-Poisson model of each series on its own history.
+- **Benchmarking.** Indirect standardisation on reference age-sex rates with a deprivation adjustment; funnel plots
+  with over-dispersion (Spiegelhalter 2005); peer positions; SPC charts (NHS England, *Making Data Count*).
+- **Evaluation.** Interrupted time series by segmented quasi-Poisson regression with harmonic seasonality (Lopez
+  Bernal, Cummins and Gasparrini 2017) and its controlled version (2018); staggered difference-in-differences with
+  group-time effects and not-yet-engaged comparisons (Callaway and Sant'Anna 2021), event studies, a placebo with
+  engagement moved earlier; static two-way fixed effects and its Bacon decomposition (Goodman-Bacon 2021) for
+  comparison.
+- **Attribution.** Spend written as list x need x referral rate x conversion x follow-up ratio x price and
+  decomposed exactly (LMDI-I, Ang 2005; Shapley); practice action estimated by Poisson regression with practice and
+  provider-by-period effects (Correia, Guimaraes and Zylkin 2020) so that hospitals' own changes are absorbed.
+- **Budgets.** Historic budgets re-costed at the target year's tariff; fair shares from age-sex cost curves and a
+  need regression with supply variables held at their average; pace of change with a cap and an allowed band; a
+  risk pool above a per-patient threshold.
+
+### Assumptions and limitations
+
+- **Regression to the mean.** Practices picked for high referral rates fall back without any intervention; the
+  evaluation compares engaged with not-yet-engaged practices rather than with their own past alone.
+- **Data lag.** Hospital activity for the latest months is incomplete when extracted; analyses stop at the last
+  complete month or adjust by estimated completeness factors, which carry their own uncertainty.
+- **Patient registration.** Lists include patients who have left or died (list inflation), which lowers every
+  rate per 1,000; hospital records attributed to the wrong practice move activity between practices. Both blur
+  comparisons between practices more than comparisons of a practice with itself.
+- **Parallel trends and no spill-overs.** Engaged practices are assumed to have followed the comparison
+  practices' trend had they not engaged, and engagement not to have changed other practices' referrals.
+- **Counts.** Counts below national level are suppressed or rounded as stated at the top; modelled figures are
+  not.
+
+### References
+
+Ang BW (2005) The LMDI approach to decomposition analysis. *Energy Policy* 33:867-871. Audit Commission (2007)
+*Putting commissioning into practice*. Barnett AG, van der Pols JC, Dobson AJ (2005) Regression to the mean.
+*Int J Epidemiol* 34:215-220. Callaway B, Sant'Anna PHC (2021) Difference-in-differences with multiple time
+periods. *J Econometrics* 225:200-230. Correia S, Guimaraes P, Zylkin T (2020) Fast Poisson estimation with
+high-dimensional fixed effects. *Stata J* 20:95-115. Goodman-Bacon A (2021) Difference-in-differences with
+variation in treatment timing. *J Econometrics* 225:254-277. Lopez Bernal J, Cummins S, Gasparrini A (2017)
+Interrupted time series regression for the evaluation of public health interventions. *Int J Epidemiol*
+46:348-355; (2018) The use of controls in interrupted time series studies. *Int J Epidemiol* 47:2082-2093.
+Spiegelhalter DJ (2005) Funnel plots for comparing institutional performance. *Stat Med* 24:1185-1202."""
+
+
+def packages_table(prov: dict[str, Any]) -> HTML:
+    """The versions of the packages the analysis rests on (all of them are in ``manifest.json``)."""
+    key = ("numpy", "pandas", "scipy", "statsmodels", "pandera", "pyarrow", "matplotlib", "seaborn", "papermill",
+           "nbconvert", "jupyter-client", "ipykernel", "pyyaml")
+    pk = {k.lower(): v for k, v in (prov.get("packages") or {}).items()}
+    rows = [{"Package": k, "Version": pk[k]} for k in key if k in pk]
+    return _table(pd.DataFrame(rows, columns=["Package", "Version"]),
+                  f"Key package versions ({len(pk)} packages in all, listed in manifest.json)")
+
+
 def reproducibility_text(prov: dict[str, Any]) -> str:
     if not prov:
         return "This notebook was run by hand, not by `pbc run`; it has no provenance record."
