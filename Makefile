@@ -9,11 +9,12 @@ STAMP := $(VENV)/.installed
 CONFIG ?= configs/sample.yaml
 PYTEST_ARGS ?=
 
-.PHONY: help venv report test test-fast lab lock sample expected clean-reports bench simulate-benchmark simulate-evaluation
+.PHONY: help venv report test test-fast lab lock sample expected clean-reports bench simulate-benchmark simulate-evaluation verify
 
 help:
 	@echo "make report   run the full pipeline on the embedded sample (reports/latest/)"
 	@echo "make test     run the whole test suite (unit, notebook, back tests)"
+	@echo "make verify RUN=reports/<run_id>  re-run a published run and compare every table (auditors)"
 	@echo "make lab      open JupyterLab on notebooks/ with the project's kernel"
 	@echo "make lock     re-resolve requirements.lock from pyproject.toml (needs network)"
 	@echo "make sample   regenerate data/sample/ from the synthetic generator"
@@ -37,6 +38,10 @@ report: $(STAMP)
 
 test: $(STAMP)
 	JUPYTER_PREFER_ENV_PATH=1 MPLBACKEND=Agg $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+verify: $(STAMP)
+	@test -n "$(RUN)" || { echo "usage: make verify RUN=path/to/reports/<run_id>"; exit 2; }
+	$(BIN)/pbc verify $(RUN)
 
 test-fast: $(STAMP)
 	JUPYTER_PREFER_ENV_PATH=1 MPLBACKEND=Agg $(BIN)/python -m pytest -m "not slow" tests $(PYTEST_ARGS)

@@ -1180,7 +1180,9 @@ def distance_figure(statement: pd.DataFrame, band: float):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from .plots import PALETTE
+    from .plots import PALETTE, set_theme
+
+    set_theme()
 
     pal = sns.color_palette(PALETTE)
     colour = {"gains": pal[0], "loses": pal[3], "unchanged": pal[7]}
@@ -1213,7 +1215,9 @@ def glide_path_figure(path: pd.DataFrame, band: float):
     import matplotlib.ticker as mt
     import seaborn as sns
 
-    from .plots import PALETTE
+    from .plots import PALETTE, set_theme
+
+    set_theme()
 
     pal = sns.color_palette(PALETTE)
     wide = path.pivot(index="year", columns="practice_code", values="distance")

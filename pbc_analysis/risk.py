@@ -755,7 +755,9 @@ def pool_figure(risk: RiskResult):
     import matplotlib.ticker as mt
     import seaborn as sns
 
-    from .plots import PALETTE
+    from .plots import PALETTE, set_theme
+
+    set_theme()
 
     pal = sns.color_palette(PALETTE)
     s = risk.settings
@@ -789,7 +791,9 @@ def monitoring_figure(mon: Monitoring):
     import matplotlib.ticker as mt
     import seaborn as sns
 
-    from .plots import PALETTE
+    from .plots import PALETTE, set_theme
+
+    set_theme()
 
     pal = sns.color_palette(PALETTE)
     rag = {"red": pal[3], "amber": pal[1], "green": pal[2]}
