@@ -285,6 +285,60 @@ def evaluation_checks_table(run_dir: str | Path) -> HTML:
     return _table(pd.DataFrame(rows), "Checks on the evaluation (modelled estimates)")
 
 
+def attribution_text(res: dict[str, Any]) -> str:
+    """The savings attribution in words (``results.json``'s ``attribution`` section)."""
+    a = res.get("attribution")
+    if not a:
+        return "The savings attribution was not run."
+    from . import attribution
+
+    return attribution.describe(a)
+
+
+def attribution_figures(run_dir: str | Path) -> list[HTML]:
+    caps = [("att_waterfall", "The PCT's change in spend from the base year to the evaluation year, part by part "
+             "(population, need, tariff, provider change, practice action, unexplained), GBP with 95% intervals.")]
+    figs = Path(run_dir) / results.FIGURES
+    return [figure(run_dir, name, cap) for name, cap in caps if (figs / f"{name}.png").exists()]
+
+
+def _gbp(v: float) -> str:
+    return "" if pd.isna(v) else f"{v:,.0f}"
+
+
+def consortium_ledger_table(run_dir: str | Path, year: str | None = None) -> HTML:
+    """The ledger per consortium for the evaluation year: the change in spend and its parts (GBP)."""
+    led = results.read_table(run_dir, "att_ledger")
+    year = year or sorted(led["financial_year"].astype(str).unique())[-1]
+    c = led[(led["level"].isin(["consortium", "pct"])) & (led["financial_year"].astype(str) == year)]
+    c = c.sort_values(["level", "unit"], key=lambda s: s.map({"consortium": 0, "pct": 1}) if s.name == "level" else s)
+    shown = pd.DataFrame({"Consortium": c["unit"].where(c["level"] != "pct", "PCT total"),
+                          "Spend, base year": c["spend_base"].map(_gbp), "Spend": c["spend"].map(_gbp),
+                          "Change": c["change"].map(_gbp), "Population": c["population"].map(_gbp),
+                          "Need": c["need"].map(_gbp), "Tariff": c["tariff"].map(_gbp),
+                          "Provider change": c["provider_change"].map(_gbp),
+                          "Practice action": c["practice_action"].map(_gbp), "Unexplained": c["unexplained"].map(_gbp),
+                          "Practice-action savings (95% CI)": [f"{_gbp(v)} ({_gbp(lo)} to {_gbp(hi)})" for v, lo, hi in
+                                                               zip(c["practice_action_savings"], c["savings_ci_low"],
+                                                                   c["savings_ci_high"])]})
+    return _table(shown, f"Ledger by consortium, {year}: change in spend from the base year and its parts (GBP; "
+                         "the parts add up to the change on every row)")
+
+
+def sharing_outcome_table(run_dir: str | Path, year: str | None = None) -> HTML:
+    """How the freed-up resources were shared in the evaluation year, by outcome (GBP; practices counted)."""
+    sh = results.read_table(run_dir, "att_sharing")
+    year = year or sorted(sh["financial_year"].astype(str).unique())[-1]
+    y = sh[sh["financial_year"].astype(str) == year]
+    g = y.groupby("status", sort=True).agg(practices=("practice_code", "size"), attributed=("attributed", "sum"),
+                                           eligible=("eligible", "sum"), to_practice=("to_practice", "sum"),
+                                           to_pct=("to_pct", "sum")).reset_index()
+    shown = pd.DataFrame({"Outcome": g["status"], "Practices": g["practices"],
+                          "Savings attributed": g["attributed"].map(_gbp), "Eligible": g["eligible"].map(_gbp),
+                          "To practices": g["to_practice"].map(_gbp), "To the PCT": g["to_pct"].map(_gbp)})
+    return _table(shown, f"Sharing of resources freed up, {year}, by outcome (GBP; engaged practices)")
+
+
 def budgets_text(res: dict[str, Any]) -> str:
     """Budgets, risk pool and monitoring in words (from ``results.json``'s ``budgets`` section)."""
     b = res.get("budgets")
@@ -344,7 +398,7 @@ def monitoring_status_table(run_dir: str | Path) -> HTML | None:
 
 _SAVINGS_PARTS = (("practice_action_savings", "Practice action (referral behaviour)"),
                   ("provider_change", "Provider change (follow-up, conversion)"),
-                  ("tariff", "Tariff"), ("population", "Population (list size and need)"))
+                  ("tariff", "Tariff"), ("population", "Population (list size)"))
 
 
 def executive_summary_table(res: dict[str, Any]) -> HTML:
