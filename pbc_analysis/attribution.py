@@ -720,7 +720,10 @@ def practice_action(panel: pd.DataFrame, cost: pd.DataFrame, confidence: float =
     national size). ``cost``: :func:`cost_per_referral`. ``inference`` for the aggregates: ``model``
     (quasi-Poisson delta method), ``cluster`` (cluster-robust by practice), ``wild`` (wild cluster
     bootstrap of the linearised estimator, ``n_boot`` draws with ``weights`` ``webb`` or ``rademacher``,
-    ``seed``) or ``auto`` (``wild`` below ``few_clusters`` practices, else ``cluster``). Practice-level
+    ``seed``), ``max`` (the larger of the model and cluster-robust standard errors, as Angrist and Pischke,
+    *Mostly Harmless Econometrics*, 2009, 8.2.3, advise when clusters are few: over 30 synthetic PCTs the
+    cluster-robust and wild intervals covered the truth 87 to 90% of the time, the model's 93 to 100%) or
+    ``auto`` (``wild`` below ``few_clusters`` practices, else ``cluster``). Practice-level
     intervals are always the model's (one practice's own cluster cannot estimate its own variance).
     ``anticipation``: months before engagement already counted as engaged. ``by``: a practice-level
     column of ``panel`` whose groups get aggregate rows (e.g. ``consortium``; None for none).
@@ -732,7 +735,7 @@ def practice_action(panel: pd.DataFrame, cost: pd.DataFrame, confidence: float =
                            "weighted_list", "cohort"], "panel")
     _check_columns(cost, ["provider_code", "specialty_code", "month", "pod", "cost_per_referral"], "cost")
     confidence = _check_fraction("confidence", confidence, "use e.g. 0.95 for 95% intervals", closed=False)
-    inference = _check_choice("inference", inference, ("auto", "model", "cluster", "wild"))
+    inference = _check_choice("inference", inference, ("auto", "model", "cluster", "wild", "max"))
     weights = _check_choice("weights", weights, ("webb", "rademacher"))
     n_boot = _check_int("n_boot", n_boot, 1, "use e.g. 999 bootstrap draws")
     few_clusters = _check_int("few_clusters", few_clusters, 2, "use e.g. 50")
@@ -1017,7 +1020,7 @@ def practice_action(panel: pd.DataFrame, cost: pd.DataFrame, confidence: float =
         lo, hi = (est_f - qhi).reshape(J, Y), (est_f - qlo).reshape(J, Y)
         se_used = draws.std(axis=0, ddof=1).reshape(J, Y)
     else:
-        se_used = se_model if method == "model" else se_cluster
+        se_used = {"model": se_model, "cluster": se_cluster}.get(method, np.maximum(se_model, se_cluster))
         lo, hi = agg_est - z * se_used, agg_est + z * se_used
     ja, ya = np.nonzero(np.ones((J, Y), dtype=bool))
     aggregates = pd.DataFrame({

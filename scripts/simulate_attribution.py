@@ -1,7 +1,7 @@
 """Bias and coverage of the savings attribution over many synthetic PCTs (not run in CI).
 
     .venv/bin/python scripts/simulate_attribution.py [--seeds 50] [--first-seed 1] [--practices 60]
-                                                    [--inference wild] [--no-leak]
+                                                    [--inference max] [--no-leak]
 
 For each seed a synthetic PCT (``pbc_analysis.synth.write_synthetic_pct``, the sample's parameters
 otherwise) is generated, loaded and attributed as notebook 04 does. Printed per evaluation year:
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=50)
     ap.add_argument("--first-seed", type=int, default=1)
     ap.add_argument("--practices", type=int, default=60)
-    ap.add_argument("--inference", default="wild", choices=["wild", "cluster", "model"])
+    ap.add_argument("--inference", default="max", choices=["max", "wild", "cluster", "model"])
     ap.add_argument("--no-leak", action="store_true", help="skip the no-cut twin (halves the time)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()

@@ -290,6 +290,10 @@ def test_practice_action_parameters_and_reproducibility():
     # model, cluster-robust and bootstrap standard errors agree roughly on pure Poisson data
     ratio = agg["std_error_cluster"] / agg["std_error_model"]
     assert ((ratio > 0.4) & (ratio < 2.5)).all()
+    m = at.practice_action(panel, cost, inference="max", by=None).aggregates
+    assert np.allclose(m["std_error"], np.maximum(m["std_error_model"], m["std_error_cluster"]))
+    assert np.allclose(m["ci_high"] - m["savings"], 1.959963984540054 * m["std_error"])
+    assert (m["inference"] == "max").all()
 
 
 # ----------------------------------------------------------------------------------------------------------
