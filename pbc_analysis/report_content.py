@@ -46,6 +46,12 @@ def figure(run_dir: str | Path, name: str, caption: str) -> HTML:
                 f"<figcaption>{cap}</figcaption></figure>")
 
 
+def _figures(run_dir: str | Path, captions: list[tuple[str, str]]) -> list[HTML]:
+    """The saved figures among ``(name, caption)`` that exist in the run, embedded with their captions."""
+    figs = Path(run_dir) / results.FIGURES
+    return [figure(run_dir, name, cap) for name, cap in captions if (figs / f"{name}.png").exists()]
+
+
 def title_block(res: dict[str, Any], prov: dict[str, Any]) -> str:
     dq = res.get("data_quality", {})
     win = dq.get("window", {})
@@ -144,11 +150,8 @@ def benchmarking_figures(run_dir: str | Path) -> list[HTML]:
         "bm_decile_fan": "Monthly standardised referral ratios: median and deciles of practices, flagged practices "
                          "drawn on top.",
     }
-    out = []
+    out = _figures(run_dir, list(captions.items()))
     fig_dir = Path(run_dir) / results.FIGURES
-    for name, cap in captions.items():
-        if (fig_dir / f"{name}.png").exists():
-            out.append(figure(run_dir, name, cap))
     for path in sorted(fig_dir.glob("bm_spc_*.png")):
         code = path.stem.removeprefix("bm_spc_")
         out.append(figure(run_dir, path.stem, f"SPC chart (XmR) of practice {code}'s monthly standardised referral "
@@ -235,8 +238,7 @@ def evaluation_figures(run_dir: str | Path) -> list[HTML]:
              "points before engagement (left of the dashed line) test parallel trends. 95% pointwise intervals."),
             ("ev_its_controlled", "Controlled interrupted time series: engaged and never-engaged practices' referrals per "
              "1,000 per year, fitted model and engaged practices' counterfactual with its 95% interval.")]
-    figs = Path(run_dir) / results.FIGURES
-    return [figure(run_dir, name, cap) for name, cap in caps if (figs / f"{name}.png").exists()]
+    return _figures(run_dir, caps)
 
 
 def evaluation_effects_table(run_dir: str | Path) -> HTML:
@@ -298,8 +300,7 @@ def attribution_text(res: dict[str, Any]) -> str:
 def attribution_figures(run_dir: str | Path) -> list[HTML]:
     caps = [("att_waterfall", "The PCT's change in spend from the base year to the evaluation year, part by part "
              "(population, need, tariff, provider change, practice action, unexplained), GBP with 95% intervals.")]
-    figs = Path(run_dir) / results.FIGURES
-    return [figure(run_dir, name, cap) for name, cap in caps if (figs / f"{name}.png").exists()]
+    return _figures(run_dir, caps)
 
 
 def _gbp(v: float) -> str:
@@ -361,8 +362,7 @@ def budgets_figures(run_dir: str | Path) -> list[HTML]:
              "(left) and the chance the pool is exhausted by top-slice (right)."),
             ("risk_monitoring", "Year-to-date cost against the seasonal budget profile with the forecast outturn and "
              "its interval (left); each practice's forecast variance against budget (right).")]
-    figs = Path(run_dir) / results.FIGURES
-    return [figure(run_dir, name, cap) for name, cap in caps if (figs / f"{name}.png").exists()]
+    return _figures(run_dir, caps)
 
 
 def budget_statement_table(run_dir: str | Path) -> HTML:
