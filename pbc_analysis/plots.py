@@ -249,6 +249,6 @@ def forest_figure(table: pd.DataFrame, label: str, estimate: str, low: str, high
     ax.set_xlabel(xlabel)
     if percent:
         ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
-    ax.legend(frameon=False, loc="lower right", fontsize="small")
+    ax.legend(frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize="small")
     fig.tight_layout()
     return fig

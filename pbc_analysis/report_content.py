@@ -466,8 +466,9 @@ def verdict_text(res: dict[str, Any]) -> str:
             f"for the change in their referral rate ({rel['ci_low']:+.0%} to {rel['ci_high']:+.0%}) includes no change.")))
     p = att.get("practice_action_savings")
     if p:
-        out.append(f"**Verdict on savings.** Practice action saved GBP {p['estimate']:,.0f} "
-                   f"({p['ci_low']:,.0f} to {p['ci_high']:,.0f}) in {att.get('evaluation_year', 'the evaluation year')}; "
+        out.append(f"**Verdict on savings.** Practice action saved GBP {p['estimate'] / 1e6:,.2f} million "
+                   f"(95% interval {p['ci_low'] / 1e6:,.2f} to {p['ci_high'] / 1e6:,.2f} million) in "
+                   f"{att.get('evaluation_year', 'the evaluation year')}; "
                    "changes at the hospitals, in the tariff and in the population are accounted for separately and are "
                    "not the practices' savings.")
     out.append("**Caveats.** Engagement was chosen, not assigned: the comparison rests on engaged and other practices "
