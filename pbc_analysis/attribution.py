@@ -605,15 +605,7 @@ def fepois_fe(y: np.ndarray, fixed_effects: Sequence[np.ndarray], X: np.ndarray 
             xw = zd[:, 1:] * mu[:, None]
             beta = np.linalg.solve(xw.T @ zd[:, 1:], xw.T @ zd[:, 0])
         eta_new = ok + z - (zd[:, 0] - zd[:, 1:] @ beta)
-        mu_new = np.exp(eta_new)
-        dev = _did._poisson_deviance(yk, mu_new)
-        halvings = 0
-        while (not np.isfinite(dev) or dev > dev_old * (1 + 1e-10) + 1e-12) and halvings < 30:
-            eta_new = (eta_new + eta) / 2
-            mu_new = np.exp(eta_new)
-            dev = _did._poisson_deviance(yk, mu_new)
-            halvings += 1
-        eta, mu = eta_new, mu_new
+        eta, mu, dev = _did._halve_step(yk, eta, eta_new, dev_old)
         if abs(dev - dev_old) / (0.1 + abs(dev)) < tol:
             break
         dev_old = dev

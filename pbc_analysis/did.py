@@ -404,6 +404,22 @@ def _drop_all_zero(y: np.ndarray, fe_codes: list[np.ndarray]) -> np.ndarray:
             return keep
 
 
+def _halve_step(y: np.ndarray, eta: np.ndarray, eta_new: np.ndarray,
+                dev_old: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """One IRLS step of a Poisson fit with step halving, as R's ``glm.fit``: halve the step from ``eta``
+    towards ``eta_new`` (at most 30 times) until the deviance is finite and not above ``dev_old``.
+    Returns the accepted linear predictor, its mean and deviance."""
+    mu_new = np.exp(eta_new)
+    dev = _poisson_deviance(y, mu_new)
+    halvings = 0
+    while (not np.isfinite(dev) or dev > dev_old * (1 + 1e-10) + 1e-12) and halvings < 30:
+        eta_new = (eta_new + eta) / 2
+        mu_new = np.exp(eta_new)
+        dev = _poisson_deviance(y, mu_new)
+        halvings += 1
+    return eta_new, mu_new, dev
+
+
 def fepois(data: pd.DataFrame, outcome: str, unit: str, time: str, treated: str, offset: str | None = None,
            cluster: str | None = None, confidence: float = 0.95, *, cohort: str | None = None,
            tol: float = 1e-12, max_iter: int = 100) -> pd.Series:
@@ -457,15 +473,7 @@ def fepois(data: pd.DataFrame, outcome: str, unit: str, time: str, treated: str,
                              "time effects")
         beta = float(mu @ (zd[:, 1] * zd[:, 0])) / sdd
         eta_new = off + z - (zd[:, 0] - beta * zd[:, 1])
-        mu_new = np.exp(eta_new)
-        dev = _poisson_deviance(y, mu_new)
-        halvings = 0
-        while (not np.isfinite(dev) or dev > dev_old * (1 + 1e-10) + 1e-12) and halvings < 30:
-            eta_new = (eta_new + eta) / 2  # step halving, as glm.fit
-            mu_new = np.exp(eta_new)
-            dev = _poisson_deviance(y, mu_new)
-            halvings += 1
-        eta, mu = eta_new, mu_new
+        eta, mu, dev = _halve_step(y, eta, eta_new, dev_old)
         if abs(dev - dev_old) / (0.1 + abs(dev)) < tol:
             break
         dev_old = dev
