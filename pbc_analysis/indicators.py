@@ -356,6 +356,17 @@ def _row_or_grouped(df: pd.DataFrame, x: Hashable, n: Hashable, by: By) -> pd.Da
     return _strict_sum(df, keys, [x, n]).reset_index()
 
 
+def _counts_and_denominators(df: pd.DataFrame, x: Hashable, n: Hashable,
+                             by: By) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Check a numerator (``x`` >= 0) and denominator (``n`` > 0) column, sum them within ``by`` groups
+    (:func:`_row_or_grouped`) and return the table with both as float arrays (missing as NaN)."""
+    _require(df, [x, n])
+    _numeric(df, x, nonneg=True, role="numerator")
+    _numeric(df, n, positive=True, role="denominator")
+    out = _row_or_grouped(df, x, n, by)
+    return out, out[x].to_numpy(dtype=float, na_value=np.nan), out[n].to_numpy(dtype=float, na_value=np.nan)
+
+
 def crude_rate(df: pd.DataFrame, x: Hashable, n: Hashable, multiplier: float = 1000,
                confidence: ConfidenceArg = 0.95, by: By = None) -> pd.DataFrame:
     """Crude rates ``x / n * multiplier`` with exact Poisson (x < 10) or Byar's (x >= 10) limits.
@@ -375,12 +386,7 @@ def crude_rate(df: pd.DataFrame, x: Hashable, n: Hashable, multiplier: float = 1
     Raises ``ValueError`` for negative numerators or denominators <= 0, naming the column.
     """
     levels = confidence_levels(confidence)
-    _require(df, [x, n])
-    _numeric(df, x, nonneg=True, role="numerator")
-    _numeric(df, n, positive=True, role="denominator")
-    out = _row_or_grouped(df, x, n, by)
-    xv = out[x].to_numpy(dtype=float, na_value=np.nan)
-    nv = out[n].to_numpy(dtype=float, na_value=np.nan)
+    out, xv, nv = _counts_and_denominators(df, x, n, by)
     lowers, uppers = zip(*(poisson_limits(xv, c) for c in levels))
     scale = multiplier / nv
     result = {"value": xv * scale,
@@ -407,12 +413,7 @@ def proportion(df: pd.DataFrame, x: Hashable, n: Hashable, multiplier: float = 1
     denominator, naming the columns.
     """
     levels = confidence_levels(confidence)
-    _require(df, [x, n])
-    _numeric(df, x, nonneg=True, role="numerator")
-    _numeric(df, n, positive=True, role="denominator")
-    out = _row_or_grouped(df, x, n, by)
-    xv = out[x].to_numpy(dtype=float, na_value=np.nan)
-    nv = out[n].to_numpy(dtype=float, na_value=np.nan)
+    out, xv, nv = _counts_and_denominators(df, x, n, by)
     bad = xv > nv
     if bad.any():
         raise ValueError(f"column {x!r} (numerator) exceeds column {n!r} (denominator) in {int(bad.sum())} "
