@@ -164,6 +164,7 @@ __all__ = [
     "generate",
     "write_tables",
     "write_synthetic_pct",
+    "without_provider_cut",
     "lmdi_decompose",
     "TABLE_COLUMNS",
     "LARGE_TABLES",
@@ -1268,3 +1269,16 @@ def write_synthetic_pct(out_dir: str | Path, seed: int = 20070401, n_practices: 
     params = SynthParams(seed=seed, n_practices=n_practices, n_months=n_months, start_month=start_month)
     result = generate(params, progress=progress)
     return write_tables(result, out_dir, fmt=fmt, progress=progress)
+
+
+def without_provider_cut(inputs: Any, truth: dict) -> Any:
+    """The synthetic PCT's validated inputs with its planted provider follow-up cut undone: the cut
+    provider's follow-up activity and cost from the effective month divided by ``1 + relative change``
+    (``truth["provider_change"]``). Used to check how much of the cut an attribution puts on the
+    practices' side (compare with the same PCT generated with ``provider_cut_size=0``)."""
+    cut = truth["provider_change"]
+    act = inputs.activity
+    hit = ((act["provider_code"] == cut["provider_code"]) & (act["pod"] == cut["pod"])
+           & (act["month"] >= cut["effective_month"])).to_numpy()
+    scale = np.where(hit, 1.0 / (1.0 + cut["relative_change_in_follow_up_ratio"]), 1.0)
+    return dataclasses.replace(inputs, activity=act.assign(activity=act["activity"] * scale, cost=act["cost"] * scale))

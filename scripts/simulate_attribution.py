@@ -23,7 +23,6 @@ otherwise) is generated, loaded and attributed as notebook 04 does. Printed per 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import tempfile
@@ -38,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pbc_analysis import attribution as at  # noqa: E402
 from pbc_analysis.data import load_inputs  # noqa: E402
-from pbc_analysis.synth import SynthParams, generate, write_tables  # noqa: E402
+from pbc_analysis.synth import SynthParams, generate, without_provider_cut, write_tables  # noqa: E402
 
 YEARS = ("2005/06", "2006/07", "2007/08")
 
@@ -61,13 +60,7 @@ def one_seed(seed: int, practices: int, tmp: Path, inference: str, leak: bool) -
         ["list", "need", "tariff"]].sum() for meth in ("shapley", "lmdi")}
     moved = {}
     if leak:
-        cut = truth["provider_change"]
-        act = inputs.activity
-        hit = ((act["provider_code"] == cut["provider_code"]) & (act["pod"] == "followup_op")
-               & (act["month"] >= cut["effective_month"])).to_numpy()
-        scale = np.where(hit, 1.0 / (1.0 + cut["relative_change_in_follow_up_ratio"]), 1.0)
-        undone = dataclasses.replace(inputs, activity=act.assign(activity=act["activity"] * scale,
-                                                                 cost=act["cost"] * scale))
+        undone = without_provider_cut(inputs, truth)
         a0 = at.practice_action(at.referral_panel(undone), at.cost_per_referral(undone), inference="model")
         t0 = pd.DataFrame(generate(SynthParams(**{**params.__dict__, "provider_cut_size": 0.0})).truth["pct_year"]) \
             .set_index("financial_year")

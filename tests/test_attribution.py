@@ -3,7 +3,6 @@ back tests on the embedded synthetic PCT (``data/sample``, whose ``ground_truth.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 
@@ -14,7 +13,7 @@ import statsmodels.api as sm
 
 from pbc_analysis import attribution as at
 from pbc_analysis import data, paths
-from pbc_analysis.synth import SynthParams, generate
+from pbc_analysis.synth import SynthParams, generate, without_provider_cut
 
 F = list(at.FACTORS)
 
@@ -450,12 +449,7 @@ def test_sample_provider_cut_lands_on_the_provider(sample):
     # effective month) and re-run; the practice-action savings may move only as the truth's do (the same
     # referrals avoided are worth more without the cut: truth from the same PCT generated without the cut);
     # what is left over must be under 5% of the cut
-    act = inputs.activity
-    hit = ((act["provider_code"] == cut["provider_code"]) & (act["pod"] == "followup_op")
-           & (act["month"] >= cut["effective_month"])).to_numpy()
-    scale = np.where(hit, 1.0 / (1.0 + cut["relative_change_in_follow_up_ratio"]), 1.0)
-    undone = dataclasses.replace(inputs, activity=act.assign(activity=act["activity"] * scale,
-                                                             cost=act["cost"] * scale))
+    undone = without_provider_cut(inputs, truth)
     p = SynthParams.from_dict(truth["generator"]["params"])
     t0 = pd.DataFrame(generate(SynthParams(**{**p.__dict__, "provider_cut_size": 0.0})).truth["pct_year"]) \
         .set_index("financial_year")
