@@ -16,6 +16,7 @@ The estimators live in :mod:`pbc_analysis.its` (segmented regression) and :mod:`
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -234,7 +235,6 @@ def period_panel(panel: pd.DataFrame, months: int = 3) -> pd.DataFrame:
     if n_full == 0:
         raise ValueError(f"the panel has {M} month(s), fewer than one period of {months}")
     if n_full * months < M:
-        import warnings
         left = sorted(panel.loc[panel["t"] > n_full * months, "month"].unique())
         warnings.warn(f"period_panel: months {left[0]} to {left[-1]} do not fill a period of {months} months "
                       "and are left out", UserWarning, stacklevel=2)

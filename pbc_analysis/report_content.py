@@ -39,8 +39,12 @@ def _table(df: pd.DataFrame, title: str, note: str | None = None) -> HTML:
 
 def figure(run_dir: str | Path, name: str, caption: str) -> HTML:
     """A saved figure embedded as a data URI, with the caption as alt text and figure caption."""
-    path = Path(run_dir) / results.FIGURES / f"{name}.png"
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return _png_figure((Path(run_dir) / results.FIGURES / f"{name}.png").read_bytes(), caption)
+
+
+def _png_figure(png: bytes, caption: str) -> HTML:
+    """PNG bytes as an embedded ``<figure>`` whose caption is also the image's alt text."""
+    data = base64.b64encode(png).decode("ascii")
     cap = html.escape(caption)
     return HTML(f'<figure><img src="data:image/png;base64,{data}" alt="{cap}" style="max-width:100%"/>'
                 f"<figcaption>{cap}</figcaption></figure>")
@@ -445,9 +449,7 @@ def executive_summary_figure(res: dict[str, Any]) -> HTML | None:
     cap = (f"What moved spend{' in ' + att['evaluation_year'] if att.get('evaluation_year') else ''}: savings "
            "attributed to practice action and the parts due to provider change, tariff and population, GBP million "
            "with 95% intervals.")
-    data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return HTML(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(cap)}" style="max-width:100%"/>'
-                f"<figcaption>{html.escape(cap)}</figcaption></figure>")
+    return _png_figure(buf.getvalue(), cap)
 
 
 def verdict_text(res: dict[str, Any]) -> str:
