@@ -118,6 +118,21 @@ in Borusyak et al.; ``wild``: the wild cluster bootstrap (Cameron, Gelbach and M
 Stat 90:414-427) of the linearised estimator, i.e. the score bootstrap of Kline and Santos (2012, J
 Econometric Methods 1:23-41), with Webb's six-point or Rademacher weights, used when clusters are few.
 
+How precise can any estimate be? (:func:`precision`). Every aggregate also carries ``std_error_floor``: the
+standard error the estimate would have if every practice's own level ``a`` were known exactly, so that the
+only unknowns are the month effects ``g`` and the engaged practices' own counts::
+
+    floor^2 = phi (sum_T c^2 mu_t  +  sum_{v,s,m} (sum_T in (v,s,m) c cf)^2 / U_vsm)
+
+``U_vsm`` the untreated referrals of provider x specialty x month (the Poisson information of ``g_vsm``
+with ``a`` known). The first term (``std_error_own_noise``) is the chance in the engaged practices' own
+referrals; the second is the chance in the controls that tell what would have happened that month. It is
+the Cramer-Rao bound of the target in the model with ``a`` known, and fixing ``a`` can only lower the bound
+(``H^-1`` dominates the inverse of its month block in the Loewner order), so no unbiased estimator that
+lets the effect differ by month (the heterogeneity-robust designs the staggered adoption needs) can have a
+smaller standard error with these data. With few never-engaged practices the second term dominates: only
+more controls (or a longer untreated period) make the estimate more precise.
+
 3. The ledger (:func:`ledger`) and 4. sharing (:func:`share_savings`)
 ---------------------------------------------------------------------
 For each practice (and consortium, and the PCT) and evaluation year: the observed change in spend from
@@ -171,6 +186,7 @@ __all__ = [
     "shapley",
     "spend_cells",
     "spend_factors",
+    "precision",
     "waterfall_figure",
 ]
 
@@ -679,7 +695,8 @@ class PracticeAction:
     referrals avoided, ``savings`` (total and by pod) with ``std_error``, ``ci_low``, ``ci_high``
     (quasi-Poisson delta method), ``referrals_not_estimable``. ``practice_quarter``: savings per
     practice and financial quarter. ``aggregates``: the PCT (and each group of ``by``, and each extra
-    target) per financial year with model, cluster-robust and (wild) bootstrap uncertainty.
+    target) per financial year with model, cluster-robust and (wild) bootstrap uncertainty, and the
+    precision floor (``std_error_floor``, ``std_error_own_noise``; see :func:`precision`).
     ``cells``: savings per practice x provider x specialty x pod x financial year (point estimates, for
     ledgers at any level). ``effects``: observed and counterfactual referrals of engaged practices per
     specialty and year. ``fit``: convergence and size. ``settings``: the parameters.
@@ -853,6 +870,8 @@ def practice_action(panel: pd.DataFrame, cost: pd.DataFrame, confidence: float =
     agg_ref = np.zeros((J, Y))
     agg_cf = np.zeros((J, Y))
     agg_var_model = np.zeros((J, Y))
+    agg_var_floor = np.zeros((J, Y))
+    agg_var_own = np.zeros((J, Y))
     agg_if = np.zeros((P, J, Y))
     pearson, n_obs, n_par, n_untreated, n_treated = 0.0, 0, 0, 0, 0
     iters, converged, not_est = 0, True, 0.0
@@ -951,7 +970,13 @@ def practice_action(panel: pd.DataFrame, cost: pd.DataFrame, confidence: float =
                 bj = np.einsum("vmk,vyk->vym", Kinv, np.add.reduceat(h_j, vstart, axis=0))[pair_v]
                 ba_j = (ga_j - np.einsum("pm,pym->py", mu_u, bj)) * inv_da[:, None]
                 agg_var_model[j] += (ga_j * ba_j).sum(axis=0) + np.einsum("pym,pym->y", gg_j, bj)
-                agg_var_model[j] += (c_sel ** 2 * mu_t * am).sum(axis=0) @ Yoh.T
+                own_j = (c_sel ** 2 * mu_t * am).sum(axis=0) @ Yoh.T
+                agg_var_model[j] += own_j
+                agg_var_own[j] += own_j
+                # floor: practice effects known, month effects learned from the untreated referrals
+                w_vm = np.add.reduceat(w_j, vstart, axis=0)
+                agg_var_floor[j] += own_j + np.where(Dg > 0, w_vm ** 2 / np.where(Dg > 0, Dg, 1.0), 0.0).sum(
+                    axis=0) @ Yoh.T
                 agg_est[j] += (avoided * c_sel * am).sum(axis=0) @ Yoh.T
                 agg_ref[j] += np.where(am, np.where(est, Rs, 0.0), 0.0).sum(axis=0) @ Yoh.T
                 agg_cf[j] += np.where(am & est, cf, 0.0).sum(axis=0) @ Yoh.T
@@ -998,6 +1023,8 @@ def practice_action(panel: pd.DataFrame, cost: pd.DataFrame, confidence: float =
     G_cl = P
     adj = G_cl / (G_cl - 1) if G_cl > 1 else 1.0
     se_model = np.sqrt(np.maximum(phi * agg_var_model, 0))
+    se_floor = np.sqrt(np.maximum(phi * agg_var_floor, 0))
+    se_own = np.sqrt(np.maximum(phi * agg_var_own, 0))
     se_cluster = np.sqrt(adj * (agg_if ** 2).sum(axis=0))
     method = inference if inference != "auto" else ("wild" if G_cl < few_clusters else "cluster")
     if method == "wild":
@@ -1022,7 +1049,7 @@ def practice_action(panel: pd.DataFrame, cost: pd.DataFrame, confidence: float =
         "counterfactual_referrals": agg_cf[ja, ya], "referrals_avoided": agg_cf[ja, ya] - agg_ref[ja, ya],
         "savings": agg_est[ja, ya], "std_error_model": se_model[ja, ya], "std_error_cluster": se_cluster[ja, ya],
         "std_error": se_used[ja, ya], "ci_low": lo[ja, ya], "ci_high": hi[ja, ya], "inference": method,
-        "n_clusters": G_cl})
+        "n_clusters": G_cl, "std_error_floor": se_floor[ja, ya], "std_error_own_noise": se_own[ja, ya]})
     cp, cs2, ck2, cy2 = np.nonzero(savings_cells != 0)
     cells = pd.DataFrame({
         "practice_code": practices.to_numpy()[pair_p[cp]], "provider_code": providers.to_numpy()[prov_used[pair_v[cp]]],
@@ -1043,6 +1070,47 @@ def practice_action(panel: pd.DataFrame, cost: pd.DataFrame, confidence: float =
                 "targets": [{k: (list(np.atleast_1d(v)) if k == "practice_code" else v) for k, v in t.items()}
                             for t in targets], "tol": tol}
     return PracticeAction(practice_year, practice_quarter, aggregates, cells, effects, fit, settings)
+
+
+def precision(aggregates: pd.DataFrame, tolerance: float = 0.10, target: str = "pct",
+              confidence: float = 0.95) -> pd.DataFrame:
+    """How precise the practice-action saving of ``target`` is, and how precise it could be, per year.
+
+    From :func:`practice_action` ``aggregates``: ``savings``, the ``std_error`` used for the interval,
+    ``std_error_floor`` (the smallest standard error any unbiased estimator that lets the effect differ by
+    month can have with these data: practice levels known, see the module docstring) and its two parts
+    (``own_noise``: the engaged practices' own chance; ``controls``: the chance in the untreated
+    referrals that give each month's counterfactual), each also as a share of the estimate; the
+    half-width of the ``confidence`` interval at the floor as a share of the estimate; and
+    ``chance_within_tolerance_at_floor``: the probability that an unbiased, normally distributed estimate
+    with the floor's standard error lands within ``tolerance`` (a share) of a true saving of the
+    estimate's size, ``2 Phi(tolerance x |saving| / floor) - 1``. When that probability is far from 1,
+    no method can promise the tolerance: the data (the number of untreated practice-months) limit it.
+    """
+    _check_columns(aggregates, ["target", "financial_year", "savings", "std_error", "std_error_floor",
+                                "std_error_own_noise"], "aggregates")
+    tolerance = _check_fraction("tolerance", tolerance, "use e.g. 0.10 for within 10%", closed=False)
+    confidence = _check_fraction("confidence", confidence, "use e.g. 0.95 for 95% intervals", closed=False)
+    a = aggregates[aggregates["target"] == target]
+    if not len(a):
+        raise ValueError(f"aggregates has no rows for target {target!r}; targets: "
+                         f"{', '.join(map(str, aggregates['target'].unique()))}")
+    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    est = a["savings"].to_numpy(float)
+    size = np.where(np.abs(est) > 0, np.abs(est), np.nan)
+    floor = a["std_error_floor"].to_numpy(float)
+    own = a["std_error_own_noise"].to_numpy(float)
+    controls = np.sqrt(np.maximum(floor ** 2 - own ** 2, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        chance = 2 * stats.norm.cdf(tolerance * size / floor) - 1
+    return pd.DataFrame({
+        "target": a["target"].to_numpy(), "financial_year": a["financial_year"].to_numpy(), "savings": est,
+        "std_error": a["std_error"].to_numpy(float), "std_error_floor": floor,
+        "std_error_own_noise": own, "std_error_controls": controls,
+        "relative_std_error": a["std_error"].to_numpy(float) / size, "relative_floor": floor / size,
+        "relative_own_noise": own / size, "relative_controls": controls / size,
+        "floor_half_width": z * floor / size, "tolerance": tolerance,
+        "chance_within_tolerance_at_floor": chance})
 
 
 # ==================================================================================================
@@ -1873,7 +1941,9 @@ def headline(att: Attribution) -> dict:
     ``practice_action_savings`` is a saving (positive: spend lower than without engagement);
     ``population``, ``need``, ``tariff``, ``provider_change`` and ``unexplained`` are parts of the
     change in spend from the base year (negative: they lowered spend). Each has ``estimate``,
-    ``ci_low``, ``ci_high``. Also per-year savings, referrals avoided, sharing totals and the disputes.
+    ``ci_low``, ``ci_high``. Also per-year savings, their precision (standard error, the floor no
+    estimator can beat with these data and the chance of landing within 10% at it: :func:`precision`),
+    referrals avoided, sharing totals and the disputes.
     """
     s = att.settings
     y = s["evaluation_year"]
@@ -1893,6 +1963,13 @@ def headline(att: Attribution) -> dict:
     out["referrals_avoided"] = round(float(pct_ag.loc[y, "referrals_avoided"]), 1) if y in pct_ag.index else None
     out["practice_action_savings_by_year"] = {
         fy: _ci(a["savings"], a["ci_low"], a["ci_high"]) for fy, a in pct_ag.iterrows()}
+    prec = precision(ag, confidence=s["confidence"]).set_index("financial_year")
+    num = lambda v, nd: round(float(v), nd) if np.isfinite(v) else None  # noqa: E731
+    out["practice_action_precision"] = {
+        fy: {"std_error": num(p["std_error"], 2), "std_error_floor": num(p["std_error_floor"], 2),
+             "relative_floor": num(p["relative_floor"], 4),
+             "chance_within_10pct_at_floor": num(p["chance_within_tolerance_at_floor"], 4)}
+        for fy, p in prec.iterrows()}
     sh = att.sharing[att.sharing["financial_year"] == y]
     out["sharing"] = {
         "practice_share": s["practice_share"], "engaged_practices": int(len(sh)),
@@ -1935,6 +2012,14 @@ def describe(head: Mapping[str, Any]) -> str:
         f"{m(head['need']['estimate'])}, provider follow-up, conversion and coding "
         f"{m(head['provider_change']['estimate'])}, "
         f"unexplained {m(head['unexplained']['estimate'])}.",
+    ]
+    pr = head.get("practice_action_precision", {}).get(head["evaluation_year"])
+    if pr is not None and pr["relative_floor"] is not None:
+        lines.append(
+            f"With these data no method that lets the effect differ by month could pin the saving down more "
+            f"closely than a standard error of {m(pr['std_error_floor'])} ({pr['relative_floor']:.0%} of it; this "
+            f"estimate's: {m(pr['std_error'])}).")
+    lines += [
         f"Eligible for sharing: {m(sh['eligible'])} across {sh['practices_paid']} practices "
         f"({sh['practice_share']:.0%} to practices: {m(sh['to_practices'])});"
         + (f" held for under-referral review: {', '.join(sh['held_for_review'])}." if sh["held_for_review"]
@@ -1956,7 +2041,8 @@ def result_tables(att: Attribution) -> dict[str, pd.DataFrame]:
     ``att_ledger`` (practice, consortium and PCT rows per year; lines add up to the change),
     ``att_waterfall`` (PCT lines per year, long, with intervals), ``att_factors`` (PCT parts per factor
     and year by both LMDI-I and Shapley), ``att_savings`` (PCT, consortium and dispute targets per year
-    with model, cluster and bootstrap uncertainty), ``att_practice_savings`` (per engaged practice and
+    with model, cluster and bootstrap uncertainty and the precision floor), ``att_precision`` (PCT: how
+    precise the saving is and could be, :func:`precision`), ``att_practice_savings`` (per engaged practice and
     year), ``att_effects`` (observed / counterfactual referrals by specialty and year),
     ``att_sharing`` and ``att_sharing_reasons``, ``att_disputes``, ``att_cost_per_referral`` (provider x
     specialty x pod x year) and ``att_completeness``.
@@ -1977,6 +2063,7 @@ def result_tables(att: Attribution) -> dict[str, pd.DataFrame]:
         "att_waterfall": waterfall,
         "att_factors": att.factors_by_method,
         "att_savings": att.action.aggregates,
+        "att_precision": precision(att.action.aggregates, confidence=att.settings["confidence"]),
         "att_practice_savings": att.action.practice_year,
         "att_effects": att.action.effects,
         "att_sharing": att.sharing,

@@ -510,6 +510,10 @@ def methods_text() -> str:
   comparisons between practices more than comparisons of a practice with itself.
 - **Parallel trends and no spill-overs.** Engaged practices are assumed to have followed the comparison
   practices' trend had they not engaged, and engagement not to have changed other practices' referrals.
+- **Precision.** Savings are learned by comparing engaged practices with those not (yet) engaged. With a few
+  dozen practices, the chance in the comparison practices' referrals sets a floor on the uncertainty that no
+  method can get under (reported with the savings); only more comparison practices or a longer period would
+  narrow it.
 - **Counts.** Counts below national level are suppressed or rounded as stated at the top; modelled figures are
   not.
 

@@ -9,7 +9,9 @@ otherwise) is generated, loaded and attributed as notebook 04 does. Printed per 
 - PCT practice-action savings (:func:`pbc_analysis.attribution.practice_action`) against the truth
   (``ground_truth.json`` ``pct_year.savings_practice_action``): mean bias (GBP and relative), RMSE, share
   of seeds within 10% of the truth, coverage of the 95% interval, the mean standard error relative to the
-  truth; per practice: mean correlation with the true savings and coverage of the practice intervals;
+  truth, the precision floor (``std_error_floor``: practice levels known) relative to the truth and the
+  chance that an unbiased estimate at the floor lands within 10%, and the share of PCTs with every year
+  within 10%; per practice: mean correlation with the true savings and coverage of the practice intervals;
 - the provider follow-up cut landing on the practices' side: the planted cut is undone in the data (the
   cut provider's follow-up activity and cost divided by 0.8 from the effective month) and the attribution
   re-run; the practice-action savings move by ``est_move``, the truth (the same PCT generated without the
@@ -31,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -75,7 +78,8 @@ def one_seed(seed: int, practices: int, tmp: Path, inference: str, leak: bool) -
         t = tr.loc[fy, "savings_practice_action"]
         g = m[m["financial_year"] == fy]
         row = {"seed": seed, "year": fy, "truth": t, "estimate": pct.loc[fy, "savings"],
-               "se": pct.loc[fy, "std_error"], "low": pct.loc[fy, "ci_low"], "high": pct.loc[fy, "ci_high"],
+               "se": pct.loc[fy, "std_error"], "floor": pct.loc[fy, "std_error_floor"],
+               "low": pct.loc[fy, "ci_low"], "high": pct.loc[fy, "ci_high"],
                "practice_corr": np.corrcoef(g["savings"], g["savings_practice_action"])[0, 1],
                "practice_cover": ((g["ci_low"] <= g["savings_practice_action"])
                                   & (g["savings_practice_action"] <= g["ci_high"])).mean(),
@@ -107,13 +111,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.seeds} synthetic PCTs of {args.practices} practices, {time.perf_counter() - t0:.0f} s; "
           f"inference for the PCT total: {args.inference}")
     print("PCT practice-action savings (GBP) against ground_truth.json pct_year.savings_practice_action")
-    print(f"{'year':8s} {'mean truth':>12s} {'mean bias':>10s} {'rel. bias':>9s} {'RMSE':>10s} {'SE/truth':>9s} "
-          f"{'|err|<10%':>9s} {'coverage':>9s} {'prac.corr':>9s} {'prac.cover':>10s}")
+    df["floor_rel"] = df["floor"] / df["truth"]
+    df["floor_chance"] = 2 * stats.norm.cdf(0.10 / df["floor_rel"]) - 1
+    print(f"{'year':8s} {'mean truth':>12s} {'mean bias':>10s} {'rel. bias':>9s} {'RMSE':>10s} {'RMSE/truth':>10s} "
+          f"{'SE/truth':>9s} {'floor/truth':>11s} {'|err|<10%':>9s} {'at floor':>8s} {'coverage':>9s} "
+          f"{'prac.corr':>9s} {'prac.cover':>10s}")
     for fy, g in df.groupby("year"):
         print(f"{fy:8s} {g['truth'].mean():12,.0f} {g['error'].mean():10,.0f} {g['error'].mean() / g['truth'].mean():9.1%} "
-              f"{np.sqrt((g['error'] ** 2).mean()):10,.0f} {(g['se'] / g['truth']).mean():9.1%} "
-              f"{(g['rel'].abs() < 0.10).mean():9.0%} {g['covered'].mean():9.0%} {g['practice_corr'].mean():9.2f} "
-              f"{g['practice_cover'].mean():10.0%}")
+              f"{np.sqrt((g['error'] ** 2).mean()):10,.0f} {np.sqrt((g['rel'] ** 2).mean()):10.1%} "
+              f"{(g['se'] / g['truth']).mean():9.1%} {g['floor_rel'].mean():11.1%} "
+              f"{(g['rel'].abs() < 0.10).mean():9.0%} {g['floor_chance'].mean():8.0%} {g['covered'].mean():9.0%} "
+              f"{g['practice_corr'].mean():9.2f} {g['practice_cover'].mean():10.0%}")
+    every = (df["rel"].abs() < 0.10).groupby(df["seed"]).all()
+    print(f"PCTs with every year within 10% of the truth: {every.mean():.0%} of {every.size} "
+          "('at floor': the chance an unbiased estimate with the floor's standard error lands within 10%)")
     if df["leak"].notna().any():
         lk = df.dropna(subset=["leak"])
         print("Provider follow-up cut landing on the practices' side (share of the cut): "
