@@ -1,7 +1,7 @@
 """Bias and coverage of the savings attribution over many synthetic PCTs (not run in CI).
 
     .venv/bin/python scripts/simulate_attribution.py [--seeds 50] [--first-seed 1] [--practices 60]
-                                                    [--inference max] [--no-leak]
+                                                    [--inference max] [--no-leak] [--out rows.csv]
 
 For each seed a synthetic PCT (``pbc_analysis.synth.write_synthetic_pct``, the sample's parameters
 otherwise) is generated, loaded and attributed as notebook 04 does. Printed per evaluation year:
@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--practices", type=int, default=60)
     ap.add_argument("--inference", default="max", choices=["max", "wild", "cluster", "model"])
     ap.add_argument("--no-leak", action="store_true", help="skip the no-cut twin (halves the time)")
+    ap.add_argument("--out", type=Path, help="also write the per-seed rows to this CSV file")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     rows = []
@@ -108,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     df["error"] = df["estimate"] - df["truth"]
     df["rel"] = df["error"] / df["truth"]
     df["covered"] = (df["low"] <= df["truth"]) & (df["truth"] <= df["high"])
+    if args.out is not None:
+        df.to_csv(args.out, index=False)
     print(f"{args.seeds} synthetic PCTs of {args.practices} practices, {time.perf_counter() - t0:.0f} s; "
           f"inference for the PCT total: {args.inference}")
     print("PCT practice-action savings (GBP) against ground_truth.json pct_year.savings_practice_action")
