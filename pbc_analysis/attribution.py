@@ -167,6 +167,7 @@ __all__ = [
     "Attribution",
     "PracticeAction",
     "attribute",
+    "chance_within",
     "completeness_factors",
     "cost_per_referral",
     "decompose",
@@ -180,13 +181,13 @@ __all__ = [
     "ledger",
     "lmdi",
     "practice_action",
+    "precision",
     "referral_panel",
     "result_tables",
     "share_savings",
     "shapley",
     "spend_cells",
     "spend_factors",
-    "precision",
     "waterfall_figure",
 ]
 
@@ -1072,6 +1073,14 @@ def practice_action(panel: pd.DataFrame, cost: pd.DataFrame, confidence: float =
     return PracticeAction(practice_year, practice_quarter, aggregates, cells, effects, fit, settings)
 
 
+def chance_within(relative_se: np.ndarray | pd.Series | float, tolerance: float = 0.10) -> np.ndarray:
+    """The probability that an unbiased, normally distributed estimate whose standard error is
+    ``relative_se`` (a share of the true value) lands within ``tolerance`` of it: ``2 Phi(tolerance /
+    relative_se) - 1`` (NaN where ``relative_se`` is)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 2 * stats.norm.cdf(tolerance / np.asarray(relative_se, dtype=float)) - 1
+
+
 def precision(aggregates: pd.DataFrame, tolerance: float = 0.10, target: str = "pct",
               confidence: float = 0.95) -> pd.DataFrame:
     """How precise the practice-action saving of ``target`` is, and how precise it could be, per year.
@@ -1084,7 +1093,7 @@ def precision(aggregates: pd.DataFrame, tolerance: float = 0.10, target: str = "
     half-width of the ``confidence`` interval at the floor as a share of the estimate; and
     ``chance_within_tolerance_at_floor``: the probability that an unbiased, normally distributed estimate
     with the floor's standard error lands within ``tolerance`` (a share) of a true saving of the
-    estimate's size, ``2 Phi(tolerance x |saving| / floor) - 1``. When that probability is far from 1,
+    estimate's size (:func:`chance_within`). When that probability is far from 1,
     no method can promise the tolerance: the data (the number of untreated practice-months) limit it.
     """
     _check_columns(aggregates, ["target", "financial_year", "savings", "std_error", "std_error_floor",
@@ -1101,8 +1110,6 @@ def precision(aggregates: pd.DataFrame, tolerance: float = 0.10, target: str = "
     floor = a["std_error_floor"].to_numpy(float)
     own = a["std_error_own_noise"].to_numpy(float)
     controls = np.sqrt(np.maximum(floor ** 2 - own ** 2, 0.0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        chance = 2 * stats.norm.cdf(tolerance * size / floor) - 1
     return pd.DataFrame({
         "target": a["target"].to_numpy(), "financial_year": a["financial_year"].to_numpy(), "savings": est,
         "std_error": a["std_error"].to_numpy(float), "std_error_floor": floor,
@@ -1110,7 +1117,7 @@ def precision(aggregates: pd.DataFrame, tolerance: float = 0.10, target: str = "
         "relative_std_error": a["std_error"].to_numpy(float) / size, "relative_floor": floor / size,
         "relative_own_noise": own / size, "relative_controls": controls / size,
         "floor_half_width": z * floor / size, "tolerance": tolerance,
-        "chance_within_tolerance_at_floor": chance})
+        "chance_within_tolerance_at_floor": chance_within(floor / size, tolerance)})
 
 
 # ==================================================================================================
@@ -1912,9 +1919,13 @@ def waterfall_figure(ledger_table: pd.DataFrame, year: str, level: str = "pct", 
     return fig
 
 
+def _json_number(v: float | None, digits: int = 2) -> float | None:
+    """A number for ``results.json``: rounded, None when missing or not finite (JSON has no NaN)."""
+    return None if v is None or not np.isfinite(v) else round(float(v), digits)
+
+
 def _ci(estimate: float, lo: float, hi: float) -> dict[str, float | None]:
-    f = lambda v: None if v is None or not np.isfinite(v) else round(float(v), 2)  # noqa: E731
-    return {"estimate": f(estimate), "ci_low": f(lo), "ci_high": f(hi)}
+    return {"estimate": _json_number(estimate), "ci_low": _json_number(lo), "ci_high": _json_number(hi)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -1964,11 +1975,10 @@ def headline(att: Attribution) -> dict:
     out["practice_action_savings_by_year"] = {
         fy: _ci(a["savings"], a["ci_low"], a["ci_high"]) for fy, a in pct_ag.iterrows()}
     prec = precision(ag, confidence=s["confidence"]).set_index("financial_year")
-    num = lambda v, nd: round(float(v), nd) if np.isfinite(v) else None  # noqa: E731
     out["practice_action_precision"] = {
-        fy: {"std_error": num(p["std_error"], 2), "std_error_floor": num(p["std_error_floor"], 2),
-             "relative_floor": num(p["relative_floor"], 4),
-             "chance_within_10pct_at_floor": num(p["chance_within_tolerance_at_floor"], 4)}
+        fy: {"std_error": _json_number(p["std_error"]), "std_error_floor": _json_number(p["std_error_floor"]),
+             "relative_floor": _json_number(p["relative_floor"], 4),
+             "chance_within_10pct_at_floor": _json_number(p["chance_within_tolerance_at_floor"], 4)}
         for fy, p in prec.iterrows()}
     sh = att.sharing[att.sharing["financial_year"] == y]
     out["sharing"] = {
