@@ -37,7 +37,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from .run import verify
+    from .verify import verify
 
     report = verify(args.run_dir)
     print(report)
