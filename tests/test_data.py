@@ -301,6 +301,20 @@ def test_missing_required_table_names_the_expected_files(ds: Path) -> None:
         assert name in p.message
 
 
+def test_optional_table_present_but_unreadable_is_never_silently_dropped(ds: Path) -> None:
+    (ds / "budgets.csv").rename(ds / "Budgets.CSV")
+    (ds / "provider_changes.csv").unlink()
+    (ds / "provider_changes.csv").mkdir()
+    with pytest.raises(DataValidationError) as info:
+        find_table_files(ds)
+    by = {p.check: p for p in info.value.problems}
+    assert set(by) == {"misnamed_file", "not_a_file"}
+    assert by["misnamed_file"].table == "budgets" and by["misnamed_file"].fix.startswith("rename it to budgets.csv")
+    assert by["not_a_file"].table == "provider_changes" and "is a directory" in by["not_a_file"].message
+    err = fails(ds)
+    assert {p.check for p in err.problems} == {"misnamed_file", "not_a_file"}
+
+
 def test_missing_data_directory(tmp_path: Path) -> None:
     p = the(fails(tmp_path / "nowhere"), "data_dir")
     assert "does not exist" in p.message and p.file.endswith("nowhere")
