@@ -1,0 +1,170 @@
+"""The YAML reader of run configs: plain data only, every refused construct named with its key and line.
+
+A config is data, never code. :class:`StrictLoader` is a ``yaml.SafeLoader`` that first checks the
+composed node tree and refuses, all at once: tags that build anything but plain mappings, lists, str,
+int, float, bool and null (``!!set``, ``!!omap``, ``!!pairs``, ``!!binary``, every ``!!python/...`` and
+unknown ``!tag``), explicit tags other than ``!!str``, unquoted dates (with the "quote your dates" fix),
+anchors, aliases and merge keys, keys that are not plain names, and duplicate keys.
+
+References
+----------
+YAML 1.1 tag repository (https://yaml.org/type/); PyYAML ``SafeLoader`` and its constructors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """The run config is invalid; the message lists every problem found."""
+
+
+
+# --------------------------------------------------------------------------------------------------
+# YAML: plain data only
+# --------------------------------------------------------------------------------------------------
+
+_YAML = "tag:yaml.org,2002:"
+_PLAIN_SCALAR_TAGS = {_YAML + t for t in ("null", "bool", "int", "float", "str")}
+
+
+def _tag_text(tag: str) -> str:
+    return "!!" + tag[len(_YAML):] if tag.startswith(_YAML) else tag
+
+
+def _refuse(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    raise yaml.constructor.ConstructorError(
+        None, None, f"the YAML tag {_tag_text(node.tag)} is not allowed in a config (plain data only)", node.start_mark)
+
+
+class StrictLoader(yaml.SafeLoader):
+    """A ``yaml.SafeLoader`` for run configs: plain mappings, lists, str, int, float, bool and null only.
+
+    Before anything is constructed, the node tree is checked (:meth:`check_node`) and every refused
+    construct is listed with its key path and line; the constructors of the refused tags also raise,
+    should anything reach them.
+    """
+
+    where = "config"
+
+    def check_node(self, node: yaml.Node, path: str, problems: list[str], seen: set[int]) -> None:
+        """Append a problem (key path, line, fix) for every construct in ``node`` that is not plain data.
+
+        Parameters
+        ----------
+        node : yaml.Node
+            A composed node.
+        path : str
+            Its key path, e.g. ``notebooks.03_referral_evaluation.specialties[1]`` ("" for the document).
+        problems : list of str
+            Collects the problems.
+        seen : set of int
+            Ids of nodes already visited: a node met twice is an alias.
+
+        Returns
+        -------
+        None
+        """
+        at = f"{self.where}: {path or 'the config'} (line {node.start_mark.line + 1})"
+        if id(node) in seen:
+            problems.append(f"{at}: anchors and aliases (&name / *name) are not allowed; write the value out")
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            if node.tag != _YAML + "map":
+                problems.append(f"{at}: the YAML tag {_tag_text(node.tag)} is not allowed; a config holds only plain "
+                                "mappings, lists, strings, numbers, true/false and null")
+                return
+            first: dict[str, int] = {}
+            for key, value in node.value:
+                line = key.start_mark.line + 1
+                here = f"{self.where}: {path or 'the config'} (line {line})"
+                if key.tag == _YAML + "merge":
+                    problems.append(f"{here}: merge keys (<<) are not allowed; write the keys out")
+                    continue
+                if not isinstance(key, yaml.ScalarNode) or key.tag != _YAML + "str":
+                    shown = key.value if isinstance(key, yaml.ScalarNode) else "a list or mapping"
+                    problems.append(f"{here}: key {shown!r} is not a plain name; keys are names, "
+                                    f"quoted if they look like numbers, dates or true/false: \"{shown}\"")
+                    continue
+                if key.value in first:
+                    key_path = f"{path}.{key.value}" if path else key.value
+                    problems.append(f"{self.where}: {key_path} (line {line}): duplicate key, first given on line "
+                                    f"{first[key.value]}; give each key once")
+                    continue
+                first[key.value] = line
+                self.check_node(value, f"{path}.{key.value}" if path else key.value, problems, seen)
+        elif isinstance(node, yaml.SequenceNode):
+            if node.tag != _YAML + "seq":
+                problems.append(f"{at}: the YAML tag {_tag_text(node.tag)} is not allowed; a config holds only plain "
+                                "mappings, lists, strings, numbers, true/false and null")
+                return
+            for i, item in enumerate(node.value):
+                self.check_node(item, f"{path}[{i}]", problems, seen)
+        else:
+            implicit = self.resolve(yaml.ScalarNode, node.value, (node.style is None, True))
+            if node.tag == _YAML + "timestamp":
+                problems.append(f"{at}: {node.value} was read as a date; write dates and months as quoted strings, "
+                                f"e.g. \"{node.value[:7]}\"")
+            elif node.tag not in _PLAIN_SCALAR_TAGS:
+                problems.append(f"{at}: the YAML tag {_tag_text(node.tag)} is not allowed; a config holds only plain "
+                                "mappings, lists, strings, numbers, true/false and null")
+            elif node.tag != implicit and node.tag != _YAML + "str":
+                problems.append(f"{at}: the explicit tag {_tag_text(node.tag)} is not allowed; write the value plainly")
+
+    def get_single_data(self) -> Any:
+        """Compose the document, refuse anything but plain data (raising ConfigError), then construct it."""
+        node = self.get_single_node()
+        if node is None:
+            return None
+        problems: list[str] = []
+        self.check_node(node, "", problems, set())
+        if problems:
+            raise ConfigError("invalid run config:\n  - " + "\n  - ".join(problems))
+        return self.construct_document(node)
+
+
+for _tag in ("set", "omap", "pairs", "binary", "timestamp"):
+    StrictLoader.add_constructor(_YAML + _tag, _refuse)
+StrictLoader.add_constructor(None, _refuse)
+StrictLoader.add_multi_constructor("tag:yaml.org,2002:python/", lambda loader, suffix, node: _refuse(loader, node))
+StrictLoader.add_multi_constructor("!", lambda loader, suffix, node: _refuse(loader, node))
+
+
+def load_yaml(text: str, where: str = "config") -> Any:
+    """Read config YAML with :class:`StrictLoader`.
+
+    Parameters
+    ----------
+    text : str
+        The YAML text.
+    where : str
+        Names the config in messages (its path).
+
+    Returns
+    -------
+    object
+        Plain data: dicts with str keys, lists, str, int, float, bool, None (``{}`` for an empty text).
+
+    Raises
+    ------
+    ConfigError
+        Listing every refused construct with key path and line, or the YAML syntax error.
+    """
+    if not text.strip():
+        return {}
+    loader = StrictLoader(text)
+    loader.where = where
+    try:
+        return loader.get_single_data()
+    except ConfigError:
+        raise
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # e.g. an int of more than 4300 digits, nesting too deep
+        raise ConfigError(f"{where}: not a usable config: {type(exc).__name__}: {exc}") from None
+    finally:
+        loader.dispose()

@@ -1,0 +1,238 @@
+"""Issue 12, "No code from data or config": a config value only ever becomes a checked literal.
+
+Every hostile or careless config below is refused by ``pbc run`` before anything runs: exit code 2,
+the message names the key and the expected type, no run directory is created and nothing executes
+(a ``!!python/object/apply:os.system`` value does not create its marker file). A notebook given strings
+with quotes, backslashes, newlines and code receives exactly those strings.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from pbc_analysis import paths
+from pbc_analysis.config import ConfigError, StrictLoader, load_yaml, parse_config
+
+SAMPLE = (paths.CONFIGS_DIR / "sample.yaml").read_text(encoding="utf-8")
+MEASURE = "    measure: referrals\n"          # notebooks.03_referral_evaluation.measure (str)
+LAG = "    lag_months: 3 "                    # notebooks.04_savings_attribution.lag_months (int)
+BAND = "    band: 0.10 "                       # notebooks.05_budgets_and_risk.band (float)
+HIGH = "    high_level: 0.998 "                # notebooks.02_benchmarking.high_level (float)
+WINDOW = 'baseline_window: ["2003-04", "2005-03"]'
+
+
+def _case(old: str, new: str) -> str:
+    assert SAMPLE.count(old) == 1, old
+    return SAMPLE.replace(old, new)
+
+
+def _nb03(extra: str) -> str:
+    return _case(MEASURE, MEASURE + extra)
+
+
+def _nb02(extra: str) -> str:
+    return _case(HIGH, extra + HIGH)
+
+
+# (id, config text with {marker} for a file that must never be created, fragments the error must show)
+CLI_CASES = [
+    ("python-object-apply", _case(MEASURE, '    measure: !!python/object/apply:os.system ["touch {marker}"]\n'),
+     ["notebooks.03_referral_evaluation.measure (line", "!!python/object/apply:os.system is not allowed"]),
+    ("python-name", _case(MEASURE, "    measure: !!python/name:os.system\n"),
+     ["notebooks.03_referral_evaluation.measure", "!!python/name:os.system is not allowed"]),
+    ("python-tuple", _case(WINDOW, 'baseline_window: !!python/tuple ["2003-04", "2005-03"]'),
+     ["notebooks.03_referral_evaluation.baseline_window", "!!python/tuple is not allowed"]),
+    ("set", _case(WINDOW, "baseline_window: !!set {2003-04, 2005-03}"),
+     ["notebooks.03_referral_evaluation.baseline_window", "!!set is not allowed"]),
+    ("omap", _case(WINDOW, 'baseline_window: !!omap [{a: "2003-04"}]'),
+     ["notebooks.03_referral_evaluation.baseline_window", "!!omap is not allowed"]),
+    ("pairs", _case(WINDOW, 'baseline_window: !!pairs [{a: "2003-04"}]'),
+     ["notebooks.03_referral_evaluation.baseline_window", "!!pairs is not allowed"]),
+    ("binary", _case(MEASURE, "    measure: !!binary cmVmZXJyYWxz\n"),
+     ["notebooks.03_referral_evaluation.measure", "!!binary is not allowed"]),
+    ("unknown-tag", _case(MEASURE, "    measure: !env HOME\n"),
+     ["notebooks.03_referral_evaluation.measure", "!env is not allowed"]),
+    ("date-in-list", _case(WINDOW, "baseline_window: [2003-04-01, 2005-03-31]"),
+     ["notebooks.03_referral_evaluation.baseline_window[0]", "notebooks.03_referral_evaluation.baseline_window[1]",
+      "read as a date; write dates and months as quoted strings"]),
+    ("duplicate-key", _nb03("    measure: first_op\n"),
+     ["notebooks.03_referral_evaluation.measure (line", "duplicate key"]),
+    ("alias", _case(MEASURE, "    measure: &m referrals\n    activity_end: *m\n").replace('    activity_end: "2007-12"', ""),
+     ["notebooks.03_referral_evaluation.activity_end", "anchors and aliases"]),
+    ("ints-for-strings", _nb03("    specialties: [110, 120]\n"),
+     ["notebooks.03_referral_evaluation.specialties[0] must be a quoted string (str, a list[str] element)",
+      'write them quoted: ["110", "120"]']),
+    ("nested-list", _nb02("    confidence: [[0.95], 0.998]\n"),
+     ["notebooks.02_benchmarking.confidence[0] must be float, a list[float] element", "nested lists"]),
+    ("mapping-in-list", _nb03('    specialties: ["110", {code: 120}]\n'),
+     ["notebooks.03_referral_evaluation.specialties[1] must be str, a list[str] element", "got a mapping"]),
+    ("mapping-for-scalar", _case(MEASURE, '    measure: {code: "__import__(\'os\')"}\n'),
+     ["notebooks.03_referral_evaluation.measure must be str", "got a mapping"]),
+    ("none-default-wrong-type", _case(BAND, '    tariff_uplift: "0.025"\n' + BAND),
+     ["notebooks.05_budgets_and_risk.tariff_uplift must be float | None", "got str '0.025'"]),
+    ("bool-for-int", _case(LAG, "    lag_months: true "),
+     ["notebooks.04_savings_attribution.lag_months must be int", "got bool True"]),
+    ("code-for-int", _case(LAG, "    lag_months: \"__import__('os').system('touch {marker}')\" "),
+     ["notebooks.04_savings_attribution.lag_months must be int", "got str"]),
+    ("nan", _case(BAND, "    band: .nan "),
+     ["notebooks.05_budgets_and_risk.band must be float", "a finite number; got nan"]),
+    ("inf-in-list", _nb02("    confidence: [.inf, 0.998]\n"),
+     ["notebooks.02_benchmarking.confidence[0] must be float, a list[float] element", "a finite number; got inf"]),
+    ("name-path", _case("  name: sample\n", '  name: "../../outside"\n'),
+     ["run.name = '../../outside' is not a safe name", "letters, digits"]),
+    ("name-markup", _case("  name: sample\n", '  name: "<script>alert(1)</script>"\n'),
+     ["run.name = '<script>alert(1)</script>' is not a safe name"]),
+    ("notebook-name-path", _case("  workers: 0 ", '  notebooks: ["../01_data_quality"]\n  workers: 0 '),
+     ["run.notebooks[0] = '../01_data_quality' is not a safe name"]),
+    ("no-data-dir", _case("  data_dir: data/sample\n", ""),
+     ["no data_dir for 01_data_quality", "set parameters.data_dir"]),
+]
+
+
+@pytest.mark.parametrize("text, fragments", [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
+def test_cli_refuses_before_anything_runs(tmp_path, text, fragments):
+    marker = tmp_path / "pwned"
+    config = tmp_path / "evil.yaml"
+    config.write_text(text.replace("{marker}", str(marker)), encoding="utf-8")
+    reports = tmp_path / "reports"
+    proc = subprocess.run([sys.executable, "-m", "pbc_analysis.cli", "run", "--config", str(config), "--reports-dir", str(reports)],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: invalid run config:") and "Traceback" not in proc.stderr, proc.stderr
+    for fragment in fragments:
+        assert fragment in proc.stderr, (fragment, proc.stderr)
+    assert str(config) in proc.stderr                      # the file is named
+    assert not reports.exists() and not marker.exists()
+    assert proc.stdout == ""
+
+
+def test_every_problem_is_listed_at_once():
+    text = _nb03("    specialties: [110]\n").replace("    band: 0.10 ", "    band: .inf ").replace("  name: sample", "  name: a/b")
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, path=paths.CONFIGS_DIR / "sample.yaml")
+    msg = str(err.value)
+    assert "specialties[0]" in msg and "band must be float" in msg and "run.name = 'a/b'" in msg
+    tags = SAMPLE.replace("    measure: referrals", "    measure: !!set {a}").replace('["2003-04", "2005-03"]', "[2003-04-01]")
+    with pytest.raises(ConfigError) as err:
+        parse_config(tags)
+    assert "!!set is not allowed" in str(err.value) and "baseline_window[0] (line" in str(err.value)
+
+
+def test_strict_loader_is_a_safe_loader_that_refuses_tags(tmp_path):
+    marker = tmp_path / "pwned"
+    assert issubclass(StrictLoader, yaml.SafeLoader)
+    for text in (f'x: !!python/object/apply:os.system ["touch {marker}"]', "x: !!python/object/new:list [[1]]",
+                 "x: !!set {a: null}", "x: !!omap [{a: 1}]", "x: !!binary aGk=", "x: !custom 1", "x: !!float 1",
+                 "x: [1, [2003-04-01]]", "? [a, b]\n: 1", "x: 1\nx: 2", "<<: {a: 1}"):
+        with pytest.raises(ConfigError, match=r"\(line \d+\)"):
+            yaml.load(text, Loader=StrictLoader)  # the strict loader is the point
+    assert not marker.exists()
+    assert load_yaml("a: [1, 2.5, '3', true, null]\nb: !!str 110\nc: {d: e}\n") == {
+        "a": [1, 2.5, "3", True, None], "b": "110", "c": {"d": "e"}}
+    with pytest.raises(ConfigError, match="not a usable config"):
+        load_yaml("x: " + "9" * 5000)  # more digits than Python converts: an error, not a traceback
+
+
+# --------------------------------------------------------------------------------------------------
+# End to end: a probe notebook receives exactly the strings it was given
+# --------------------------------------------------------------------------------------------------
+
+PROBE_PARAMETERS = """\
+s = "default"
+i = 1
+f = 0.5
+b = False
+ls: list[str] = []
+li: list[int] = []
+lf: list[float] = []
+run_dir = ""
+"""
+PROBE_BODY = """\
+import json, pathlib
+received = {"s": s, "i": i, "f": f, "b": b, "ls": ls, "li": li, "lf": lf}
+types = {k: [type(x).__name__ for x in v] if isinstance(v, list) else type(v).__name__ for k, v in received.items()}
+pathlib.Path(run_dir, "received.json").write_text(json.dumps({"values": received, "types": types}))
+"""
+KINDS = {"s": "str", "i": "int", "f": "float", "b": "bool", "ls": "list[str]", "li": "list[int]", "lf": "list[float]"}
+
+
+def _nasty(marker: Path) -> list[str]:
+    m = str(marker)
+    return [
+        f"\"); import os; os.system('touch {m}') #",
+        f"'); import os; os.system(\"touch {m}\") #",
+        f"'''; __import__('os').system('touch {m}'); '''",
+        f'"""; __import__("os").system("touch {m}"); """',
+        f"\\\"); __import__('os').system('touch {m}') #",
+        f"line one\nimport os; os.system('touch {m}')\n",
+        "tab\there, carriage\rreturn, nul-free \u00e9\u2713",
+        "{{ run_dir }} {0} %s ${HOME} `id` $(id)",
+        "</script><script>alert(1)</script>",
+        "\\",
+        "",
+    ]
+
+
+@pytest.fixture()
+def probe_dir(tmp_path) -> Path:
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    params = nbformat.v4.new_code_cell(PROBE_PARAMETERS)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(PROBE_BODY)]
+    nbformat.write(nb, nbdir / "01_probe.ipynb")
+    return nbdir
+
+
+def test_probe_notebook_receives_exactly_the_strings(tmp_path, probe_dir):
+    from pbc_analysis.run import run_pipeline
+
+    marker = tmp_path / "pwned"
+    nasty = _nasty(marker)
+    given = {"s": nasty[0], "i": -7, "f": 1e-300, "b": True, "ls": nasty, "li": [1, -2, 3], "lf": [0.1, 2]}
+    text = yaml.safe_dump({"run": {"name": "probe", "workers": 1}, "notebooks": {"01_probe": given}}, allow_unicode=True)
+    text += '# hand-written forms of the same kind of string\nparameters:\n  s: "\\"); import os; os.system(\'touch ' + str(marker) + '\') #"\n'
+    cfg = parse_config(text, notebooks_dir=probe_dir)
+    assert cfg.parameters["01_probe"]["s"] == nasty[0]  # the notebook's own section wins over `parameters`
+    run_dir = run_pipeline(cfg, reports_dir=tmp_path / "reports", render=False, run_id="probe", echo=lambda *a, **k: None)
+    out = json.loads((run_dir / "received.json").read_text(encoding="utf-8"))
+    assert out["values"] == {**given, "lf": [0.1, 2.0]}
+    assert out["types"] == {"s": "str", "i": "int", "f": "float", "b": "bool", "ls": ["str"] * len(nasty),
+                            "li": ["int"] * 3, "lf": ["float", "float"]}
+    assert not marker.exists()
+    executed = nbformat.read(run_dir / "notebooks" / "01_probe.ipynb", as_version=4)
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1
+    for node in ast.parse(injected[0].source).body:  # whoever wrote the cell: literal assignments only
+        assert isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name), ast.dump(node)
+        ast.literal_eval(node.value)
+
+
+@pytest.mark.parametrize("param", list(KINDS))
+def test_every_parameter_kind_refuses_tuple_mapping_and_code(tmp_path, probe_dir, param):
+    marker = tmp_path / "pwned"
+    code = f"__import__('os').system('touch {marker}')"
+    hostile = {"tuple": "!!python/tuple [1, 2]", "mapping": "{a: 1}", "object": f'!!python/object/apply:os.system ["touch {marker}"]',
+               "nested": "[[1], [2]]", "code": json.dumps(code)}
+    for kind, value in hostile.items():
+        text = f"notebooks:\n  01_probe:\n    {param}: {value}\n"
+        if kind == "code" and KINDS[param] == "str":
+            assert parse_config(text, notebooks_dir=probe_dir).parameters["01_probe"][param] == code  # a literal, no more
+            continue
+        if kind == "code" and KINDS[param] == "list[str]":
+            text = f"notebooks:\n  01_probe:\n    {param}: {{code: {json.dumps(code)}}}\n"
+        with pytest.raises(ConfigError) as err:
+            parse_config(text, notebooks_dir=probe_dir)
+        msg = str(err.value)
+        assert f"notebooks.01_probe.{param}" in msg, (kind, msg)
+        assert KINDS[param] in msg or "is not allowed" in msg, (kind, msg)
+    assert not marker.exists()
