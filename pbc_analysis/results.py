@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -24,6 +25,9 @@ import numpy as np
 import pandas as pd
 
 FLOAT_FORMAT = "%.10g"
+PVALUE_DIGITS = 4          # significant digits of p-values and probabilities in result tables
+PVALUE_FLOOR = 1e-16       # smaller positive p-values are written as this bound (read: p <= 1e-16)
+_PVALUE_NAME = re.compile(r"^(p|pvalue|p_value)$|_p$|_pvalue$|_p_value$|_p_|^probability_|_probability$")
 TABLES = "tables"
 SECTIONS = "results"
 FIGURES = "figures"
@@ -52,12 +56,75 @@ def table_path(run_dir: str | Path, name: str) -> Path:
     return _run_dir(run_dir) / TABLES / f"{name}.csv"
 
 
+def is_pvalue_column(name: str) -> bool:
+    """Whether a result-table column holds p-values or probabilities (written rounded by :func:`write_table`).
+
+    Parameters
+    ----------
+    name : str
+        Column name. Matches ``p``, ``pvalue``, ``p_value``, names ending in ``_p``, ``_pvalue`` or
+        ``_p_value``, names with a ``_p_`` part (``pretrend_p_chi2``), and ``probability_*`` /
+        ``*_probability``.
+
+    Returns
+    -------
+    bool
+    """
+    return bool(_PVALUE_NAME.search(str(name)))
+
+
+def round_pvalues(values: pd.Series) -> pd.Series:
+    """p-values or probabilities rounded to the digits that are not floating-point noise.
+
+    A p-value of ``5.805319322e-30`` on one CPU is ``5.805319321e-30`` on another: the digits past
+    the first few carry no information. Values are rounded to :data:`PVALUE_DIGITS` significant
+    digits, and positive values below :data:`PVALUE_FLOOR` (1e-16, where a p-value is the tail of a
+    double's precision) are written as that bound, to be read "p <= 1e-16". Exact zeros, ones and
+    missing values are kept; the column stays numeric.
+
+    Parameters
+    ----------
+    values : pandas.Series
+        A float column.
+
+    Returns
+    -------
+    pandas.Series
+        The rounded column, same index and dtype.
+    """
+    x = values.to_numpy(dtype=float, copy=True)
+    tiny = (x > 0) & (x < PVALUE_FLOOR)
+    x[tiny] = PVALUE_FLOOR
+    finite = np.isfinite(x) & (x != 0)
+    x[finite] = [float(f"{v:.{PVALUE_DIGITS}g}") for v in x[finite]]
+    return pd.Series(x, index=values.index, name=values.name)
+
+
 def write_table(df: pd.DataFrame, name: str, run_dir: str | Path, sort_by: Iterable[str] | None = None) -> Path:
     """Write ``df`` to ``<run_dir>/tables/<name>.csv`` in a byte-stable form.
 
     Rows are sorted by ``sort_by`` (default: every column, left to right), the index is dropped,
     floats are written with 10 significant digits, missing values as empty fields. Categorical
-    columns are written (and sorted) as their text values.
+    columns are written (and sorted) as their text values. Float columns of p-values and
+    probabilities (:func:`is_pvalue_column`) are written with :data:`PVALUE_DIGITS` significant
+    digits, positive values below 1e-16 as ``1e-16`` (:func:`round_pvalues`): their further digits
+    differ between CPUs and BLAS builds.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The table.
+    name : str
+        Table name (letters, digits and underscores); the file is ``tables/<name>.csv``.
+    run_dir : str or Path
+        The run directory.
+    sort_by : iterable of str, optional
+        Columns to sort rows by (default: every column, left to right).
+
+    Returns
+    -------
+    Path
+        The file written.
     """
     if not name.replace("_", "").isalnum():
         raise ValueError(f"table name {name!r} must be letters, digits and underscores")
@@ -65,6 +132,8 @@ def write_table(df: pd.DataFrame, name: str, run_dir: str | Path, sort_by: Itera
     for c in out.columns:  # categoricals sort by category order; tables sort by value
         if isinstance(out[c].dtype, pd.CategoricalDtype):
             out[c] = out[c].astype("str")
+        elif pd.api.types.is_float_dtype(out[c].dtype) and is_pvalue_column(c):
+            out[c] = round_pvalues(out[c])
     keys = list(sort_by) if sort_by is not None else list(out.columns)
     if keys:
         out = out.sort_values(keys, kind="mergesort", na_position="last").reset_index(drop=True)

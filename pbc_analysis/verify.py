@@ -1,98 +1,341 @@
-"""``pbc verify``: re-run a published run from its manifest and compare what it published."""
+"""``pbc verify``: check a published run against its manifest, re-run it from its validated config, compare.
+
+In order, each step printed as it happens:
+
+1. **Code** (first line when it applies): a checkout at another commit than the run's, with
+   uncommitted changes (``git status --porcelain``, files under ``reports/`` ignored), or a run made
+   from a checkout with uncommitted changes, is reported as ``code differs from the run's: commit X vs
+   Y, N files modified`` and fails verify unless ``allow_dirty``.
+2. **Published files** (:func:`manifest.check_published`): the manifest's own hash, the config text
+   against its hash, and every file in the run directory against the manifest. Any problem is
+   reported by file and fails verify (verdict ``TAMPERED``); nothing is re-run, since the manifest
+   no longer vouches for what would be compared.
+3. **Config**: the manifest's config text is parsed with exactly the checks of ``pbc run``
+   (:func:`config.parse_config`); a text that fails them, or does not match its recorded hash, is
+   refused (:class:`VerifyRefused`, exit 2) and never run.
+4. **Inputs**: the files the config reads against the recorded sha256.
+5. **Re-run** in a new temporary directory (kept, and its path printed, when the re-run fails or
+   ``keep`` is given), then each table and JSON result compared (:mod:`pbc_analysis.compare`):
+   byte-identical, equal within tolerance (largest differences shown) or different.
+
+Exit codes: 0 identical or within tolerance (or, with ``rerun=False``, intact); 1 tampered, different,
+code differs or the re-run failed; 2 refused.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import fnmatch
+import hashlib
+import re
+import shutil
 import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import paths
-from .config import parse_config
-from .manifest import git_info, input_files, output_hashes, sha256_file
-from .run import run_pipeline
+from . import compare, paths
+from . import manifest as mf
+from .config import ConfigError, RunConfig, parse_config
+from .run import RunError, run_pipeline
+
+COMPARED = ("tables/*.csv", "results.json", "results/*.json")   # outputs re-run and compared
+TAMPERED, NOT_IDENTICAL, CODE_DIFFERS, RERUN_FAILED = "TAMPERED", "NOT IDENTICAL", "CODE DIFFERS", "RE-RUN FAILED"
+INTACT = "intact"
+_HEX = re.compile(r"^[0-9a-f]{7,40}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class VerifyRefused(Exception):
+    """Verify will not re-run this run (no readable manifest, or a config that fails the checks); exit 2."""
 
 
 @dataclasses.dataclass
 class VerifyReport:
-    identical: bool
+    """The outcome of :func:`verify`.
+
+    Attributes
+    ----------
+    verdict : str
+        ``identical``, ``within tolerance``, ``intact`` (files checked, not re-run), ``TAMPERED``,
+        ``NOT IDENTICAL``, ``CODE DIFFERS`` or ``RE-RUN FAILED``.
+    exit_code : int
+        0 when verified, 1 otherwise.
+    lines : list of str
+        Everything printed, in order; the last line is the verdict (or the re-run's error).
+    published_problems : list of str
+        :func:`manifest.check_published` problems.
+    code : str or None
+        The "code differs" line, if any.
+    comparisons : list of compare.Comparison
+        One per compared output.
+    rerun_dir : Path or None
+        The re-run's directory, when it was kept.
+    error : str or None
+        The one-line error of a failed re-run.
+    """
+
+    verdict: str
+    exit_code: int
     lines: list[str]
+    published_problems: list[str] = dataclasses.field(default_factory=list)
+    code: str | None = None
+    comparisons: list[compare.Comparison] = dataclasses.field(default_factory=list)
+    rerun_dir: Path | None = None
+    error: str | None = None
+
+    @property
+    def identical(self) -> bool:
+        """Verified: every re-run output byte-identical or within tolerance, and nothing else wrong."""
+        return self.exit_code == 0 and self.verdict in (compare.IDENTICAL, compare.WITHIN)
 
     def __str__(self) -> str:
         return "\n".join(self.lines)
 
 
-def _describe_difference(a: Path, b: Path) -> str:
-    import numpy as np
-    import pandas as pd
+def _shown(value: Any, width: int = 80) -> str:
+    """An untrusted manifest value made safe to print: no control characters, bounded length."""
+    text = value if isinstance(value, str) else repr(value)
+    text = _CONTROL.sub("?", text)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
-    if a.suffix != ".csv":
-        return "content differs"
-    x, y = pd.read_csv(a, dtype=str, keep_default_na=False), pd.read_csv(b, dtype=str, keep_default_na=False)
-    if list(x.columns) != list(y.columns):
-        return f"columns differ: {list(x.columns)} vs {list(y.columns)}"
-    if len(x) != len(y):
-        return f"{len(x)} rows published vs {len(y)} rows re-run"
-    parts = []
-    for col in x.columns:
-        diff = x[col] != y[col]
-        if not diff.any():
-            continue
-        xn, yn = pd.to_numeric(x[col], errors="coerce"), pd.to_numeric(y[col], errors="coerce")
-        if xn.notna().all() and yn.notna().all():
-            d = np.abs(xn - yn)
-            rel = (d / np.maximum(np.abs(xn), 1e-300)).max()
-            parts.append(f"{col}: {int(diff.sum())} rows, max abs diff {d.max():.3g}, max rel diff {rel:.3g}")
+
+def _commit(value: Any) -> str:
+    return value[:12] if isinstance(value, str) and _HEX.match(value) else ("unknown" if value is None else _shown(value, 40))
+
+
+def code_difference(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> str | None:
+    """The "code differs" line, or None when this checkout is the run's commit, clean, and the run was clean.
+
+    Parameters
+    ----------
+    recorded : Mapping
+        The manifest's ``code`` (``commit``, ``dirty``, ``changed_files``).
+    now : Mapping
+        :func:`manifest.git_info` of this checkout.
+
+    Returns
+    -------
+    str or None
+        ``code differs from the run's: commit X vs Y, N files modified`` (X the run's commit, Y this
+        checkout's, N files with uncommitted changes here), plus a note when the run itself was made
+        from a checkout with uncommitted changes.
+    """
+    modified = len(now.get("changed_files") or []) or (1 if now.get("dirty") else 0)
+    run_dirty = recorded.get("dirty") is not False
+    same = isinstance(recorded.get("commit"), str) and recorded.get("commit") == now.get("commit")
+    if same and not modified and not run_dirty and now.get("dirty") is False:
+        return None
+    line = f"code differs from the run's: commit {_commit(recorded.get('commit'))} vs {_commit(now.get('commit'))}, {modified} files modified"
+    if now.get("dirty") is None:
+        line += " (this checkout's changes are unknown: not a git checkout?)"
+    if run_dirty:
+        n = len(recorded.get("changed_files") or []) if isinstance(recorded.get("changed_files"), list) else "?"
+        line += f"; the run itself was made from a checkout with uncommitted changes ({n} files), which no commit holds"
+    return line
+
+
+def validated_config(manifest: Mapping[str, Any]) -> RunConfig:
+    """The manifest's config, parsed with the same checks as ``pbc run``; refused if it fails them.
+
+    Parameters
+    ----------
+    manifest : Mapping
+        A manifest read by :func:`manifest.read_manifest`.
+
+    Returns
+    -------
+    RunConfig
+
+    Raises
+    ------
+    VerifyRefused
+        The config text does not match its recorded sha256, or fails a check of :func:`config.parse_config`.
+    """
+    text, digest = manifest["config"]["text"], manifest["config"]["sha256"]
+    if hashlib.sha256(text.encode("utf-8")).hexdigest() != digest:
+        raise VerifyRefused("the config text in manifest.json does not match its recorded config.sha256; "
+                            "it was edited after the run and is not run. Obtain the run directory again from its publisher.")
+    recorded_path = manifest["config"].get("path")
+    path = Path(recorded_path) if isinstance(recorded_path, str) and recorded_path and "\0" not in recorded_path else None
+    try:
+        return parse_config(text, path=path)
+    except ConfigError as exc:
+        raise VerifyRefused(f"the config in manifest.json fails the checks of `pbc run` and is not run:\n{exc}") from None
+
+
+def _changed_inputs(cfg: RunConfig, recorded: Any) -> list[str]:
+    """Input files whose sha256 differs from the manifest's (or that are missing or new)."""
+    recorded = recorded if isinstance(recorded, dict) else {}
+    try:
+        current = {rel: mf.sha256_file(p) for rel, p in mf.input_files(cfg).items()}
+    except Exception as exc:  # noqa: BLE001 - the re-run's validation will name the problem in full
+        return [f"inputs: cannot be listed ({type(exc).__name__}: {exc})"]
+    out = [f"input {_shown(rel)}: {'missing' if rel not in current else 'sha256 differs from the manifest'}"
+           for rel in sorted(recorded) if current.get(rel) != recorded[rel]]
+    out += [f"input {rel}: read now but not in the manifest" for rel in sorted(set(current) - set(recorded))]
+    return out
+
+
+def compared_names(names: Any) -> list[str]:
+    """The outputs that a re-run reproduces and :func:`compare_outputs` compares (:data:`COMPARED`).
+
+    Parameters
+    ----------
+    names : iterable of str
+        Output paths (as in a manifest's ``outputs``).
+
+    Returns
+    -------
+    list of str
+        Sorted.
+    """
+    return sorted(n for n in names if any(fnmatch.fnmatchcase(n, pat) and n.count("/") == pat.count("/") for pat in COMPARED))
+
+
+def compare_outputs(published: Path, rerun: Path, names: list[str], tol: compare.Tolerance = compare.DEFAULT) -> list[compare.Comparison]:
+    """Compare each named output of a published run directory with the re-run's.
+
+    Parameters
+    ----------
+    published, rerun : Path
+        The two run directories.
+    names : list of str
+        Output paths (relative posix) to compare; a name neither safe nor present in one of them is
+        reported as different, never read outside the run directory.
+    tol : compare.Tolerance
+        The tolerance for floats.
+
+    Returns
+    -------
+    list of compare.Comparison
+    """
+    out = []
+    for name in names:
+        a, b = mf.output_path(published, name), mf.output_path(rerun, name)
+        if a is None or b is None:
+            out.append(compare.Comparison(name, compare.DIFFERENT, ["not a plain relative path inside the run directory"]))
         else:
-            parts.append(f"{col}: {int(diff.sum())} rows differ (e.g. row {int(diff.idxmax()) + 1}: {x[col][diff].iloc[0]!r} vs {y[col][diff].iloc[0]!r})")
-    return "; ".join(parts) or "bytes differ (formatting)"
+            out.append(compare.compare_files(a, b, name, tol))
+    return out
 
 
-def verify(run_dir: str | Path, echo: Any = print) -> VerifyReport:
-    """Re-run a published run from its manifest in a temporary directory and compare its tables."""
-    run_dir = paths.resolve(run_dir, base=Path.cwd()) if Path(run_dir).exists() else paths.resolve(run_dir)
-    manifest_path = run_dir / "manifest.json"
-    if not manifest_path.exists():
-        raise FileNotFoundError(f"{run_dir} has no manifest.json: is it a run directory made by `pbc run`?")
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    lines: list[str] = []
-    code_now = git_info()
-    if manifest["code"].get("commit") != code_now.get("commit"):
-        lines.append(f"note: the run was made at commit {manifest['code'].get('commit')}, this checkout is at {code_now.get('commit')}")
-    if manifest["code"].get("dirty"):
-        lines.append("note: the run was made from a checkout with uncommitted changes")
-    cfg_path = paths.resolve(manifest["config"]["path"]) if manifest["config"].get("path") else None
-    cfg = parse_config(manifest["config"]["text"], path=cfg_path)
-    if cfg.parameters != manifest["parameters"]:
-        lines.append("note: the config resolves to different parameters on this machine (paths differ?)")
-    changed_inputs = []
-    current = {rel: sha256_file(p) for rel, p in input_files(cfg).items()}
-    for rel, digest in manifest["inputs"].items():
-        if current.get(rel) != digest:
-            changed_inputs.append(f"input {rel}: {'missing' if rel not in current else 'sha256 differs'}")
-    with tempfile.TemporaryDirectory(prefix="pbc-verify-") as tmp:
-        echo(f"re-running {manifest['run_id']} in {tmp}")
-        new_dir = run_pipeline(cfg, reports_dir=Path(tmp), render=False, run_id="rerun", echo=echo)
-        new = output_hashes(new_dir)
-        old = manifest["outputs"]
-        differing = []
-        for name in sorted(set(old) | set(new)):
-            if name not in new:
-                differing.append(f"{name}: missing from the re-run")
-            elif name not in old:
-                differing.append(f"{name}: new in the re-run")
-            elif old[name] != new[name]:
-                published = run_dir / name
-                detail = _describe_difference(published, new_dir / name) if published.exists() else "published file missing; hash differs"
-                differing.append(f"{name}: differs ({detail})")
-            else:
-                lines.append(f"{name}: identical")
-    for item in changed_inputs:
-        lines.append(item)
-    if differing:
-        lines.extend(differing)
-        lines.append(f"NOT IDENTICAL: {len(differing)} of {len(set(old) | set(new))} outputs differ")
+def _rerun(cfg: RunConfig, manifest: Mapping[str, Any], keep: bool, tol: compare.Tolerance,
+           say: Callable[[str], None], echo: Any, run_dir: Path) -> tuple[list[compare.Comparison], Path | None, str | None]:
+    """Re-run ``cfg`` in a new temporary directory and compare; (comparisons, kept directory, error line)."""
+    work = Path(tempfile.mkdtemp(prefix="pbc-verify-"))
+    say(f"re-running {_shown(manifest.get('run_id'))} in {work}")
+    try:
+        new_dir = run_pipeline(cfg, reports_dir=work, render=False, run_id="rerun", echo=echo)
+    except BaseException as exc:
+        partial = work / "rerun" if (work / "rerun").exists() else work
+        if not isinstance(exc, RunError):     # interrupted, or a defect: say where the partial output is
+            echo(f"partial re-run output kept at {partial}")
+            raise
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "failed")
+        return [], partial, f"the re-run failed: {first}; partial re-run output kept at {partial}"
+    names = compared_names(set(manifest["outputs"]) | set(mf.output_hashes(new_dir)))
+    comparisons = compare_outputs(run_dir, new_dir, names, tol)
+    if keep:
+        return comparisons, new_dir, None
+    shutil.rmtree(work, ignore_errors=True)
+    return comparisons, None, None
+
+
+def _verdict(report: VerifyReport, allow_dirty: bool, changed_inputs: list[str], rerun: bool, tol: compare.Tolerance) -> None:
+    """Fill in the verdict, exit code and final line of ``report``."""
+    comps = report.comparisons
+    different = [c for c in comps if c.state == compare.DIFFERENT]
+    within = [c for c in comps if c.state == compare.WITHIN]
+    code = "" if allow_dirty or not report.code else "; the code differs from the run's (give --allow-dirty to accept)"
+    n = len(report.published_problems)
+    if report.published_problems:
+        report.verdict, line = TAMPERED, f"{TAMPERED}: {n} problem{'s' if n != 1 else ''} with the published files (listed above); not re-run"
+    elif report.error:
+        report.verdict, line = RERUN_FAILED, f"error: {report.error}"
+    elif different or changed_inputs:
+        report.verdict = NOT_IDENTICAL
+        line = f"{NOT_IDENTICAL}: {len(different)} of {len(comps)} outputs differ" + (f", {len(changed_inputs)} input files changed" if changed_inputs else "")
+    elif not rerun:
+        report.verdict, line = INTACT, f"{INTACT}: every published file matches the manifest (not re-run)"
+    elif within:
+        report.verdict = compare.WITHIN
+        line = (f"equal within tolerance: {len(comps) - len(within)} of {len(comps)} outputs byte-identical, "
+                f"{len(within)} equal within tolerance ({tol}): {', '.join(c.name for c in within)}")
     else:
-        lines.append(f"identical: all {len(old)} outputs match the manifest")
-    return VerifyReport(identical=not differing and not changed_inputs, lines=lines)
+        report.verdict, line = compare.IDENTICAL, f"identical: all {len(comps)} re-run outputs are byte-identical to the published ones"
+    if code and report.verdict in (compare.IDENTICAL, compare.WITHIN, INTACT):
+        report.verdict, line = CODE_DIFFERS, f"{CODE_DIFFERS}: {line}"
+    report.exit_code = 0 if report.verdict in (compare.IDENTICAL, compare.WITHIN, INTACT) else 1
+    report.lines.append(line + code)
+
+
+def verify(run_dir: str | Path, echo: Any = print, allow_dirty: bool = False, rerun: bool = True, keep: bool = False,
+           tol: compare.Tolerance = compare.DEFAULT) -> VerifyReport:
+    """Verify a published run: code, published files, config, inputs, then a re-run compared output by output.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run directory (relative paths from the current directory, else the project root).
+    echo : callable
+        Printer for each line as it is found and for the re-run's progress (``print``).
+    allow_dirty : bool
+        Accept a checkout at another commit or with uncommitted changes (still reported).
+    rerun : bool
+        Re-run and compare (default); False checks the published files and the config only.
+    keep : bool
+        Keep the re-run's directory (it is always kept when the re-run fails).
+    tol : compare.Tolerance
+        Tolerance for floats in tables and JSON.
+
+    Returns
+    -------
+    VerifyReport
+
+    Raises
+    ------
+    VerifyRefused
+        No readable manifest, or a config text that does not match its hash or fails the checks.
+    """
+    given = Path(run_dir)
+    run_dir = given.resolve() if given.exists() else paths.resolve(given)
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        echo(line)
+
+    manifest, problems = mf.read_manifest(run_dir)
+    if manifest is None:
+        raise VerifyRefused("\n".join(problems))
+    report = VerifyReport(verdict="", exit_code=1, lines=lines)
+    code = manifest.get("code")
+    report.code = code_difference(code if isinstance(code, dict) else {}, mf.git_info())
+    if report.code:
+        say(f"WARNING: {report.code}" + ("" if allow_dirty else "; verify fails unless --allow-dirty is given"))
+    report.published_problems = mf.check_published(run_dir)
+    for problem in report.published_problems:
+        say(f"{TAMPERED}: {problem}")
+    if not report.published_problems:
+        say(f"published files: all {len(manifest['outputs'])} listed in manifest.json match their sha256; "
+            "the manifest matches its own hash and the config text its hash")
+    cfg = validated_config(manifest)
+    say(f"config: passes the checks of `pbc run` (sha256 {manifest['config']['sha256'][:12]})")
+    if cfg.parameters != manifest.get("parameters"):
+        say("note: the config resolves to different parameters on this machine (paths differ?)")
+    changed_inputs = _changed_inputs(cfg, manifest.get("inputs"))
+    for item in changed_inputs:
+        say(item)
+    if rerun and not report.published_problems:
+        report.comparisons, report.rerun_dir, report.error = _rerun(cfg, manifest, keep, tol, say, echo, run_dir)
+        for comp in report.comparisons:
+            say(str(comp))
+        if report.comparisons:
+            say("figures, notebooks, report.html and published/: checked against the manifest's sha256 (not re-rendered)")
+    if report.rerun_dir and not report.error:
+        say(f"re-run kept at {report.rerun_dir}")
+    _verdict(report, allow_dirty, changed_inputs, rerun and not report.published_problems, tol)
+    if report.verdict != RERUN_FAILED:
+        echo(report.lines[-1])
+    return report

@@ -1,7 +1,10 @@
-"""Back tests: the sample run's result tables equal the committed expected tables byte for byte.
+"""Back tests: the sample run's result tables equal the committed expected tables, within the stated tolerance.
 
-The expected tables in tests/expected/ are regenerated only by `make expected`
-(scripts/make_expected.py), after a deliberate change; review the diff before committing.
+The comparison is :func:`pbc_analysis.compare.compare_files`, the same one ``pbc verify`` uses: keys,
+counts, flags and text exactly, floats within relative 1e-9 (absolute 1e-12 near zero), because the
+last bits of floating-point results differ between CPUs and BLAS builds. The expected tables in
+tests/expected/ are regenerated only by `make expected` (scripts/make_expected.py), after a deliberate
+change; review the diff before committing.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pbc_analysis import paths
+from pbc_analysis import compare, paths
 from pbc_analysis.run import load_config, run_pipeline
 
 EXPECTED = Path(__file__).parent / "expected"
@@ -32,7 +35,8 @@ def test_expected_tables_exist():
 def test_table_matches_expected(sample_tables, expected):
     got = sample_tables / expected.name
     assert got.exists(), f"{expected.name} is no longer produced"
-    assert got.read_bytes() == expected.read_bytes(), f"{expected.name} differs from tests/expected; if intended, run `make expected`"
+    result = compare.compare_files(expected, got, f"tests/expected/{expected.name}", labels=("expected", "produced"))
+    assert result.ok, f"{result}; if intended, run `make expected`"
 
 
 def test_no_unexpected_new_tables(sample_tables):
