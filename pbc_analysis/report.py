@@ -28,7 +28,10 @@ nbconvert (fallback, always available in the venv)
     which renderer was used and why.
 
 Whichever renderer runs, the result goes through :func:`check_self_contained` and a page that
-still references the network is an error (:class:`ReportError`), never a silent success.
+still references the network, or carries active content (an event-handler attribute, a
+``javascript:`` URL, a ``<script>`` not in :data:`ALLOWED_SCRIPTS` or shipped by the Quarto that
+rendered it), is an error (:class:`ReportError`), never a silent success. Text from a run's files is
+escaped for Markdown by :func:`markdown_text` / :func:`markdown_code` wherever it is printed.
 """
 
 from __future__ import annotations
@@ -44,16 +47,26 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+# reports/index.html lives in runs_index; re-exported here, where pbc_analysis.run imports it from.
+from .runs_index import write_index
+
 __all__ = [
+    "ALLOWED_SCRIPTS",
     "RenderInfo",
     "ReportError",
     "check_self_contained",
     "find_quarto",
+    "markdown_code",
+    "markdown_text",
     "quarto_command",
+    "quarto_script_digests",
     "render_html",
+    "script_digest",
+    "write_index",
 ]
 
 QUARTO_ENV_VAR = "PBC_QUARTO"
@@ -131,13 +144,67 @@ def quarto_command(quarto: str, stem: str, title: str | None = None) -> list[str
     ]
     if title is not None:
         # Quarto parses a -M value as YAML; a JSON string is a valid YAML double-quoted scalar, so
-        # titles containing ':' or quotes survive intact.
-        cmd += ["-M", f"title:{json.dumps(title)}"]
+        # titles containing ':' or quotes survive intact. Pandoc then reads a metadata string as
+        # Markdown, so the title is escaped for Markdown first (no raw HTML, links or math).
+        cmd += ["-M", f"title:{json.dumps(markdown_text(title))}"]
     return cmd
 
 
+# Characters with a meaning in Markdown or HTML, written as character references: both Pandoc and
+# mistune (nbconvert) decode these as literal text, so a value can never become markup, a link, an
+# image, math or a code span.
+_MARKDOWN_REFS = {c: f"&#{ord(c)};" for c in "\\`*_{}[]<>#!|~$"} | {"&": "&amp;"}
+_MARKDOWN_SAFE_REFS = {c: _MARKDOWN_REFS[c] for c in "&<>[]`\\$"}
+_WHITESPACE = re.compile(r"\s+")
+
+
+def markdown_text(value: object, *, keep_emphasis: bool = False) -> str:
+    """``value`` as Markdown text that renders exactly as written, never as markup.
+
+    Parameters
+    ----------
+    value : any value (``str()`` is taken); possibly hostile text from results.json or a manifest.
+    keep_emphasis : escape only what could become HTML, a link, an image, math or a code span
+        (``& < > [ ] ` \\ $``), leaving ``* _ # | ~ ! { }``: for identifiers that code compares or
+        splits on ``_`` after escaping. Emphasis is the worst such a value can then do.
+
+    Returns
+    -------
+    str
+        One line (every run of white space, newlines included, becomes one space, so a value cannot
+        start a new block), with the characters above as HTML character references.
+
+    References
+    ----------
+    CommonMark 0.31, sections 2.5 (entity and numeric character references) and 6.6 (raw HTML),
+    https://spec.commonmark.org/0.31.2/.
+    """
+    refs = _MARKDOWN_SAFE_REFS if keep_emphasis else _MARKDOWN_REFS
+    text = _WHITESPACE.sub(" ", str(value)).strip()
+    return "".join(refs.get(c, c) for c in text)
+
+
+def markdown_code(value: object) -> str:
+    """``value`` as a Markdown code span (rendered literally and HTML-escaped by the renderer).
+
+    Parameters
+    ----------
+    value : any value (``str()`` is taken).
+
+    Returns
+    -------
+    str
+        The text on one line, fenced by one more backtick than its longest run of backticks, padded
+        with a space when it starts or ends with a backtick (CommonMark 0.31, section 6.1).
+    """
+    text = _WHITESPACE.sub(" ", str(value)).strip() or " "
+    fence = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 # --------------------------------------------------------------------------------------------------
-# Self-containment check
+# Self-containment and active-content check
 # --------------------------------------------------------------------------------------------------
 _EXTERNAL = re.compile(r"^\s*(?:https?:)?//", re.IGNORECASE)
 _CSS_URL = re.compile(r"""url\(\s*(['"]?)(.*?)\1\s*\)""", re.IGNORECASE | re.DOTALL)
@@ -148,6 +215,25 @@ _JS_IMPORT = re.compile(
 # Attributes that make the browser fetch something. <a>/<area> href are navigation, not loading.
 _FETCH_ATTRS = ("src", "href", "srcset", "poster", "data", "xlink:href", "background")
 _NAVIGATION_TAGS = {"a", "area"}
+# URL schemes that run code or open an active document, wherever they appear in an attribute value
+# (checked after removing every ASCII control and white-space character, as browsers ignore them).
+_ACTIVE_SCHEMES = ("javascript:", "vbscript:", "data:text/html", "data:application/xhtml+xml")
+_CONTROL_AND_SPACE = re.compile(r"[\x00-\x20\x7f]+")
+# Elements that open what they load as a document, in which an SVG's own scripts would run.
+_DOCUMENT_TAGS = {"iframe", "frame", "object", "embed"}
+# The raw text is scanned too, as a second line of defence against markup that Python's parser and a
+# browser read differently (for example an <img onerror=...> inside an SVG <style>).
+_RAW_SCRIPT = re.compile(r"<\s*script\b", re.IGNORECASE)
+_TAG_START = re.compile(r"<[a-zA-Z][^\s/>]*")
+_RAW_ATTR = re.compile(r"""[\s/]*([^\s/>][^\s/>=]*)(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s>]*))?""")
+
+#: Scripts a published page may contain, by the sha256 of their content (see :func:`script_digest`),
+#: with where each one comes from. nbconvert's page has none: our template
+#: (``pbc_static_report.html.j2``) empties the require.js, MathJax, mermaid.js and widget-manager
+#: blocks of the ``lab`` template, and the sample run's report (nbconvert 7.17) has no ``<script>``,
+#: no event-handler attribute and no ``javascript:`` URL. Quarto's own scripts are added at render
+#: time from the Quarto installation that rendered the page (:func:`quarto_script_digests`).
+ALLOWED_SCRIPTS: dict[str, str] = {}
 
 
 def _is_external(url: str) -> bool:
@@ -158,22 +244,80 @@ def _srcset_urls(value: str) -> list[str]:
     return [part.strip().split()[0] for part in value.split(",") if part.strip()]
 
 
-def check_self_contained(html_text: str) -> list[str]:
-    """Return every reference in ``html_text`` that would be fetched from the network.
+def _active_scheme(value: str) -> str | None:
+    """The active URL scheme (``javascript:`` ...) that ``value`` contains, if any."""
+    flat = _CONTROL_AND_SPACE.sub("", value).lower()
+    return next((s for s in _ACTIVE_SCHEMES if s in flat), None)
 
-    Flagged (as ``"<tag> <attr>=<url>"`` / ``"<tag> url(<url>)"`` strings, in document order,
-    without duplicates): any ``src``, ``href``, ``srcset``, ``poster``, ``data`` or ``xlink:href``
-    attribute of an element other than ``<a>``/``<area>`` (so ``<script src>``, ``<link href>``,
-    ``<img src>``, ``<iframe src>``, ``<source src>``, SVG ``<image href>`` ...), any CSS
-    ``url(...)`` or ``@import`` in a ``<style>`` element or ``style=""`` attribute, and ES module
-    imports (``import(...)``, ``import ... from "..."``) inside inline ``<script>``, when the URL
-    starts with ``http://``, ``https://`` or is protocol-relative (``//host/...``).
 
-    Not flagged: ``data:`` URIs, in-page ``#fragment`` references, and ordinary hyperlinks
-    (``<a href="https://...">``) in the prose. An empty list means the page is self-contained.
+def script_digest(src: str | None, text: str) -> str:
+    """The sha256 that identifies a ``<script>`` for :data:`ALLOWED_SCRIPTS`.
+
+    Parameters
+    ----------
+    src : the element's ``src`` attribute, or None for an inline script.
+    text : the element's text content (used when ``src`` is None).
+
+    Returns
+    -------
+    str
+        Hex sha256 of the inline text (UTF-8); for ``src="data:...;base64,..."`` of the decoded bytes
+        and for other ``data:`` URLs of their percent-decoded text (so a script that a renderer
+        embedded from a file has the file's own sha256); for any other ``src``, of the URL itself.
+    """
+    import base64
+    import hashlib
+    from urllib.parse import unquote_to_bytes
+
+    if src is None:
+        payload = text.encode("utf-8")
+    elif src.strip().lower().startswith("data:") and "," in src:
+        head, _, data = src.strip().partition(",")
+        try:
+            payload = base64.b64decode(data, validate=False) if head.lower().endswith(";base64") else unquote_to_bytes(data)
+        except ValueError:
+            payload = src.encode("utf-8")
+    else:
+        payload = src.encode("utf-8")
+    return hashlib.sha256(payload).hexdigest()
+
+
+def check_self_contained(html_text: str, allowed_scripts: Mapping[str, str] | None = None) -> list[str]:
+    """Return every reference in ``html_text`` that would be fetched, and every piece of active content.
+
+    Parameters
+    ----------
+    html_text : the page.
+    allowed_scripts : sha256 digests (:func:`script_digest`) of the scripts the page may hold, mapped
+        to where they come from; default :data:`ALLOWED_SCRIPTS`.
+
+    Returns
+    -------
+    list of str
+        Problems in document order, without duplicates; an empty list means the page is
+        self-contained and carries no code we did not put there. Flagged:
+
+        - network references (``"<tag> <attr>=<url>"`` / ``"<tag> url(<url>)"``): any ``src``,
+          ``href``, ``srcset``, ``poster``, ``data``, ``background`` or ``xlink:href`` attribute of an
+          element other than ``<a>``/``<area>``, any CSS ``url(...)`` or ``@import`` in a ``<style>``
+          element or ``style=""`` attribute, and ES module imports inside inline ``<script>``, when the
+          URL is ``http://``, ``https://`` or protocol-relative;
+        - event-handler attributes (``"<tag> on<event>= (event handler)"``), on any element;
+        - ``javascript:``, ``vbscript:``, ``data:text/html`` and ``data:application/xhtml+xml`` URLs in
+          any attribute or CSS ``url()`` (``"<tag> <attr>=javascript: URL"``), any ``srcdoc``, a
+          ``data:image/svg+xml`` document in an ``<iframe>``/``<object>``/``<embed>``, CSS
+          ``expression()`` and ``<meta http-equiv="refresh">``;
+        - every ``<script>`` whose digest is not in ``allowed_scripts``
+          (``"script sha256=<hex> not in the allow-list: <first characters>"``), unless it is already
+          flagged as loading from the network;
+        - ``<script`` or ``on<event>=`` markup that the parser did not see as such (raw-text scan).
+
+        Not flagged: ``data:`` images, fonts and styles, in-page ``#fragment`` references and ordinary
+        hyperlinks (``<a href="https://...">``) in the prose.
     """
     from bs4 import BeautifulSoup  # nbconvert dependency
 
+    allowed = ALLOWED_SCRIPTS if allowed_scripts is None else allowed_scripts
     soup = BeautifulSoup(html_text, "html.parser")
     found: list[str] = []
 
@@ -183,34 +327,123 @@ def check_self_contained(html_text: str) -> list[str]:
 
     def scan_css(tag: str, css: str) -> None:
         for m in _CSS_URL.finditer(css):
-            if _is_external(m.group(2)):
-                add(f"{tag} url({m.group(2).strip()})")
+            url = m.group(2).strip()
+            if _is_external(url):
+                add(f"{tag} url({url})")
+            elif scheme := _active_scheme(url):
+                add(f"{tag} url({scheme}) URL")
         for m in _CSS_IMPORT.finditer(css):
             if _is_external(m.group(2)):
                 add(f"{tag} @import {m.group(2).strip()}")
+        if re.search(r"expression\s*\(", css, re.IGNORECASE):
+            add(f"{tag} CSS expression()")
 
+    # What the parser saw, to compare with a plain scan of the text: script elements (plus the
+    # "<script" and "on...=" strings inside their code) and elements with an event handler.
+    seen_scripts = seen_handlers = 0
     for el in soup.find_all(True):
         name = el.name.lower()
-        for attr in _FETCH_ATTRS:
-            value = el.attrs.get(attr)
-            if value is None or (name in _NAVIGATION_TAGS and attr in ("href", "xlink:href")):
-                continue
-            if isinstance(value, list):  # bs4 splits multi-valued attributes
-                value = " ".join(value)
-            urls = _srcset_urls(value) if attr == "srcset" else [value]
-            for url in urls:
-                if _is_external(url):
-                    add(f"{name} {attr}={url.strip()}")
+        seen_handlers += _scan_attributes(el, name, add)
         style_attr = el.attrs.get("style")
         if style_attr:
-            scan_css(f"{name}[style]", style_attr)
+            scan_css(f"{name}[style]", style_attr if isinstance(style_attr, str) else " ".join(style_attr))
         if name == "style":
             scan_css("style", el.get_text())
-        elif name == "script" and not el.attrs.get("src"):
-            for m in _JS_IMPORT.finditer(el.get_text()):
-                if _is_external(m.group(2)):
-                    add(f"script import {m.group(2).strip()}")
+        elif name == "script":
+            code = el.get_text()
+            seen_scripts += 1 + len(_RAW_SCRIPT.findall(code))
+            seen_handlers += _raw_handler_tags(code)
+            _scan_script(el, allowed, add)
+    if len(_RAW_SCRIPT.findall(html_text)) > seen_scripts:
+        add("<script> markup that the HTML parser did not read as a script element (malformed or nested markup)")
+    if _raw_handler_tags(html_text) > seen_handlers:
+        add("event-handler attribute (on...=) in markup that the HTML parser did not read as an element")
     return found
+
+
+def _raw_handler_tags(text: str) -> int:
+    """How many start tags in ``text`` carry an ``on...`` attribute, read as the HTML tokenizer reads
+    attributes (quoted values skipped), wherever the tags are: also inside ``<style>``, comments and
+    script code, which a browser may parse differently from Python's parser."""
+    count = 0
+    for m in _TAG_START.finditer(text):
+        i, handler = m.end(), False
+        while i < len(text) and text[i] != ">":
+            a = _RAW_ATTR.match(text, i)
+            if a is None or a.end() == i:
+                break
+            handler = handler or a.group(1).lower().startswith("on")
+            i = a.end()
+        count += handler
+    return count
+
+
+def _scan_attributes(el, name: str, add) -> int:  # el: bs4.Tag; add: Callable[[str], None]
+    """Network references, event handlers and active URLs among one element's attributes.
+
+    Returns 1 if the element has an event-handler attribute, else 0.
+    """
+    handlers = 0
+    for attr, value in el.attrs.items():
+        text = " ".join(value) if isinstance(value, list) else str(value)  # bs4 splits multi-valued ones
+        low = attr.lower()
+        if low.startswith("on"):
+            add(f"{name} {low}= (event handler)")
+            handlers = 1
+        if low == "srcdoc":
+            add(f"{name} srcdoc= (embedded document)")
+        if scheme := _active_scheme(text):
+            add(f"{name} {low}={scheme} URL")
+        elif name in _DOCUMENT_TAGS and "data:image/svg+xml" in _CONTROL_AND_SPACE.sub("", text).lower():
+            add(f"{name} {low}=data:image/svg+xml URL (an SVG document can run scripts)")
+        if name == "meta" and low == "http-equiv" and text.strip().lower() == "refresh":
+            add("meta http-equiv=refresh (loads another page when opened)")
+        if low in _FETCH_ATTRS and not (name in _NAVIGATION_TAGS and low in ("href", "xlink:href")):
+            for url in _srcset_urls(text) if low == "srcset" else [text]:
+                if _is_external(url):
+                    add(f"{name} {low}={url.strip()}")
+    return handlers
+
+
+def _scan_script(el, allowed: Mapping[str, str], add) -> None:  # el: bs4.Tag
+    """An external script is flagged as a network reference; any other one must be allow-listed."""
+    src = el.attrs.get("src")
+    if src is not None and _is_external(str(src)):
+        return  # already flagged by _scan_attributes
+    text = el.get_text()
+    if src is None:
+        for m in _JS_IMPORT.finditer(text):
+            if _is_external(m.group(2)):
+                add(f"script import {m.group(2).strip()}")
+    digest = script_digest(None if src is None else str(src), text)
+    if digest not in allowed:
+        shown = " ".join((str(src) if src is not None else text).split())[:60]
+        add(f"script sha256={digest} not in the allow-list: {shown!r}")
+
+
+def quarto_script_digests(quarto: str) -> dict[str, str]:
+    """Digests of every JavaScript file shipped with the Quarto installation that renders the report.
+
+    Parameters
+    ----------
+    quarto : the Quarto executable (``<prefix>/bin/quarto``, symbolic links followed).
+
+    Returns
+    -------
+    dict
+        ``{sha256: "quarto <relative path>"}`` for each ``*.js`` / ``*.mjs`` under ``<prefix>/share``
+        (where Quarto keeps the libraries that ``embed-resources`` inlines); empty if there is none.
+        A script Quarto generates inline is not among them and is flagged by :func:`check_self_contained`.
+    """
+    import hashlib
+
+    share = Path(quarto).resolve().parent.parent / "share"
+    digests: dict[str, str] = {}
+    if share.is_dir():
+        for path in sorted(share.rglob("*")):
+            if path.suffix in (".js", ".mjs") and path.is_file():
+                digests[hashlib.sha256(path.read_bytes()).hexdigest()] = f"quarto {path.relative_to(share)}"
+    return digests
 
 
 # --------------------------------------------------------------------------------------------------
@@ -246,21 +479,26 @@ def render_html(
         raise ReportError(f"renderer='quarto' requested but Quarto was not found. {QUARTO_INSTALL_HINT}")
 
     start = time.perf_counter()
+    allowed = dict(ALLOWED_SCRIPTS)
     if quarto is not None:
         html_bytes, command, version = _render_quarto(quarto, notebook, title, timeout)
         used = "quarto"
+        allowed |= quarto_script_digests(quarto)
     else:
         reason = "Quarto not found" if renderer == "auto" else "renderer=nbconvert requested"
         html_bytes, version = _render_nbconvert(notebook, title, reason)
         command, used = None, "nbconvert"
 
-    offending = check_self_contained(html_bytes.decode("utf-8", errors="replace"))
+    offending = check_self_contained(html_bytes.decode("utf-8", errors="replace"), allowed)
     if offending:
         shown = "\n  ".join(offending[:20])
         more = f"\n  ... and {len(offending) - 20} more" if len(offending) > 20 else ""
         raise ReportError(
-            f"{used} produced an HTML page that is not self-contained; it references:\n  "
-            f"{shown}{more}"
+            f"{used} produced an HTML page that is not self-contained or carries active content; "
+            f"nothing was written to {out_html}. It has:\n  {shown}{more}\n"
+            "Fix: remove the output that produced it from the notebook (a network resource, a JavaScript "
+            "output, markup in a results value), or, for a script the renderer itself needs, review it "
+            "and add its sha256 to pbc_analysis.report.ALLOWED_SCRIPTS."
         )
 
     # Write next to the target and rename, so a reader never sees a half-written report.
@@ -428,7 +666,7 @@ def _render_nbconvert(notebook: Path, title: str | None, reason: str) -> tuple[b
 
     try:
         nb = nbformat.read(str(notebook), as_version=4)
-    except Exception as exc:  # noqa: BLE001 - any parse error is a report failure
+    except Exception as exc:
         raise ReportError(f"could not read notebook {notebook}: {exc}") from exc
     nb = _prepare_for_publication(nb)
     if title is not None:
@@ -442,7 +680,7 @@ def _render_nbconvert(notebook: Path, title: str | None, reason: str) -> tuple[b
     }
     try:
         body, _ = exporter.from_notebook_node(nb, resources=resources)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ReportError(f"nbconvert failed to render {notebook}: {exc}") from exc
     return body.encode("utf-8"), version
 
@@ -509,84 +747,3 @@ def extract_tables(html_text: str) -> list[dict]:
     for t in p.tables:
         t["caption"] = " ".join(t["caption"].split())
     return p.tables
-
-
-# --------------------------------------------------------------------------------------------------
-# reports/index.html: every run with its date, parameters and headline figures
-# --------------------------------------------------------------------------------------------------
-
-def _headline_cells(headline: dict) -> dict[str, str]:
-    """The few figures the index shows for a run (modelled estimates; '' when the section is absent)."""
-    def ci(d: dict | None, money: bool = False) -> str:
-        if not d:
-            return ""
-        unit = "GBP " if money else ""
-        return f"{unit}{d['estimate']:,.0f} ({d['ci_low']:,.0f} to {d['ci_high']:,.0f})"
-
-    ev = headline.get("evaluation") or {}
-    att = headline.get("attribution") or {}
-    bud = headline.get("budgets") or {}
-    bm = headline.get("benchmarking") or {}
-    flagged = None
-    if bm:
-        flagged = len(set(bm.get("high_referrers") or []) | set(bm.get("possible_under_referrers") or []))
-    return {
-        "GP referrals avoided (95% CI)": ci(ev.get("referrals_avoided")),
-        "Practice-action savings (95% CI)": ci(att.get("practice_action_savings"), money=True),
-        "Budget envelope": f"GBP {bud['envelope_gbp']:,.0f} ({bud['target_year']})" if "envelope_gbp" in bud else "",
-        "Practices flagged": "" if flagged is None else f"{flagged} ({bm.get('latest_period', '')})",
-    }
-
-
-def write_index(reports_dir: str | Path) -> Path:
-    """Write ``<reports_dir>/index.html``: one row per run directory holding a ``manifest.json`` (newest
-    first) with its start time, config, parameters hash, code version, link to its report and headline
-    figures. Plain HTML and inline CSS only (no scripts, nothing fetched), so it opens offline."""
-    import html as _html
-    import json
-
-    reports_dir = Path(reports_dir)
-    rows = []
-    for m in sorted(reports_dir.glob("*/manifest.json")):
-        run = m.parent
-        if run.is_symlink():
-            continue
-        try:
-            man = json.loads(m.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        code = man.get("code") or {}
-        commit = (code.get("commit") or "")[:10] + (" (modified)" if code.get("dirty") else "")
-        rows.append({"started": man.get("started_utc", ""), "run": run.name,
-                     "report": (run / "report.html").exists(), "config": man.get("config_name", ""),
-                     "parameters hash": (man.get("parameters_hash") or "")[:12], "code": commit,
-                     **_headline_cells(man.get("headline") or {})})
-    rows.sort(key=lambda r: (r["started"], r["run"]), reverse=True)
-    cols = ["started", "run", "config", "parameters hash", "code", "GP referrals avoided (95% CI)",
-            "Practice-action savings (95% CI)", "Budget envelope", "Practices flagged"]
-    esc = _html.escape
-    head = "".join(f"<th>{esc(c)}</th>" for c in cols)
-    body = []
-    for r in rows:
-        cells = []
-        for c in cols:
-            v = str(r.get(c, ""))
-            if c == "run" and r["report"]:
-                cells.append(f'<td><a href="{esc(r["run"])}/report.html">{esc(v)}</a></td>')
-            else:
-                cells.append(f"<td>{esc(v)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>PBC evaluation runs</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse}}
-th,td{{border-bottom:1px solid #ccc;padding:.3em .6em;text-align:left;font-size:.9em}}th{{background:#f2f2f2}}</style>
-</head><body><h1>PBC evaluation runs</h1>
-<p>{len(rows)} run(s) in this directory, newest first. Headline figures are modelled estimates with 95%
-intervals. Check a run with <code>pbc verify reports/&lt;run&gt;</code>.</p>
-<table><caption>Runs</caption><thead><tr>{head}</tr></thead><tbody>
-{chr(10).join(body)}
-</tbody></table></body></html>
-"""
-    out = reports_dir / "index.html"
-    out.write_text(page, encoding="utf-8")
-    return out

@@ -5,6 +5,11 @@ estimate: each function reads ``results.json``, a result table, a saved figure o
 and formats it. Counts of events or patients below national level pass through
 :func:`pbc_analysis.disclosure.disclose_counts` before they are shown; modelled figures (ratios,
 intervals) are exempt, as the publishing rules in DOMAIN.md allow.
+
+Every value read from a run's files is treated as untrusted text: in Markdown it goes through
+:func:`pbc_analysis.report.markdown_text` (or :func:`~pbc_analysis.report.markdown_code`), in HTML through
+``html.escape`` / ``DataFrame.to_html(escape=True)``, so a ``<script>`` planted in results.json, a table or
+the provenance is printed as text, never run.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +25,55 @@ import pandas as pd
 from IPython.display import HTML
 
 from . import disclosure, results
+from .report import markdown_code, markdown_text
 
 PROVENANCE = "provenance.json"
 
 
 def read_provenance(run_dir: str | Path) -> dict[str, Any]:
-    """The run's provenance (written by the runner before any notebook runs); empty when run by hand."""
+    """The run's provenance (written by the runner before any notebook runs); empty when run by hand.
+
+    Parameters
+    ----------
+    run_dir : the run directory.
+
+    Returns
+    -------
+    dict
+        The parsed ``provenance.json`` ({} when absent or not a JSON object).
+    """
     p = Path(run_dir) / PROVENANCE
-    return json.loads(p.read_text(encoding="utf-8")) if p.exists() else {}
+    prov = json.loads(p.read_text(encoding="utf-8")) if p.exists() else {}
+    return prov if isinstance(prov, dict) else {}
+
+
+def _md(value: Any) -> str:
+    """An untrusted value as Markdown text that renders as written."""
+    return markdown_text(value)
+
+
+def markdown_safe(obj: Any) -> Any:
+    """A copy of a results.json section whose strings (keys and values) cannot become markup.
+
+    Parameters
+    ----------
+    obj : a JSON-like value (dict, list, str, number, bool, None).
+
+    Returns
+    -------
+    Any
+        The same structure with every string passed through ``markdown_text(..., keep_emphasis=True)``
+        (``& < > [ ] ` \\ $`` as character references, white space collapsed), for the ``describe``
+        functions of the analysis modules, which compare and format these strings into Markdown.
+        Numbers, booleans and None are unchanged.
+    """
+    if isinstance(obj, str):
+        return markdown_text(obj, keep_emphasis=True)
+    if isinstance(obj, dict):
+        return {markdown_safe(k) if isinstance(k, str) else k: markdown_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [markdown_safe(v) for v in obj]
+    return obj
 
 
 def _table(df: pd.DataFrame, title: str, note: str | None = None) -> HTML:
@@ -57,35 +104,62 @@ def _figures(run_dir: str | Path, captions: list[tuple[str, str]]) -> list[HTML]
 
 
 def title_block(res: dict[str, Any], prov: dict[str, Any]) -> str:
-    dq = res.get("data_quality", {})
-    win = dq.get("window", {})
+    """The report's title, what it covers and, for a run from changed code, a warning (Markdown).
+
+    Parameters
+    ----------
+    res : the run's results.json.
+    prov : its provenance (:func:`read_provenance`).
+
+    Returns
+    -------
+    str
+        Markdown; every value from the run's files escaped.
+    """
+    dq = res.get("data_quality") or {}
+    win = dq.get("window") or {}
     lines = [
-        f"# Practice based commissioning evaluation: {prov.get('config_name', 'interactive run')}",
+        f"# Practice based commissioning evaluation: {_md(prov.get('config_name', 'interactive run'))}",
         "",
-        f"Run `{prov.get('run_id', 'interactive')}`; data from {win.get('start_month', '?')} to {win.get('end_month', '?')} "
-        f"for {dq.get('practices', '?')} practices in {dq.get('consortia', '?')} consortia, "
-        f"{dq.get('engaged_practices', '?')} of them engaged in PBC at some point.",
+        f"Run {markdown_code(prov.get('run_id', 'interactive'))}; data from {_md(win.get('start_month', '?'))} to "
+        f"{_md(win.get('end_month', '?'))} for {_md(dq.get('practices', '?'))} practices in "
+        f"{_md(dq.get('consortia', '?'))} consortia, {_md(dq.get('engaged_practices', '?'))} of them engaged in PBC "
+        "at some point.",
         "",
         "This report is built only from the run's result tables; every number in it can be traced to a file in "
         "the run directory and re-created with the command in the reproducibility section.",
         "",
         f"*Counts below national level:* {disclosure.disclosure_footnote()}",
     ]
+    warning = code_warning(prov)
+    if warning:
+        lines += ["", f"> **{warning}** See the reproducibility section."]
     return "\n".join(lines)
 
 
 def data_quality_text(res: dict[str, Any]) -> str:
-    dq = res.get("data_quality", {})
-    costs = dq.get("cost_by_financial_year_gbp", {})
-    years = sorted(costs)
-    spend = "; ".join(f"{y}: GBP {costs[y] / 1e6:,.1f} million" for y in years)
-    lagged = {k: v for k, v in dq.get("incomplete_trailing_months", {}).items() if v and k != "gp_referral"}
-    lag_text = (f"The latest months are incomplete (hospital data lag) for {', '.join(sorted(lagged))}; the last complete "
-                f"month is {dq.get('latest_complete_month')}. Monthly analyses stop there or adjust for completeness."
-                if lagged else "No incomplete latest months were detected.")
+    """The data quality headline in words (Markdown, from results.json's ``data_quality`` section).
+
+    Parameters
+    ----------
+    res : the run's results.json.
+
+    Returns
+    -------
+    str
+        Markdown; every value escaped.
+    """
+    dq = res.get("data_quality") or {}
+    costs = dq.get("cost_by_financial_year_gbp") or {}
+    years = sorted(costs, key=str)
+    spend = "; ".join(f"{_md(y)}: GBP {costs[y] / 1e6:,.1f} million" for y in years)
+    lagged = {k: v for k, v in (dq.get("incomplete_trailing_months") or {}).items() if v and k != "gp_referral"}
+    lag_text = (f"The latest months are incomplete (hospital data lag) for {_md(', '.join(sorted(map(str, lagged))))}; "
+                f"the last complete month is {_md(dq.get('latest_complete_month'))}. Monthly analyses stop there or "
+                "adjust for completeness." if lagged else "No incomplete latest months were detected.")
     return (f"All input files passed validation. Hospital spend by financial year: {spend} "
             f"(the last year is short by the data lag). {lag_text} "
-            f"{dq.get('practices_flagged', 0)} practices were flagged by the list and activity consistency checks.")
+            f"{_md(dq.get('practices_flagged', 0))} practices were flagged by the list and activity consistency checks.")
 
 
 def table_summary(run_dir: str | Path) -> HTML:
@@ -142,7 +216,7 @@ def benchmarking_text(res: dict[str, Any]) -> str:
     head = res.get("benchmarking")
     if not head:
         return "Benchmarking was not part of this run."
-    return describe(head)
+    return describe(markdown_safe(head))
 
 
 def benchmarking_figures(run_dir: str | Path) -> list[HTML]:
@@ -231,7 +305,7 @@ def evaluation_text(res: dict[str, Any]) -> str:
              f"effects at {tw['estimate']:,.0f} ({tw['ci_low']:,.0f} to {tw['ci_high']:,.0f}); the staggered "
              "difference-in-differences is the primary estimate because it compares each cohort only with practices "
              "not yet engaged and lets the effect build up.")
-    return evaluation.describe(ev) + "\n\n" + extra
+    return evaluation.describe(markdown_safe(ev)) + "\n\n" + extra
 
 
 def evaluation_figures(run_dir: str | Path) -> list[HTML]:
@@ -298,7 +372,7 @@ def attribution_text(res: dict[str, Any]) -> str:
         return "The savings attribution was not run."
     from . import attribution
 
-    return attribution.describe(a)
+    return attribution.describe(markdown_safe(a))
 
 
 def attribution_figures(run_dir: str | Path) -> list[HTML]:
@@ -351,6 +425,7 @@ def budgets_text(res: dict[str, Any]) -> str:
         return "Budgets were not set in this run."
     from . import budgets, risk
 
+    b = markdown_safe(b)
     text = budgets.describe(b)
     if b.get("risk") or b.get("monitoring"):
         text += "\n\n" + risk.describe(b.get("risk"), b.get("monitoring"))
@@ -455,7 +530,7 @@ def executive_summary_figure(res: dict[str, Any]) -> HTML | None:
 def verdict_text(res: dict[str, Any]) -> str:
     """A plain-language verdict with its caveats, every number from ``results.json``."""
     ev = res.get("evaluation") or {}
-    att = res.get("attribution") or {}
+    att = markdown_safe(res.get("attribution") or {})
     out = []
     if ev.get("relative_effect_full"):
         rel, av = ev["relative_effect_full"], ev["referrals_avoided"]
@@ -540,29 +615,174 @@ def packages_table(prov: dict[str, Any]) -> HTML:
                   f"Key package versions ({len(pk)} packages in all, listed in manifest.json)")
 
 
+def _changed_count(code: dict[str, Any]) -> int | None:
+    changed = code.get("changed_files")
+    if isinstance(changed, list):
+        return len(changed)
+    return changed if isinstance(changed, int) and not isinstance(changed, bool) else None
+
+
+def code_warning(prov: dict[str, Any]) -> str | None:
+    """The warning a run's code version calls for, or None when it was a clean git checkout.
+
+    Parameters
+    ----------
+    prov : the run's provenance (``code.commit``, ``code.dirty``, ``code.changed_files``).
+
+    Returns
+    -------
+    str or None
+        For a checkout with uncommitted changes: ``"This run was made from a checkout with uncommitted
+        changes (N files modified) ..."``; with no git information: ``"No git information was
+        recorded ..."``; None for a clean checkout or a notebook run by hand (no provenance). Markdown;
+        values escaped.
+    """
+    if not prov:
+        return None
+    code = prov.get("code") if isinstance(prov.get("code"), dict) else {}
+    commit = code.get("commit")
+    if not commit or code.get("dirty") is None:
+        return ("No git information was recorded for this run (not run from a git checkout, or git was not "
+                "available): the code it ran cannot be identified, so it cannot be reproduced or verified from a commit.")
+    if code.get("dirty"):
+        n = _changed_count(code)
+        files = f"{n} file{'s' if n != 1 else ''} modified" if n is not None else "files modified"
+        return (f"This run was made from a checkout with uncommitted changes ({files} at commit "
+                f"{markdown_code(str(commit)[:12])}): it is not reproducible from the commit alone, and "
+                "`pbc verify` reports the difference.")
+    return None
+
+
 def reproducibility_text(prov: dict[str, Any]) -> str:
+    """The reproducibility section: code version (with a warning for changed code), environment, commands.
+
+    Parameters
+    ----------
+    prov : the run's provenance (:func:`read_provenance`).
+
+    Returns
+    -------
+    str
+        Markdown: a warning block first when :func:`code_warning` has one, then the facts; every value
+        from the provenance escaped or in a code span, the parameters in a fenced JSON block.
+    """
     if not prov:
         return "This notebook was run by hand, not by `pbc run`; it has no provenance record."
-    code = prov.get("code", {})
-    dirty = " (with uncommitted changes: not reproducible from the commit alone)" if code.get("dirty") else ""
-    params = json.dumps(prov.get("parameters", {}), indent=2, sort_keys=True)
-    return "\n".join([
-        f"- Code: `pbc-evaluation` {code.get('package_version')} at commit `{code.get('commit')}`{dirty}",
-        f"- Python {prov.get('python')}; lockfile sha256 `{prov.get('lockfile_sha256')}`; "
-        f"{len(prov.get('packages', {}))} packages (listed in `manifest.json`)",
-        f"- Parameters hash `{prov.get('parameters_hash')}`",
-        f"- Re-create this run: `{prov.get('command')}`",
-        f"- Check it, as an auditor: `{prov.get('verify_command')}` (re-runs from the manifest and compares every "
-        "result table)",
+    code = prov.get("code") if isinstance(prov.get("code"), dict) else {}
+    warning = code_warning(prov)
+    head = [f"> **Warning.** {warning}", ""] if warning else []
+    state = ("uncommitted changes" if code.get("dirty") else "clean checkout" if code.get("dirty") is False
+             else "no git information")
+    params = json.dumps(prov.get("parameters", {}), indent=2, sort_keys=True, default=str)
+    fence = "`" * max(3, max((len(r) for r in re.findall(r"`+", params)), default=0) + 1)
+    return "\n".join(head + [
+        f"- Code: `pbc-evaluation` {markdown_code(code.get('package_version'))} at commit "
+        f"{markdown_code(code.get('commit') or 'none recorded')} ({state})",
+        f"- Python {_md(prov.get('python'))}; lockfile sha256 {markdown_code(prov.get('lockfile_sha256'))}; "
+        f"{len(prov.get('packages') or {})} packages (listed in `manifest.json`)",
+        f"- Parameters hash {markdown_code(prov.get('parameters_hash'))}",
+        f"- Re-create this run: {markdown_code(prov.get('command'))}",
+        f"- Check it, as an auditor: {markdown_code(prov.get('verify_command'))} (checks every published file "
+        "against the manifest, re-runs from the manifest and compares every result table)",
         "",
         "Parameters given to each notebook:",
         "",
-        "```json",
+        f"{fence}json",
         params,
-        "```",
+        fence,
     ])
 
 
+def _rows_text(value: Any) -> str:
+    """A recorded row count as shown: integers disclosure-controlled again (idempotent), text as is."""
+    if value is None:
+        return ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        shown = disclosure.disclose_counts(pd.Series([value]))[0]
+        return f"{shown:,}" if isinstance(shown, int) else str(shown)
+    return str(value)
+
+
+def validation_text(res: dict[str, Any]) -> str:
+    """What the input validation recorded, in words (Markdown, from results.json's ``validation``).
+
+    Parameters
+    ----------
+    res : the run's results.json.
+
+    Returns
+    -------
+    str
+        A sentence on the tables present and used and the accepted plausibility exceptions, or that
+        the validation summary was not recorded (runs made before it was).
+    """
+    val = res.get("validation")
+    if not isinstance(val, dict):
+        return ("Input tables and accepted plausibility exceptions: not recorded (this run was made by a version "
+                "that did not record them).")
+    tables = [t for t in val.get("tables") or [] if isinstance(t, dict)]
+    used = [t for t in tables if t.get("used")]
+    optional_absent = [t for t in tables if not t.get("required") and not t.get("present")]
+    accepted = [e for e in val.get("accepted_exceptions") or [] if isinstance(e, dict)]
+    text = (f"{len(used)} of {len(tables)} tables of the data dictionary were read, validated and used"
+            + (f"; optional tables not supplied: {_md(', '.join(str(t.get('table')) for t in optional_absent))}"
+               if optional_absent else "") + ". ")
+    if accepted:
+        text += (f"{len(accepted)} plausibility rule{'s' if len(accepted) != 1 else ''} flagged values that the "
+                 "config accepted explicitly; they are listed below with the reason.")
+    else:
+        text += "No implausible value was accepted: every plausibility rule passed."
+    return text
+
+
+def validation_tables(res: dict[str, Any]) -> list[HTML]:
+    """The input tables (present, used, required or optional, rows) and the accepted exceptions.
+
+    Parameters
+    ----------
+    res : the run's results.json (its ``validation`` section, written by the runner).
+
+    Returns
+    -------
+    list of HTML
+        Two tables, or none when the section was not recorded (see :func:`validation_text`). Row counts
+        are as recorded: already rounded under the disclosure rules.
+    """
+    val = res.get("validation")
+    if not isinstance(val, dict):
+        return []
+    yes = {True: "yes", False: "no"}
+    rows = [{"Table": t.get("table"), "File": t.get("file") or "",
+             "Required or optional": "required" if t.get("required") else "optional",
+             "Present": yes.get(bool(t.get("present"))), "Used": yes.get(bool(t.get("used"))),
+             "Rows (count)": _rows_text(t.get("rows"))}
+            for t in val.get("tables") or [] if isinstance(t, dict)]
+    cols = ["Table", "File", "Required or optional", "Present", "Used", "Rows (count)"]
+    out = [_table(pd.DataFrame(rows, columns=cols), "Input tables: which were present and used (rows are file "
+                  "rows, rounded to 5; 1-7 shown as *)")]
+    exc = [{"Rule": e.get("rule"), "Table": e.get("table"), "Column": e.get("column") or "",
+            "Rows (count)": _rows_text(e.get("rows")), "Reason accepted": e.get("reason") or ""}
+           for e in val.get("accepted_exceptions") or [] if isinstance(e, dict)]
+    cols = ["Rule", "Table", "Column", "Rows (count)", "Reason accepted"]
+    if exc:
+        out.append(_table(pd.DataFrame(exc, columns=cols), "Accepted plausibility exceptions (values flagged as "
+                          "implausible that the config accepted explicitly)"))
+    else:
+        out.append(HTML("<p>No plausibility exception was accepted.</p>"))
+    return out
+
+
 def inputs_table(prov: dict[str, Any]) -> HTML:
-    rows = [{"Input file": k, "sha256": v} for k, v in sorted(prov.get("inputs", {}).items())]
+    """The input files of the run with their SHA-256 hashes (from the provenance).
+
+    Parameters
+    ----------
+    prov : the run's provenance.
+
+    Returns
+    -------
+    HTML
+        A table (escaped).
+    """
+    rows = [{"Input file": k, "sha256": v} for k, v in sorted((prov.get("inputs") or {}).items())]
     return _table(pd.DataFrame(rows, columns=["Input file", "sha256"]), "Input files and their SHA-256 hashes")

@@ -286,11 +286,7 @@ def test_nbconvert_honours_remove_tags_options_and_drops_warnings(tmp_path):
         nbformat.v4.new_output("stream", name="stderr", text="GONE_WARNING\n"),
         nbformat.v4.new_output("stream", name="stdout", text="KEPT_STDOUT\n"),
     ]
-    js = nbformat.v4.new_code_cell("z")
-    js.outputs = [
-        nbformat.v4.new_output("display_data", data={"application/javascript": "1;", "text/plain": "js"})
-    ]
-    nb.cells = [removed, no_out, warn, js]
+    nb.cells = [removed, no_out, warn]
     src = tmp_path / "n.ipynb"
     nbformat.write(nb, str(src))
     render_html(src, tmp_path / "a.html", renderer="nbconvert")
@@ -299,9 +295,18 @@ def test_nbconvert_honours_remove_tags_options_and_drops_warnings(tmp_path):
     assert "KEPT_STDOUT" in html
     for gone in ("GONE_CELL", "GONE_OUTPUT", "GONE_WARNING"):
         assert gone not in html
-    # element ids for JavaScript outputs are not uuid4(): the page is byte-stable
-    assert 'id="pbc-output-1"' in html
     assert (tmp_path / "a.html").read_bytes() == (tmp_path / "b.html").read_bytes()
+
+    # A JavaScript output would put a script in the page that we did not put there: refused, nothing written.
+    js = nbformat.v4.new_code_cell("z")
+    js.outputs = [
+        nbformat.v4.new_output("display_data", data={"application/javascript": "1;", "text/plain": "js"})
+    ]
+    nb.cells.append(js)
+    nbformat.write(nb, str(src))
+    with pytest.raises(ReportError, match=r"script sha256=[0-9a-f]{64} not in the allow-list: .var element = document.getElementById"):
+        render_html(src, tmp_path / "c.html", renderer="nbconvert")
+    assert not (tmp_path / "c.html").exists()
 
 
 def test_nbconvert_notebook_with_external_image_is_rejected(tmp_path):
@@ -333,7 +338,9 @@ def test_nbconvert_notebook_with_external_image_is_rejected(tmp_path):
          ["style url(//f.example/x.css)", "style @import //f.example/x.css"]),
         ('<div style="background: url(http://i.example/bg.png)"></div>', ["div[style] url(http://i.example/bg.png)"]),
         ('<script type="module">const m = await import("https://cdn.example/m.mjs");</script>',
-         ["script import https://cdn.example/m.mjs"]),
+         ["script import https://cdn.example/m.mjs",
+          "script sha256=6dc202dd40f868ec0758ca96fc093e9580d08409ffa2abea938c909ecfd55bc0 not in the allow-list: "
+          "'const m = await import(\"https://cdn.example/m.mjs\");'"]),
         ('<svg><image href="https://i.example/a.png"/></svg>', ["image href=https://i.example/a.png"]),
     ],
 )  # fmt: skip
@@ -344,7 +351,6 @@ def test_check_self_contained_flags_external_references(snippet, expected):
 def test_check_self_contained_allows_inline_and_hyperlinks():
     page = """<!DOCTYPE html><html><head><title>t</title>
     <style>.a{background:url(data:image/svg+xml;base64,PHN2Zz4=)} /* see https://example.org */</style>
-    <script>var u = "https://example.org/not-loaded"; document.title = "x";</script>
     </head><body>
     <a href="https://digital.nhs.uk/">NHS Digital</a> <a href="//example.org/x">rel</a>
     <a href="#section-1">jump</a>
@@ -353,6 +359,16 @@ def test_check_self_contained_allows_inline_and_hyperlinks():
     <p>Plain text mentioning https://example.org/page and url(https://x.example) in prose.</p>
     </body></html>"""
     assert check_self_contained(page) == []
+
+
+def test_check_self_contained_allows_a_listed_inline_script_only():
+    import hashlib
+
+    code = 'var u = "https://example.org/not-loaded"; document.title = "x";'
+    page = f"<html><head><script>{code}</script></head><body></body></html>"
+    assert check_self_contained(page, {hashlib.sha256(code.encode()).hexdigest(): "reviewed"}) == []
+    assert check_self_contained(page) == [
+        f"script sha256={hashlib.sha256(code.encode()).hexdigest()} not in the allow-list: {code[:60]!r}"]
 
 
 def test_check_self_contained_deduplicates_in_document_order():
