@@ -8,13 +8,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/sample.yaml
 PYTEST_ARGS ?=
+VERIFY_ARGS ?=
 
 .PHONY: help venv report test test-fast lab lock sample expected clean-reports bench simulate-benchmark simulate-evaluation simulate-attribution verify
 
 help:
 	@echo "make report   run the full pipeline on the embedded sample (reports/latest/)"
 	@echo "make test     run the whole test suite (unit, notebook, back tests)"
-	@echo "make verify RUN=reports/<run_id>  re-run a published run and compare every table (auditors)"
+	@echo "make verify RUN=reports/<run_id> [VERIFY_ARGS=--allow-dirty]  check a published run's files, re-run it, compare (auditors)"
 	@echo "make lab      open JupyterLab on notebooks/ with the project's kernel"
 	@echo "make lock     re-resolve requirements.lock from pyproject.toml (needs network)"
 	@echo "make sample   regenerate data/sample/ from the synthetic generator"
@@ -42,7 +43,7 @@ test: $(STAMP)
 
 verify: $(STAMP)
 	@test -n "$(RUN)" || { echo "usage: make verify RUN=path/to/reports/<run_id>"; exit 2; }
-	$(BIN)/pbc verify $(RUN)
+	$(BIN)/pbc verify "$(RUN)" $(VERIFY_ARGS)
 
 test-fast: $(STAMP)
 	JUPYTER_PREFER_ENV_PATH=1 MPLBACKEND=Agg $(BIN)/python -m pytest -m "not slow" tests $(PYTEST_ARGS)

@@ -1,10 +1,11 @@
 """The ``pbc`` command.
 
     pbc run --config configs/sample.yaml       run the pipeline and publish the report
-    pbc verify reports/<run_id>                re-run a published run and compare its tables
+    pbc verify reports/<run_id> [--allow-dirty] [--no-rerun] [--keep]
+                                               check a published run's files, re-run it and compare
     pbc synth --seed N --practices P --months M --out DIR
                                                write a synthetic PCT (inputs + ground truth)
-    pbc validate --data-dir DIR --start YYYY-MM --end YYYY-MM
+    pbc validate --data-dir DIR --start YYYY-MM --end YYYY-MM [--config CONFIG]
                                                validate input files without running anything
 """
 
@@ -18,30 +19,57 @@ from pathlib import Path
 from . import paths
 
 
+def run_and_report(cfg, reports_dir: Path, echo=print) -> int:
+    """Run a validated config and turn the outcome into an exit code and one message.
+
+    0: complete; 1: the inputs failed validation or a notebook failed (the message names it and where
+    its partial output is); 128 + N: stopped by signal N (130 for Ctrl-C, 143 for SIGTERM), every
+    notebook stopped and the run marked incomplete.
+    """
+    from .run import RunError, run_pipeline
+    from .supervise import Interrupted
+
+    start = time.perf_counter()
+    try:
+        run_dir = run_pipeline(cfg, reports_dir=reports_dir, echo=echo)
+    except RunError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Interrupted as exc:
+        print(f"\nstopped: {exc}; every notebook was stopped and the run is marked incomplete", file=sys.stderr)
+        return exc.exit_code
+    print(f"run {run_dir.name} finished in {time.perf_counter() - start:.1f} s: {run_dir}")
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .run import ConfigError, RunError, load_config, run_pipeline
+    from .run import ConfigError, load_config
 
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    start = time.perf_counter()
-    try:
-        run_dir = run_pipeline(cfg, reports_dir=paths.resolve(args.reports_dir))
-    except RunError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"run {run_dir.name} finished in {time.perf_counter() - start:.1f} s: {run_dir}")
-    return 0
+    return run_and_report(cfg, paths.resolve(args.reports_dir, base=Path.cwd()))
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from .verify import verify
+    """``pbc verify``: 0 verified (identical or within tolerance), 1 not (printed why), 2 refused, 128+N signal N."""
+    from .supervise import Interrupted
+    from .verify import VerifyRefused, verify
 
-    report = verify(args.run_dir)
-    print(report)
-    return 0 if report.identical else 1
+    try:
+        report = verify(args.run_dir, echo=print, allow_dirty=args.allow_dirty, rerun=not args.no_rerun, keep=args.keep)
+    except VerifyRefused as exc:
+        print(f"error: refused: {exc}", file=sys.stderr)
+        return 2
+    except Interrupted as exc:
+        print(f"\nstopped: {exc}; the re-run was stopped", file=sys.stderr)
+        return exc.exit_code
+    if report.error:
+        sys.stdout.flush()
+        print(f"error: {report.error}", file=sys.stderr)
+    return report.exit_code
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -54,17 +82,57 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_validate(args: argparse.Namespace) -> int:
-    from .data import DataValidationError, load_inputs
+def _validate_window(args: argparse.Namespace) -> tuple[str, str, str, object] | str:
+    """(data_dir, start, end, plausibility settings) for ``pbc validate``, or a one-line error."""
+    import re
 
+    from .plausibility import PlausibilitySettings
+
+    settings, given = PlausibilitySettings(), {"data_dir": args.data_dir, "start_month": args.start,
+                                               "end_month": args.end}
+    if args.config:
+        from .config import ConfigError, load_config
+
+        try:
+            cfg = load_config(args.config)
+        except ConfigError as exc:
+            return str(exc)
+        settings = cfg.validation
+        for params in cfg.parameters.values():  # the config's data and window fill what is not given
+            for key, value in list(given.items()):
+                if value is None and params.get(key) is not None:
+                    given[key] = str(params[key])
+    for key, option in (("data_dir", "--data-dir"), ("start_month", "--start"), ("end_month", "--end")):
+        if given[key] is None:
+            return f"{option} is required (or give --config CONFIG, whose parameters set {key})"
+    for key, option in (("start_month", "--start"), ("end_month", "--end")):
+        if not re.fullmatch(r"[0-9]{4}-(0[1-9]|1[0-2])", given[key]):
+            return f"{option} must be a month written YYYY-MM, e.g. 2003-04; got {given[key]!r}"
+    if given["start_month"] > given["end_month"]:
+        return f"--start {given['start_month']} is after --end {given['end_month']}"
+    return given["data_dir"], given["start_month"], given["end_month"], settings
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from .data import DataValidationError
+    from .plausibility import validate_inputs_for_cli
+
+    parsed = _validate_window(args)
+    if isinstance(parsed, str):
+        print(f"error: {parsed}", file=sys.stderr)
+        return 2
+    data_dir, start, end, settings = parsed
     try:
-        inputs = load_inputs(paths.resolve(args.data_dir, base=Path.cwd()), start_month=args.start, end_month=args.end)
+        inputs, accepted = validate_inputs_for_cli(paths.resolve(data_dir, base=Path.cwd()), start, end, settings)
     except DataValidationError as exc:
         print(exc, file=sys.stderr)
         return 1
     for table, path in sorted(inputs.files.items()):
         print(f"{table:20s} {len(getattr(inputs, table)):>12,d} rows  {path}")
-    print("all checks passed")
+    for problem in accepted:
+        print(f"accepted (validation.accept: {problem.check}): " + str(problem).replace("\n", "\n  "))
+    print("all checks passed" + (f" ({len(accepted)} accepted plausibility exception"
+                                 f"{'s' if len(accepted) != 1 else ''})" if accepted else ""))
     return 0
 
 
@@ -77,8 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reports-dir", default=str(paths.REPORTS_DIR), help="where run directories go (default: reports/)")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("verify", help="re-run a published run from its manifest and compare result tables")
+    p = sub.add_parser("verify", help="check a published run against its manifest, re-run it and compare its results")
     p.add_argument("run_dir", help="a run directory, e.g. reports/latest")
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="accept a checkout at another commit than the run's or with uncommitted changes (still reported)")
+    p.add_argument("--no-rerun", action="store_true", help="check the published files and the config only; do not re-run")
+    p.add_argument("--keep", action="store_true", help="keep the re-run's directory (always kept when the re-run fails)")
     p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("synth", help="write a synthetic PCT with planted effects and its ground truth")
@@ -91,10 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_synth)
 
-    p = sub.add_parser("validate", help="validate a data directory against the data dictionary")
-    p.add_argument("--data-dir", required=True)
-    p.add_argument("--start", required=True, help="first month of the analysis window, YYYY-MM")
-    p.add_argument("--end", required=True, help="last month of the analysis window, YYYY-MM")
+    p = sub.add_parser("validate", help="validate a data directory against the data dictionary and the "
+                                        "plausibility checks")
+    p.add_argument("--data-dir", help="the folder of input tables (default: the config's data_dir)")
+    p.add_argument("--start", help="first month of the analysis window, YYYY-MM (default: the config's)")
+    p.add_argument("--end", help="last month of the analysis window, YYYY-MM (default: the config's)")
+    p.add_argument("--config", help="a run config whose validation: settings (thresholds, accept) are used")
     p.set_defaults(func=_cmd_validate)
     return parser
 

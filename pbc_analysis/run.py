@@ -36,7 +36,8 @@ from typing import Any
 from . import paths, results
 from .config import (REPORT_NOTEBOOK, ConfigError, RunConfig, list_notebooks, load_config, notebook_parameters,  # noqa: F401
                      parse_config)
-from .manifest import _package_version, _rel, git_info, input_files, output_hashes, package_versions, sha256_file  # noqa: F401
+from .manifest import (_package_version, _rel, git_info, input_files, output_hashes, package_versions,  # noqa: F401
+                       sha256_file, write_manifest)
 
 KERNEL_NAME = "python3"
 
@@ -87,15 +88,40 @@ def _stderr_to(path: Path):
             os.close(saved)
 
 
+def _parameterised(nb_path: Path, params: dict[str, Any]):
+    """The notebook with an ``injected-parameters`` cell written by :func:`config.parameters_source`.
+
+    papermill's own translation of parameters is not used: the only code that reaches the kernel from a
+    config is ``name = repr(value)`` of values checked to be plain literals, round-tripped through
+    ``ast.literal_eval``.
+    """
+    import nbformat
+
+    from .config import parameters_source
+
+    nb = nbformat.read(str(nb_path), as_version=4)
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(tagged) != 1:
+        raise RunError(f"notebook {nb_path.name}: expected exactly one cell tagged 'parameters', found {len(tagged)}")
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    cell = nbformat.v4.new_code_cell(source="# Parameters injected by pbc run\n" + parameters_source(params))
+    cell.metadata["tags"] = ["injected-parameters"]
+    cell.pop("id", None)
+    nb.cells.insert(tagged[0] + 1, cell)
+    nb.metadata.setdefault("papermill", {})["parameters"] = params
+    return nb
+
+
 def _execute(nb_path: Path, out_path: Path, params: dict[str, Any], cwd: Path) -> float:
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
     start = time.perf_counter()
+    nb = _parameterised(nb_path, params)
     try:
         with _stderr_to(cwd / "run.log"):
             pm.execute_notebook(
-                str(nb_path), str(out_path), parameters=params, kernel_name=KERNEL_NAME, cwd=str(cwd),
+                nb, str(out_path), parameters=None, kernel_name=KERNEL_NAME, cwd=str(cwd),
                 progress_bar=False, log_output=False, report_mode=False,
             )
     except PapermillExecutionError as exc:
@@ -127,50 +153,50 @@ def _run_notebooks(cfg: RunConfig, names: list[str], run_dir: Path, workers: int
                    first: int = 1) -> dict[str, float]:
     """Execute ``names`` (independent notebooks) with up to ``workers`` kernels at once; return their seconds.
 
-    Each analysis notebook reads the validated inputs itself and writes only its own tables, figures and
-    results section, so they can run side by side; the report notebook runs alone, after them. Progress
-    lines are printed as notebooks finish; the first failure stops the run after the running ones end.
+    Each notebook runs in a worker process (:mod:`pbc_analysis.supervise`): Ctrl-C or SIGTERM stops every
+    running and queued notebook, and no worker outlives the runner. Each analysis notebook writes only its
+    own tables, figures and results section, so they can run side by side; the report notebook runs alone,
+    after them. Progress lines are printed as notebooks finish; the first failure starts no further
+    notebook and stops the run after the running ones end.
     """
+    from .supervise import run_jobs
+
     jobs = {name: (cfg.notebooks_dir / f"{name}.ipynb", run_dir / "notebooks" / f"{name}.ipynb",
                    dict(cfg.parameters[name], run_dir=str(run_dir.resolve())), run_dir) for name in names}
     for name, job in jobs.items():
         log.info("executing %s with %s", name, job[2])
     timings: dict[str, float] = {}
     errors: list[str] = []
-    if workers <= 1 or len(names) <= 1:
-        for i, name in enumerate(names, first):
-            echo(f"[{i}/{total}] {name} ...", end="", flush=True)
-            seconds, err = _execute_job(*jobs[name])
-            if err:
-                echo(" FAILED")
-                log.error("%s", err)
-                raise RunError(err)
-            timings[name] = round(seconds, 2)
-            echo(f" {seconds:.1f} s")
-            log.info("%s finished in %.1f s", name, seconds)
-        return timings
-    import concurrent.futures as cf
-    import multiprocessing as mp
+    counter = iter(range(first, first + len(names)))
+    sequential = workers <= 1 or len(names) <= 1
+    if sequential:
+        echo(f"[{first}/{total}] {names[0]} ...", end="", flush=True)
+    else:
+        echo(f"running {len(names)} notebooks, {workers} at a time: {', '.join(names)}")
 
-    echo(f"running {len(names)} notebooks, {workers} at a time: {', '.join(names)}")
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork")) as pool:
-        futures = {pool.submit(_execute_job, *jobs[name]): name for name in names}
-        for i, fut in enumerate(cf.as_completed(futures), first):
-            name = futures[fut]
-            seconds, err = fut.result()
-            if err:
-                echo(f"[{i}/{total}] {name} FAILED")
-                log.error("%s", err)
-                errors.append(err)
-                for other in futures:
-                    other.cancel()
-                continue
-            timings[name] = round(seconds, 2)
-            echo(f"[{i}/{total}] {name} {seconds:.1f} s")
-            log.info("%s finished in %.1f s", name, seconds)
+    def done(name: str, seconds: float, err: str | None) -> bool:
+        i = next(counter)
+        if err:
+            echo(" FAILED" if sequential else f"[{i}/{total}] {name} FAILED")
+            log.error("%s", err)
+            errors.append(err)
+            return False
+        timings[name] = round(seconds, 2)
+        echo(f" {seconds:.1f} s" if sequential else f"[{i}/{total}] {name} {seconds:.1f} s")
+        log.info("%s finished in %.1f s", name, seconds)
+        nxt = names.index(name) + 1
+        if sequential and nxt < len(names):
+            echo(f"[{i + 1}/{total}] {names[nxt]} ...", end="", flush=True)
+        return True
+
+    run_jobs(jobs, _execute_job, 1 if sequential else workers, done)
     if errors:
         raise RunError("\n".join(errors))
     return {name: timings[name] for name in names if name in timings}
+
+
+INCOMPLETE = "INCOMPLETE"
+LATEST = "latest"
 
 
 def _new_run_id(cfg: RunConfig) -> str:
@@ -178,85 +204,256 @@ def _new_run_id(cfg: RunConfig) -> str:
     return f"{stamp}-{cfg.name}-{cfg.parameters_hash[:8]}"
 
 
+def _make_run_dir(reports_dir: Path, cfg: RunConfig, run_id: str | None) -> Path:
+    """Create a new, unique run directory directly under ``reports_dir`` and return it.
+
+    The name is checked to be a safe name (``config.check_name``) and the resolved path to sit directly
+    in the resolved reports directory. Without ``run_id``, two runs started in the same second get
+    ``<stamp>-<name>-<hash>`` and ``...-2``: ``mkdir`` is atomic, so they never share a directory.
+    """
+    from .config import check_name
+
+    reports = Path(reports_dir).resolve()
+    if any(ch in str(reports) for ch in "{}"):
+        raise RunError(f"the reports directory {reports} contains '{{' or '}}'; choose a path without braces")
+    try:
+        names = [check_name(run_id, "run id")] if run_id else [check_name(cfg.name, "run.name")]
+    except ConfigError as exc:
+        raise RunError(str(exc)) from exc
+    if not run_id:
+        base = _new_run_id(cfg)
+        names = [base] + [f"{base}-{k}" for k in range(2, 100)]
+    reports.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        d = reports / name
+        if d.resolve().parent != reports:
+            raise RunError(f"run directory {d} would not be inside {reports}")
+        try:
+            d.mkdir()
+        except FileExistsError:
+            if run_id:
+                raise RunError(f"run directory {d} already exists") from None
+            continue
+        return d
+    raise RunError(f"could not create a new run directory in {reports} (100 runs named {names[0]} already exist)")
+
+
+def _is_complete(run_dir: Path) -> bool:
+    return (run_dir / "manifest.json").is_file() and not (run_dir / INCOMPLETE).exists()
+
+
 def _point_latest(reports_dir: Path, run_dir: Path) -> None:
-    latest = reports_dir / "latest"
-    if latest.is_symlink() or latest.exists():
-        latest.unlink()
-    latest.symlink_to(run_dir.name, target_is_directory=True)
+    """Point ``reports/latest`` at ``run_dir`` atomically (a new link renamed over the old one)."""
+    latest = Path(reports_dir) / LATEST
+    if latest.exists() and not latest.is_symlink():
+        log.warning("%s is not a symbolic link; left as it is", latest)
+        return
+    tmp = Path(reports_dir) / f".{LATEST}.{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    tmp.symlink_to(run_dir.name, target_is_directory=True)
+    os.replace(tmp, latest)
+
+
+def repair_latest(reports_dir: Path) -> Path | None:
+    """Make sure ``reports/latest`` points at a complete run, or does not exist; return its target.
+
+    A ``latest`` that dangles (its run was deleted) or points at an incomplete run is moved to the newest
+    complete run (by name, which starts with the time stamp), or removed when there is none.
+    """
+    reports = Path(reports_dir)
+    latest = reports / LATEST
+    if not latest.is_symlink():
+        return latest.resolve() if latest.is_dir() else None
+    target = latest.resolve()
+    if target.parent == reports.resolve() and _is_complete(target):
+        return target
+    complete = sorted(d for d in reports.iterdir() if d.is_dir() and not d.is_symlink() and _is_complete(d))
+    if complete:
+        _point_latest(reports, complete[-1])
+        return complete[-1]
+    latest.unlink()
+    return None
+
+
+def _mark_incomplete(run_dir: Path, reason: str) -> None:
+    (run_dir / INCOMPLETE).write_text(f"{reason}\n", encoding="utf-8")
+
+
+def validate_inputs(cfg: RunConfig, echo: Any = print) -> dict[str, Any]:
+    """Validate every input the run reads, once, before any notebook starts; return the summary.
+
+    Each distinct (``data_dir``, ``start_month``, ``end_month``) of the selected notebooks is loaded and
+    checked against the data dictionary and the plausibility rules (:mod:`pbc_analysis.plausibility`,
+    with the config's ``validation`` settings). Every problem is reported at once, as a :class:`RunError`.
+
+    Returns
+    -------
+    dict
+        The summary of :func:`plausibility.validate_run_inputs` for the data used by most notebooks, with
+        ``notebooks`` (which notebooks read it); it becomes the ``validation`` section of results.json.
+    """
+    from .data import DataValidationError
+    from .plausibility import validate_run_inputs
+
+    uses: dict[tuple[str, str, str], list[str]] = {}
+    for nb_name, params in cfg.parameters.items():
+        if params.get("data_dir"):
+            key = (params["data_dir"], params.get("start_month"), params.get("end_month"))
+            uses.setdefault(key, []).append(nb_name)
+    summaries = []
+    for (data_dir, start, end), nbs in sorted(uses.items(), key=lambda kv: -len(kv[1])):
+        echo(f"validating {_rel(Path(data_dir))} ({start} to {end}) ...", end="", flush=True)
+        t0 = time.perf_counter()
+        try:
+            summary = validate_run_inputs(data_dir, start, end, cfg.validation)
+        except DataValidationError as exc:
+            echo(" FAILED")
+            raise RunError(f"the inputs did not pass validation; no notebook was run.\n{exc}") from None
+        echo(f" {time.perf_counter() - t0:.1f} s")
+        summaries.append({**summary, "notebooks": nbs})
+    return summaries[0] if summaries else {}
+
+
+def _provenance(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """What the run is made of: config, parameters, code, environment and input file hashes."""
+    lock = paths.PROJECT_ROOT / "requirements.lock"
+    return {
+        "run_id": run_dir.name,
+        "config_name": cfg.name,
+        "command": f"pbc run --config {_rel(cfg.path) if cfg.path else '<config>'}",
+        "verify_command": f"pbc verify {_rel(run_dir)}",
+        "config": {"path": _rel(cfg.path) if cfg.path else None, "text": cfg.source,
+                   "sha256": hashlib.sha256(cfg.source.encode()).hexdigest()},
+        "parameters": cfg.parameters,
+        "parameters_hash": cfg.parameters_hash,
+        "code": {**git_info(), "package_version": _package_version()},
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "lockfile_sha256": sha256_file(lock) if lock.exists() else None,
+        "packages": package_versions(),
+        "inputs": {rel: sha256_file(p) for rel, p in input_files(cfg).items()},
+    }
+
+
+def _render(cfg: RunConfig, run_dir: Path, echo: Any) -> dict[str, Any]:
+    """Render the executed report notebook to ``report.html``; return how it was rendered."""
+    from .report import render_html
+
+    info = render_html(run_dir / "notebooks" / f"{REPORT_NOTEBOOK}.ipynb", run_dir / "report.html",
+                       renderer=cfg.renderer, title=f"PBC evaluation: {cfg.name}")
+    echo(f"report: {run_dir / 'report.html'} ({info.renderer})")
+    log.info("report rendered by %s in %.1f s", info.renderer, info.seconds)
+    return {"renderer": info.renderer, "version": info.renderer_version, "command": info.command,
+            "seconds": round(info.seconds, 2), "output": "report.html"}
+
+
+def _build_bundle(run_dir: Path, echo: Any) -> None:
+    """The ``published/`` bundle: what may be sent with the report (:mod:`pbc_analysis.publish`)."""
+    from .publish import PublishError, build_bundle
+
+    try:
+        bundle = build_bundle(run_dir)
+    except PublishError as exc:
+        raise RunError(f"the report was made but nothing may be published: {exc}") from None
+    echo(f"publishable bundle (disclosure rules applied): {bundle}")
+    log.info("published bundle written to %s", bundle)
+
+
+def _finish_index(reports_dir: Path) -> None:
+    """``latest`` never dangles and the index lists every run, whatever happened to this one."""
+    from .report import write_index
+
+    try:
+        repair_latest(reports_dir)
+        write_index(reports_dir)
+    except Exception as exc:  # noqa: BLE001 - the run's own outcome matters more than the index
+        log.warning("could not update %s/index.html: %s", reports_dir, exc)
 
 
 def run_pipeline(cfg: RunConfig, reports_dir: Path = paths.REPORTS_DIR, render: bool = True, run_id: str | None = None,
                  echo: Any = print) -> Path:
-    """Execute the config's notebooks, publish the report and write the manifest; return the run directory."""
+    """Validate the inputs, execute the config's notebooks, publish the report and write the manifest.
+
+    Parameters
+    ----------
+    cfg : a config from :func:`config.parse_config`.
+    reports_dir : where the run directory is made (resolved; the run directory is always directly in it).
+    render : run the report notebook and render ``report.html`` and the ``published/`` bundle.
+    run_id : the run directory's name (a safe name); default ``<stamp>-<name>-<hash>``, made unique.
+    echo : progress printer.
+
+    Returns
+    -------
+    Path
+        The run directory. It holds ``manifest.json`` only when the run completed; a failed or
+        interrupted run keeps its partial output and an ``INCOMPLETE`` file saying why, and
+        ``reports/latest`` keeps pointing at the last complete run. Raises :class:`RunError` (inputs
+        invalid, a notebook failed) or :class:`supervise.Interrupted` (SIGINT/SIGTERM).
+    """
+    from .supervise import Interrupted, stop_on_signals
+
     _check_kernel()
-    reports_dir = Path(reports_dir)
-    run_dir = reports_dir / (run_id or _new_run_id(cfg))
-    if run_dir.exists():
-        raise RunError(f"run directory {run_dir} already exists")
-    (run_dir / "notebooks").mkdir(parents=True)
+    with stop_on_signals():
+        validation = validate_inputs(cfg, echo=echo)
+    run_dir = _make_run_dir(reports_dir, cfg, run_id)
+    reports_dir = run_dir.parent
+    _mark_incomplete(run_dir, f"running (pid {os.getpid()})")
+    (run_dir / "notebooks").mkdir()
     handler = logging.FileHandler(run_dir / "run.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     started = dt.datetime.now(dt.timezone.utc)
     try:
-        lock = paths.PROJECT_ROOT / "requirements.lock"
-        provenance = {
-            "run_id": run_dir.name,
-            "config_name": cfg.name,
-            "command": f"pbc run --config {_rel(cfg.path) if cfg.path else '<config>'}",
-            "verify_command": f"pbc verify {_rel(run_dir)}",
-            "config": {"path": _rel(cfg.path) if cfg.path else None, "text": cfg.source,
-                       "sha256": hashlib.sha256(cfg.source.encode()).hexdigest()},
-            "parameters": cfg.parameters,
-            "parameters_hash": cfg.parameters_hash,
-            "code": {**git_info(), "package_version": _package_version()},
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-            "lockfile_sha256": sha256_file(lock) if lock.exists() else None,
-            "packages": package_versions(),
-            "inputs": {rel: sha256_file(p) for rel, p in input_files(cfg).items()},
-        }
-        (run_dir / "provenance.json").write_text(results.dumps(provenance), encoding="utf-8")
-        log.info("run %s: %d notebooks, parameters hash %s", run_dir.name, len(cfg.notebooks), cfg.parameters_hash)
-        order = list(cfg.notebooks) + ([REPORT_NOTEBOOK] if render and REPORT_NOTEBOOK in cfg.parameters else [])
-        workers = _workers(cfg.workers, len(cfg.notebooks))
-        timings = _run_notebooks(cfg, list(cfg.notebooks), run_dir, workers, len(order), echo)
-        if REPORT_NOTEBOOK in order:
-            results.merge_sections(run_dir)
-            timings |= _run_notebooks(cfg, [REPORT_NOTEBOOK], run_dir, 1, len(order), echo, first=len(order))
-        merged = results.merge_sections(run_dir)
-        render_info = None
-        if render and REPORT_NOTEBOOK in cfg.parameters:
-            from .report import render_html
-
-            info = render_html(run_dir / "notebooks" / f"{REPORT_NOTEBOOK}.ipynb", run_dir / "report.html",
-                               renderer=cfg.renderer, title=f"PBC evaluation: {cfg.name}")
-            render_info = {"renderer": info.renderer, "version": info.renderer_version, "command": info.command,
-                           "seconds": round(info.seconds, 2), "output": "report.html"}
-            echo(f"report: {run_dir / 'report.html'} ({info.renderer})")
-            log.info("report rendered by %s in %.1f s", info.renderer, info.seconds)
-        manifest = {
-            **provenance,
-            "started_utc": started.isoformat(timespec="seconds"),
-            "finished_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "notebooks": {"order": order, "seconds": timings},
-            "report": render_info,
-            "outputs": output_hashes(run_dir),
-            "headline": merged,
-        }
-        (run_dir / "manifest.json").write_text(results.dumps(manifest), encoding="utf-8")
+        with stop_on_signals():
+            _complete_run(cfg, run_dir, render, validation, started, echo)
+    except Interrupted as exc:
+        _mark_incomplete(run_dir, f"{exc}; stopped every notebook; partial output kept in {run_dir}")
+        log.error("%s", exc)
+        raise
+    except BaseException as exc:
+        _mark_incomplete(run_dir, f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        raise
+    else:
         if run_id is None:
             _point_latest(reports_dir, run_dir)
-        from .report import write_index
-
-        write_index(reports_dir)
-        return run_dir
     finally:
+        _finish_index(reports_dir)
         log.removeHandler(handler)
         handler.close()
+    return run_dir
 
 
+def _complete_run(cfg: RunConfig, run_dir: Path, render: bool, validation: dict[str, Any], started: dt.datetime,
+                  echo: Any) -> None:
+    """The body of :func:`run_pipeline`: notebooks, report, bundle, manifest."""
+    provenance = _provenance(cfg, run_dir)
+    (run_dir / "provenance.json").write_text(results.dumps(provenance), encoding="utf-8")
+    if validation:
+        results.write_section(run_dir, "validation", validation)
+    log.info("run %s: %d notebooks, parameters hash %s", run_dir.name, len(cfg.notebooks), cfg.parameters_hash)
+    order = list(cfg.notebooks) + ([REPORT_NOTEBOOK] if render and REPORT_NOTEBOOK in cfg.parameters else [])
+    workers = _workers(cfg.workers, len(cfg.notebooks))
+    timings = _run_notebooks(cfg, list(cfg.notebooks), run_dir, workers, len(order), echo) if cfg.notebooks else {}
+    if REPORT_NOTEBOOK in order:
+        results.merge_sections(run_dir)
+        timings |= _run_notebooks(cfg, [REPORT_NOTEBOOK], run_dir, 1, len(order), echo, first=len(order))
+    merged = results.merge_sections(run_dir)
+    render_info = _render(cfg, run_dir, echo) if REPORT_NOTEBOOK in order else None
+    if render_info is not None:
+        _build_bundle(run_dir, echo)
+    (run_dir / INCOMPLETE).unlink()
+    manifest = {
+        **provenance,
+        "started_utc": started.isoformat(timespec="seconds"),
+        "finished_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "notebooks": {"order": order, "seconds": timings},
+        "report": render_info,
+        "outputs": output_hashes(run_dir),
+        "headline": merged,
+    }
+    write_manifest(run_dir, manifest)
 
 
 def __getattr__(name: str) -> Any:  # ``from pbc_analysis.run import verify`` keeps working
