@@ -35,8 +35,9 @@ Parameter types
 
 Names
     ``run.name`` and the names in ``run.notebooks`` are safe names (:func:`check_name`): 1-64 ASCII
-    letters, digits, ``-``, ``_`` and ``.``, not starting with ``.``. They reach file names, HTML and
-    the runs index.
+    letters, digits, ``-``, ``_`` and ``.``, not starting with ``.`` (``run.name`` at most 36, so that
+    its run directory ``<stamp>-<name>-<hash>[-N]`` is a safe name too). They reach file names, HTML
+    and the runs index.
 
 Inputs
     A notebook that declares ``data_dir`` must be given one by the config (``parameters.data_dir`` or
@@ -54,22 +55,21 @@ import hashlib
 import json
 import keyword
 import math
-import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import paths, results
+from . import names, paths, results
 from .config_yaml import ConfigError, StrictLoader, load_yaml  # noqa: F401 (re-exported)
 from .plausibility import PlausibilitySettings, parse_settings
 
 REPORT_NOTEBOOK = "09_evaluation_report"
 RESERVED_PARAMETERS = {"run_dir"}
 PATH_SUFFIXES = ("_dir", "_path", "_file")
+PATH_PARAMETERS = frozenset({"completeness_snapshots"})   # input files whose names do not end in PATH_SUFFIXES
 TOP_LEVEL_KEYS = {"run", "parameters", "notebooks", "validation"}
 RUN_KEYS = {"name": str, "notebooks": list, "renderer": str, "workers": int}
 RENDERERS = ("auto", "quarto", "nbconvert")
-NAME_RULE = "1-64 ASCII letters, digits, '-', '_' or '.', not starting with '.'"
-_NAME_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
+NAME_RULE = names.name_rule()
 _SCALARS: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
 _LIST_ELEMENTS = ("int", "float", "str")
 _TYPES_TEXT = "int, float, bool, str, list[int], list[float] or list[str], optionally `| None`"
@@ -322,7 +322,7 @@ def notebook_parameter_types(path: Path) -> dict[str, ParamType]:
 # Safe names and the injected parameters cell
 # --------------------------------------------------------------------------------------------------
 
-def check_name(value: str, what: str) -> str:
+def check_name(value: str, what: str, max_len: int = names.MAX_NAME) -> str:
     """Check that ``value`` is a safe name (it reaches file names, HTML and the runs index).
 
     Parameters
@@ -331,6 +331,9 @@ def check_name(value: str, what: str) -> str:
         The name.
     what : str
         What it is, for the message (e.g. ``"configs/mine.yaml: run.name"``).
+    max_len : int
+        The longest name allowed (``run.name``: :data:`names.MAX_RUN_NAME`, so that its run directory's
+        name is a safe name too).
 
     Returns
     -------
@@ -340,11 +343,12 @@ def check_name(value: str, what: str) -> str:
     Raises
     ------
     ConfigError
-        If it is not 1-64 ASCII letters, digits, ``-``, ``_`` or ``.``, not starting with ``.``.
+        If it is not 1 to ``max_len`` ASCII letters, digits, ``-``, ``_`` or ``.``, not starting with ``.``
+        (:mod:`pbc_analysis.names`).
     """
-    if type(value) is str and _NAME_RE.fullmatch(value):
+    if names.is_safe_name(value, max_len):
         return value
-    raise ConfigError(f"{what} = {_show(value)} is not a safe name: use {NAME_RULE}")
+    raise ConfigError(f"{what} = {_show(value)} is not a safe name: use {names.name_rule(max_len)}")
 
 
 def _literal_problem(value: Any, top: bool = True) -> str | None:
@@ -450,8 +454,41 @@ class RunConfig:
         return hashlib.sha256(results.dumps(self.parameters).encode()).hexdigest()
 
 
+def is_path_parameter(key: str) -> bool:
+    """Whether a parameter names a file or directory (resolved from the project root, hashed as an input).
+
+    Parameters
+    ----------
+    key : str
+        The parameter's name.
+
+    Returns
+    -------
+    bool
+        True for names ending in ``_dir``, ``_path`` or ``_file`` and for :data:`PATH_PARAMETERS`.
+    """
+    return key.endswith(PATH_SUFFIXES) or key in PATH_PARAMETERS
+
+
+def _path_problems(effective: dict[str, dict[str, Any]], where: str) -> list[str]:
+    """Paths with control characters (a NUL cannot be a path), and input files that are not plain files."""
+    problems = []
+    for nb_name, params in effective.items():
+        for key, value in params.items():
+            if not (is_path_parameter(key) and isinstance(value, str) and value):
+                continue
+            if any(ord(c) < 32 or ord(c) == 127 for c in value):
+                problems.append(f"{where}: {key} [{nb_name}] = {_show(value)} contains a control character (NUL, "
+                                "newline, tab, ...); a path cannot: write the path plainly")
+            elif not key.endswith("_dir") and not paths.resolve(value).is_file():
+                problems.append(f"{where}: {key} [{nb_name}] = {_show(value)} is not a file (looked at "
+                                f"{paths.resolve(value)}); give the path of the file, relative to the project root")
+    return problems
+
+
 def _resolve_paths(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: (str(paths.resolve(v)) if k.endswith(PATH_SUFFIXES) and isinstance(v, str) and v else v) for k, v in params.items()}
+    return {k: (str(paths.resolve(v)) if is_path_parameter(k) and isinstance(v, str) and v else v)
+            for k, v in params.items()}
 
 
 def _check_run(run: dict[str, Any], path: Path | None, where: str, problems: list[str]) -> tuple[str, str, int]:
@@ -465,7 +502,7 @@ def _check_run(run: dict[str, Any], path: Path | None, where: str, problems: lis
     what = f"{where}: run.name" if "name" in run else f"{where}: run.name (not set: taken from the file name)"
     if isinstance(name, str):
         try:
-            check_name(name, what)
+            check_name(name, what, names.MAX_RUN_NAME)
         except ConfigError as exc:
             problems.append(str(exc) + ("" if "name" in run else "; set run.name"))
     renderer = run.get("renderer", "auto")
@@ -622,6 +659,7 @@ def parse_config(text: str, path: Path | None = None, notebooks_dir: Path = path
     _check_data_dir(effective, declared, where, problems)
     validation, found = parse_settings(raw.get("validation"), where)
     problems.extend(found)
+    problems.extend(_path_problems(effective, where))
     if not problems:
         effective = {n: _resolve_paths(params) for n, params in effective.items()}
         for nb_name, params in effective.items():

@@ -13,6 +13,7 @@ YAML 1.1 tag repository (https://yaml.org/type/); PyYAML ``SafeLoader`` and its 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -28,6 +29,8 @@ class ConfigError(ValueError):
 # --------------------------------------------------------------------------------------------------
 
 _YAML = "tag:yaml.org,2002:"
+_DECIMAL_INT = re.compile(r"[-+]?(0|[1-9][0-9]*)")
+_DECIMAL_FLOAT = re.compile(r"[-+]?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)([eE][-+]?[0-9]+)?")
 _PLAIN_SCALAR_TAGS = {_YAML + t for t in ("null", "bool", "int", "float", "str")}
 
 
@@ -114,6 +117,27 @@ class StrictLoader(yaml.SafeLoader):
                                 "mappings, lists, strings, numbers, true/false and null")
             elif node.tag != implicit and node.tag != _YAML + "str":
                 problems.append(f"{at}: the explicit tag {_tag_text(node.tag)} is not allowed; write the value plainly")
+            elif node.tag == implicit:
+                self._check_number(node, at, problems)
+
+    def _check_number(self, node: yaml.ScalarNode, at: str, problems: list[str]) -> None:
+        """Numbers are plain decimals: YAML 1.1's other forms (``0x10``, ``017``, ``1:30``, ``1_000``) are
+        refused, a decimal with an exponent but no point (``1e-3``, a string in YAML 1.1) is a float, and
+        integers have at most 18 digits."""
+        if node.style is not None:
+            return  # quoted: a string
+        if node.tag == _YAML + "int":
+            if not _DECIMAL_INT.fullmatch(node.value):
+                problems.append(f"{at}: {node.value} is not a plain decimal number (YAML reads hexadecimal, octal, "
+                                "sexagesimal and '_' forms); write it in decimal digits, or quote it for text")
+            elif len(node.value.lstrip("+-")) > 18:
+                problems.append(f"{at}: {node.value[:20]}... has {len(node.value.lstrip('+-'))} digits; whole numbers "
+                                "have at most 18")
+        elif node.tag == _YAML + "float":
+            if not (_DECIMAL_FLOAT.fullmatch(node.value) or node.value.lower().lstrip("+-") in (".inf", ".nan")):
+                problems.append(f"{at}: {node.value} is not a plain decimal number; write it like 0.95 or 1.5e-3")
+        elif node.tag == _YAML + "str" and _DECIMAL_FLOAT.fullmatch(node.value):
+            node.tag = _YAML + "float"  # 1e-3: YAML 1.1 reads a string, everyone means a number
 
     def get_single_data(self) -> Any:
         """Compose the document, refuse anything but plain data (raising ConfigError), then construct it."""

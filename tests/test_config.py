@@ -226,6 +226,17 @@ def test_check_name():
             check_name(bad, "run.name")
 
 
+def test_run_name_leaves_room_for_the_run_directory_name(nbdir):
+    """A run directory is <stamp>-<name>-<hash>[-N]: with the longest run.name it is still a safe name."""
+    from pbc_analysis import names
+
+    longest = "n" * names.MAX_RUN_NAME
+    parse_config(f"run:\n  name: {longest}\n", notebooks_dir=nbdir)
+    assert names.is_safe_name(f"20260101-000000-{longest}-0123abcd-99")
+    with pytest.raises(ConfigError, match=f"run.name = .* is not a safe name: use 1-{names.MAX_RUN_NAME} ASCII"):
+        parse_config(f"run:\n  name: {longest}n\n", notebooks_dir=nbdir)
+
+
 def test_parameters_source_is_checked_literals():
     params = {"s": "a'b\"c\\\n", "n": None, "i": -3, "f": 1e-300, "b": False, "ls": ["x", ""], "lf": [0.5, 2], "e": []}
     source = parameters_source(params)

@@ -19,7 +19,13 @@ import pytest
 import yaml
 
 from pbc_analysis import paths
-from pbc_analysis.config import ConfigError, StrictLoader, load_yaml, parse_config
+from pbc_analysis.config import (
+    ConfigError,
+    StrictLoader,
+    load_config,
+    load_yaml,
+    parse_config,
+)
 
 SAMPLE = (paths.CONFIGS_DIR / "sample.yaml").read_text(encoding="utf-8")
 MEASURE = "    measure: referrals\n"          # notebooks.03_referral_evaluation.measure (str)
@@ -43,7 +49,7 @@ def _nb02(extra: str) -> str:
 
 
 # (id, config text with {marker} for a file that must never be created, fragments the error must show)
-CLI_CASES = [
+CASES = [
     ("python-object-apply", _case(MEASURE, '    measure: !!python/object/apply:os.system ["touch {marker}"]\n'),
      ["notebooks.03_referral_evaluation.measure (line", "!!python/object/apply:os.system is not allowed"]),
     ("python-name", _case(MEASURE, "    measure: !!python/name:os.system\n"),
@@ -97,11 +103,29 @@ CLI_CASES = [
 ]
 
 
-@pytest.mark.parametrize("text, fragments", [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
-def test_cli_refuses_before_anything_runs(tmp_path, text, fragments):
+# Driven through `pbc run` in a subprocess: code in a tag, the traceback case of issue 12, a path as run.name.
+# Every other case is refused by load_config, the first thing `pbc run` does (test_config_refused_in_process).
+CLI_IDS = ("python-object-apply", "date-in-list", "name-path")
+CLI_CASES = [c for c in CASES if c[0] in CLI_IDS]
+IN_PROCESS_CASES = [c for c in CASES if c[0] not in CLI_IDS]
+
+
+def _write_config(tmp_path: Path, text: str) -> tuple[Path, Path]:
+    """(config file, marker file that must never be created) for a case's text."""
     marker = tmp_path / "pwned"
     config = tmp_path / "evil.yaml"
     config.write_text(text.replace("{marker}", str(marker)), encoding="utf-8")
+    return config, marker
+
+
+def test_cases_are_split_between_cli_and_in_process():
+    ids = [c[0] for c in CASES]
+    assert len(set(ids)) == len(ids) and set(CLI_IDS) <= set(ids)  # every case runs once, one way or the other
+
+
+@pytest.mark.parametrize("text, fragments", [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
+def test_cli_refuses_before_anything_runs(tmp_path, text, fragments):
+    config, marker = _write_config(tmp_path, text)
     reports = tmp_path / "reports"
     proc = subprocess.run([sys.executable, "-m", "pbc_analysis.cli", "run", "--config", str(config), "--reports-dir", str(reports)],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
@@ -112,6 +136,22 @@ def test_cli_refuses_before_anything_runs(tmp_path, text, fragments):
     assert str(config) in proc.stderr                      # the file is named
     assert not reports.exists() and not marker.exists()
     assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("text, fragments", [c[1:] for c in IN_PROCESS_CASES], ids=[c[0] for c in IN_PROCESS_CASES])
+def test_config_refused_in_process(tmp_path, monkeypatch, text, fragments):
+    """The same refusals through load_config, which `pbc run` calls before anything else (its message is
+    what `pbc run` prints after "error: ", with exit code 2: test_cli_refuses_before_anything_runs)."""
+    config, marker = _write_config(tmp_path, text)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as err:
+        load_config(config)
+    msg = str(err.value)
+    assert msg.startswith("invalid run config:") and "Traceback" not in msg, msg
+    for fragment in fragments:
+        assert fragment in msg, (fragment, msg)
+    assert str(config) in msg                              # the file is named
+    assert not marker.exists() and list(tmp_path.iterdir()) == [config]
 
 
 def test_every_problem_is_listed_at_once():
@@ -137,7 +177,7 @@ def test_strict_loader_is_a_safe_loader_that_refuses_tags(tmp_path):
     assert not marker.exists()
     assert load_yaml("a: [1, 2.5, '3', true, null]\nb: !!str 110\nc: {d: e}\n") == {
         "a": [1, 2.5, "3", True, None], "b": "110", "c": {"d": "e"}}
-    with pytest.raises(ConfigError, match="not a usable config"):
+    with pytest.raises(ConfigError, match="has 5000 digits; whole numbers have at most 18"):
         load_yaml("x: " + "9" * 5000)  # more digits than Python converts: an error, not a traceback
 
 
@@ -162,6 +202,35 @@ types = {k: [type(x).__name__ for x in v] if isinstance(v, list) else type(v).__
 pathlib.Path(run_dir, "received.json").write_text(json.dumps({"values": received, "types": types}))
 """
 KINDS = {"s": "str", "i": "int", "f": "float", "b": "bool", "ls": "list[str]", "li": "list[int]", "lf": "list[float]"}
+DEFAULTS = {"s": "'default'", "i": "1", "f": "0.5", "b": "False", "ls": "[]", "li": "[]", "lf": "[]"}
+NESTED = "; nested lists and mappings are not allowed"
+
+
+def _shown(value: object) -> str:
+    """A value as the config check shows it: its repr, cut to 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:75] + "...)"
+
+
+def _refusal(param: str, kind: str, code: str) -> str:
+    """The exact message parse_config gives for hostile value ``kind`` of probe parameter ``param``."""
+    key, ptype = f"notebooks.01_probe.{param}", KINDS[param]
+    must = f"{key} must be {ptype} (default {DEFAULTS[param]}), got"
+    element = ptype[5:-1] if ptype.startswith("list[") else None
+    if kind in ("tuple", "object"):     # refused by the YAML loader, before any type is looked at
+        tag = "!!python/tuple" if kind == "tuple" else "!!python/object/apply:os.system"
+        lines = [(f"{key} (line 3): the YAML tag {tag} is not allowed; a config holds only plain mappings, lists, "
+                  "strings, numbers, true/false and null")]
+    elif kind == "mapping":
+        lines = [f"{must} mapping {{'a': 1}}" if element else f"{must} a mapping {{'a': 1}}{NESTED}"]
+    elif kind == "nested":
+        lines = ([f"{key}[{i}] must be {element}, a {ptype} element, got a list [{i + 1}]{NESTED}" for i in range(2)]
+                 if element else [f"{must} a list [[1], [2]]{NESTED}"])
+    elif ptype == "list[str]":          # code given as a mapping (as a string it would be a valid element)
+        lines = [f"{must} mapping {_shown({'code': code})}"]
+    else:
+        lines = [f"{must} str {_shown(code)}" + (f"; write a list: [{json.dumps(code)}]" if element else "")]
+    return "invalid run config:\n" + "\n".join(f"  - config: {line}" for line in lines)
 
 
 def _nasty(marker: Path) -> list[str]:
@@ -232,7 +301,30 @@ def test_every_parameter_kind_refuses_tuple_mapping_and_code(tmp_path, probe_dir
             text = f"notebooks:\n  01_probe:\n    {param}: {{code: {json.dumps(code)}}}\n"
         with pytest.raises(ConfigError) as err:
             parse_config(text, notebooks_dir=probe_dir)
-        msg = str(err.value)
-        assert f"notebooks.01_probe.{param}" in msg, (kind, msg)
-        assert KINDS[param] in msg or "is not allowed" in msg, (kind, msg)
+        assert str(err.value) == _refusal(param, kind, code), kind
     assert not marker.exists()
+
+
+def test_numbers_are_plain_decimals():
+    """YAML 1.1 reads 0x10 as 16, 017 as 15 and 1:30 as 90, and 1e-3 as a string: none of that in a config."""
+    assert load_yaml("a: 1e-3\nb: [0.95, 1.5e-3, 10, -5]\nc: '0x10'\nd: !!str 110\n") == {
+        "a": 0.001, "b": [0.95, 0.0015, 10, -5], "c": "0x10", "d": "110"}
+    for text, fragment in (("a: 0x10", "0x10 is not a plain decimal number"), ("a: 017", "017 is not a plain decimal"),
+                           ("a: 1:30", "1:30 is not a plain decimal"), ("a: 1_000", "1_000 is not a plain decimal"),
+                           ("a: 1_0.5", "1_0.5 is not a plain decimal number; write it like 0.95"),
+                           ("a: [1, 1234567890123456789]", "a[1] (line 1): 1234567890123456789... has 19 digits")):
+        with pytest.raises(ConfigError) as err:
+            load_yaml(text)
+        assert fragment in str(err.value), (text, str(err.value))
+
+
+def test_path_parameters_refuse_control_characters_and_missing_files(tmp_path):
+    from pbc_analysis import paths as _paths
+
+    text = ('parameters:\n  data_dir: "data/sample\\0x"\n  start_month: "2003-04"\n  end_month: "2008-03"\n'
+            'notebooks:\n  05_budgets_and_risk:\n    completeness_snapshots: ' + str(tmp_path / "none.csv") + "\n")
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, notebooks_dir=_paths.NOTEBOOKS_DIR)
+    msg = str(err.value)
+    assert "data_dir [01_data_quality] = 'data/sample\\x00x' contains a control character" in msg
+    assert f"completeness_snapshots [05_budgets_and_risk] = '{tmp_path / 'none.csv'}' is not a file" in msg
