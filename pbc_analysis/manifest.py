@@ -19,12 +19,12 @@ from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from . import paths, results
+from . import names, paths, results
 from .config import RunConfig
 
 MANIFEST = "manifest.json"
 MANIFEST_HASH = "manifest_sha256"
-UNHASHED = frozenset({MANIFEST, "run.log"})   # top-level files of a run directory that are not outputs
+UNHASHED = frozenset({MANIFEST, "run.log", names.INCOMPLETE})   # top-level files of a run directory that are not outputs
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -101,7 +101,7 @@ def _rel(path: Path) -> str:
 
 
 def input_files(cfg: RunConfig) -> dict[str, Path]:
-    """Every input table file the run reads (from each notebook's ``data_dir``).
+    """Every input file the run reads: each notebook's ``data_dir`` tables and the files its path parameters name.
 
     Parameters
     ----------
@@ -113,6 +113,7 @@ def input_files(cfg: RunConfig) -> dict[str, Path]:
     dict of str to Path
         Path relative to the project root (absolute when outside it) -> file, sorted.
     """
+    from .config import is_path_parameter
     from .data import find_table_files
 
     files: dict[str, Path] = {}
@@ -120,6 +121,9 @@ def input_files(cfg: RunConfig) -> dict[str, Path]:
         if params.get("data_dir"):
             for path in find_table_files(params["data_dir"]).values():
                 files[_rel(path)] = path
+        for key, value in params.items():  # other input files named by a parameter (completeness_snapshots)
+            if is_path_parameter(key) and not key.endswith("_dir") and isinstance(value, str) and value:
+                files[_rel(Path(value))] = Path(value)
     return dict(sorted(files.items()))
 
 
@@ -129,10 +133,13 @@ def _package_version() -> str:
     return __version__
 
 
-def _published_files(run_dir: Path) -> list[str]:
-    """Every file and symlink in a run directory except :data:`UNHASHED`, as sorted posix paths (nothing is read)."""
+def _published_files(run_dir: Path, errors: list[OSError] | None = None) -> list[str]:
+    """Every file and symlink in a run directory except :data:`UNHASHED`, as sorted posix paths (nothing is read).
+
+    A directory that cannot be listed is appended to ``errors`` when given (else silently skipped).
+    """
     found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(run_dir, followlinks=False):
+    for dirpath, dirnames, filenames in os.walk(run_dir, followlinks=False, onerror=None if errors is None else errors.append):
         here = Path(dirpath)
         links = [d for d in dirnames if (here / d).is_symlink()]   # listed, never descended into
         dirnames[:] = sorted(d for d in dirnames if d not in links)
@@ -169,6 +176,40 @@ def output_path(run_dir: Path, rel: Any) -> Path | None:
     return target if target != root and target.is_relative_to(root) else None
 
 
+def unreadable_files(run_dir: Path) -> list[str]:
+    """Every file or directory of a run that cannot be read (permissions, I/O errors), one line each.
+
+    ``pbc verify`` calls this before anything else, so that a run it cannot read is an error naming
+    every such file, never an absence, a hash mismatch or a traceback. Symlinks are not followed
+    (:func:`check_published` reports them).
+
+    Parameters
+    ----------
+    run_dir : Path
+        The run directory.
+
+    Returns
+    -------
+    list of str
+        ``<path>: cannot be read (<reason>)``; empty when everything can be read.
+    """
+    run_dir = Path(run_dir)
+    errors: list[OSError] = []
+    rels = _published_files(run_dir, errors) + [MANIFEST]
+    out = [f"{exc.filename or run_dir}: cannot be read ({exc.strerror or exc})" for exc in errors]
+    for rel in rels:
+        path = run_dir / rel
+        if path.is_symlink() or not path.exists():
+            continue
+        try:
+            if path.is_file():
+                with open(path, "rb") as fh:
+                    fh.read(1)
+        except OSError as exc:
+            out.append(f"{path}: cannot be read ({exc.strerror or exc})")
+    return out
+
+
 def output_hashes(run_dir: Path) -> dict[str, str]:
     """sha256 of every file a run publishes: everything in the run directory but ``manifest.json`` and ``run.log``.
 
@@ -188,16 +229,18 @@ def output_hashes(run_dir: Path) -> dict[str, str]:
     Raises
     ------
     ValueError
-        If the run directory holds a symlink that leads outside it, or something that is not a file:
-        a run publishes only its own files.
+        If the run directory holds a symbolic link (anywhere: a link in ``published/`` to a private table
+        would send it to whoever copies the bundle with its links followed) or something that is not a
+        regular file: a run publishes only its own plain files.
     """
     run_dir = Path(run_dir)
     out: dict[str, str] = {}
     for rel in _published_files(run_dir):
         target = output_path(run_dir, rel)
-        if target is None or not target.is_file():
-            raise ValueError(f"{run_dir / rel}: a run directory may hold only its own files; this is "
-                             f"{'a link leading outside it' if target is None else 'not a regular file'}; remove it")
+        if (run_dir / rel).is_symlink() or target is None or not target.is_file():
+            kind = "a symbolic link" if (run_dir / rel).is_symlink() else "not a regular file"
+            raise ValueError(f"{run_dir / rel}: a run directory may hold only its own plain files; this is {kind}; "
+                             "remove it")
         out[rel] = sha256_file(target)
     return out
 
@@ -235,7 +278,9 @@ def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> Path:
     """
     body = {k: v for k, v in manifest.items() if k != MANIFEST_HASH}
     path = Path(run_dir) / MANIFEST
-    path.write_text(results.dumps({**body, MANIFEST_HASH: manifest_hash(body)}), encoding="utf-8")
+    tmp = path.with_name(f".{MANIFEST}.{os.getpid()}.partial")
+    tmp.write_text(results.dumps({**body, MANIFEST_HASH: manifest_hash(body)}), encoding="utf-8")
+    os.replace(tmp, path)  # atomic: a reader sees no manifest or a whole one, never a truncated one
     return path
 
 
@@ -260,6 +305,8 @@ def read_manifest(run_dir: Path) -> tuple[dict[str, Any] | None, list[str]]:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         return None, [f"{path}: not valid JSON ({exc}); the manifest was damaged or edited"]
+    except OSError as exc:
+        return None, [f"{path}: cannot be read ({exc.strerror or exc}); make it readable and try again"]
     if not isinstance(manifest, dict):
         return None, [f"{path}: must be a JSON object, got {type(manifest).__name__}"]
     problems = []
@@ -310,6 +357,9 @@ def check_published(run_dir: Path) -> list[str]:
         elif sha256_file(target) != outputs[rel]:
             problems.append(f"{rel}: sha256 differs from the manifest: the file was changed after the run")
     for rel in _published_files(run_dir):
-        if rel not in outputs:
+        if (run_dir / rel).is_symlink():
+            problems.append(f"{rel}: a symbolic link, not a file of the run (a link in published/ could send a private "
+                            "file): replaced after the run")
+        elif rel not in outputs:
             problems.append(f"{rel}: not listed in the manifest: added after the run")
     return problems

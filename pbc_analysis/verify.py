@@ -15,11 +15,25 @@ In order, each step printed as it happens:
    refused (:class:`VerifyRefused`, exit 2) and never run.
 4. **Inputs**: the files the config reads against the recorded sha256.
 5. **Re-run** in a new temporary directory (kept, and its path printed, when the re-run fails or
-   ``keep`` is given), then each table and JSON result compared (:mod:`pbc_analysis.compare`):
-   byte-identical, equal within tolerance (largest differences shown) or different.
+   ``keep`` is given), rendered as ``pbc run`` renders it: the report and the ``published/`` bundle
+   are rebuilt. Rewriting every hash (and the manifest's own) after editing a file defeats step 2,
+   so what is published is reproduced and compared (:mod:`pbc_analysis.compare`), not trusted:
+
+   - ``tables/*.csv``, ``results.json``, ``results/*.json``, ``published/tables/*.csv`` and
+     ``published/results.json``: byte-identical, equal within tolerance (largest differences shown)
+     or different;
+   - ``report.html`` and ``published/report.html``: every table, caption, headers and cells, as exact
+     text (:func:`compare.compare_report`); the first differing cell of each differing table is named;
+   - ``published/README.txt``: exactly.
+
+   Figures (PNG) cannot be compared byte for byte across machines (fonts, anti-aliasing, library
+   versions), nor can the notebooks, ``provenance.json`` or ``published/CONTENTS.json`` (which hold
+   timings, paths and the figures' hashes): they are checked against their hashes only, and the
+   verdict says so.
 
 Exit codes: 0 identical or within tolerance (or, with ``rerun=False``, intact); 1 tampered, different,
-code differs or the re-run failed; 2 refused.
+code differs or the re-run failed; 2 refused (no readable manifest, a file of the run that cannot be
+read, or a config that fails the checks). Every error is one line (or one list), never a traceback.
 """
 
 from __future__ import annotations
@@ -34,12 +48,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import compare, paths
+from . import compare, names, paths
 from . import manifest as mf
 from .config import ConfigError, RunConfig, parse_config
+from .report import ReportError
 from .run import RunError, run_pipeline
 
-COMPARED = ("tables/*.csv", "results.json", "results/*.json")   # outputs re-run and compared
+#: Outputs re-run and compared (tables and JSON with the tolerance, reports by their tables, text exactly).
+COMPARED = ("tables/*.csv", "results.json", "results/*.json", "report.html", "published/tables/*.csv",
+            "published/results.json", "published/report.html", "published/README.txt")
+REPORTS = frozenset({"report.html", "published/report.html"})   # compared by their tables
+HASH_ONLY = "figures, notebooks, provenance.json and published/CONTENTS.json are checked against their hashes only"
 TAMPERED, NOT_IDENTICAL, CODE_DIFFERS, RERUN_FAILED = "TAMPERED", "NOT IDENTICAL", "CODE DIFFERS", "RE-RUN FAILED"
 INTACT = "intact"
 _HEX = re.compile(r"^[0-9a-f]{7,40}$")
@@ -47,7 +66,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class VerifyRefused(Exception):
-    """Verify will not re-run this run (no readable manifest, or a config that fails the checks); exit 2."""
+    """Verify cannot check this run (no readable manifest, unreadable files, a config that fails the checks); exit 2."""
 
 
 @dataclasses.dataclass
@@ -193,16 +212,18 @@ def compared_names(names: Any) -> list[str]:
     return sorted(n for n in names if any(fnmatch.fnmatchcase(n, pat) and n.count("/") == pat.count("/") for pat in COMPARED))
 
 
-def compare_outputs(published: Path, rerun: Path, names: list[str], tol: compare.Tolerance = compare.DEFAULT) -> list[compare.Comparison]:
+def compare_outputs(published: Path, rerun: Path, outputs: list[str], tol: compare.Tolerance = compare.DEFAULT) -> list[compare.Comparison]:
     """Compare each named output of a published run directory with the re-run's.
 
     Parameters
     ----------
     published, rerun : Path
         The two run directories.
-    names : list of str
+    outputs : list of str
         Output paths (relative posix) to compare; a name neither safe nor present in one of them is
-        reported as different, never read outside the run directory.
+        reported as different, never read outside the run directory. Reports (:data:`REPORTS`) are
+        compared by their tables (:func:`compare.compare_report`), everything else by
+        :func:`compare.compare_files`.
     tol : compare.Tolerance
         The tolerance for floats.
 
@@ -211,10 +232,12 @@ def compare_outputs(published: Path, rerun: Path, names: list[str], tol: compare
     list of compare.Comparison
     """
     out = []
-    for name in names:
+    for name in outputs:
         a, b = mf.output_path(published, name), mf.output_path(rerun, name)
         if a is None or b is None:
             out.append(compare.Comparison(name, compare.DIFFERENT, ["not a plain relative path inside the run directory"]))
+        elif name in REPORTS:
+            out.append(compare.compare_report(a, b, name))
         else:
             out.append(compare.compare_files(a, b, name, tol))
     return out
@@ -224,18 +247,21 @@ def _rerun(cfg: RunConfig, manifest: Mapping[str, Any], keep: bool, tol: compare
            say: Callable[[str], None], echo: Any, run_dir: Path) -> tuple[list[compare.Comparison], Path | None, str | None]:
     """Re-run ``cfg`` in a new temporary directory and compare; (comparisons, kept directory, error line)."""
     work = Path(tempfile.mkdtemp(prefix="pbc-verify-"))
-    say(f"re-running {_shown(manifest.get('run_id'))} in {work}")
+    run_id = manifest.get("run_id") if names.is_safe_name(manifest.get("run_id")) else "rerun"   # as named in the report
+    say(f"re-running {_shown(manifest.get('run_id'))} in {work} (notebooks, report and published/ bundle)")
     try:
-        new_dir = run_pipeline(cfg, reports_dir=work, render=False, run_id="rerun", echo=echo)
+        new_dir = run_pipeline(cfg, reports_dir=work, render=True, run_id=run_id, echo=echo)
+        listed = mf.output_hashes(new_dir)
     except BaseException as exc:
-        partial = work / "rerun" if (work / "rerun").exists() else work
-        if not isinstance(exc, RunError):     # interrupted, or a defect: say where the partial output is
+        partial = work / run_id if (work / run_id).exists() else work
+        if not isinstance(exc, (RunError, ReportError, OSError, ValueError)):   # interrupted, or a defect
             echo(f"partial re-run output kept at {partial}")
             raise
         first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "failed")
-        return [], partial, f"the re-run failed: {first}; partial re-run output kept at {partial}"
-    names = compared_names(set(manifest["outputs"]) | set(mf.output_hashes(new_dir)))
-    comparisons = compare_outputs(run_dir, new_dir, names, tol)
+        what = ("the report could not be rendered: " if isinstance(exc, ReportError)
+                else "" if isinstance(exc, RunError) else f"{type(exc).__name__}: ")
+        return [], partial, f"the re-run failed: {what}{_shown(first, 400)}; partial re-run output kept at {partial}"
+    comparisons = compare_outputs(run_dir, new_dir, compared_names(set(manifest["outputs"]) | set(listed)), tol)
     if keep:
         return comparisons, new_dir, None
     shutil.rmtree(work, ignore_errors=True)
@@ -260,10 +286,12 @@ def _verdict(report: VerifyReport, allow_dirty: bool, changed_inputs: list[str],
         report.verdict, line = INTACT, f"{INTACT}: every published file matches the manifest (not re-run)"
     elif within:
         report.verdict = compare.WITHIN
-        line = (f"equal within tolerance: {len(comps) - len(within)} of {len(comps)} outputs byte-identical, "
-                f"{len(within)} equal within tolerance ({tol}): {', '.join(c.name for c in within)}")
+        line = (f"equal within tolerance: {len(comps) - len(within)} of {len(comps)} outputs identical, "
+                f"{len(within)} equal within tolerance ({tol}): {', '.join(c.name for c in within)}; {HASH_ONLY}")
     else:
-        report.verdict, line = compare.IDENTICAL, f"identical: all {len(comps)} re-run outputs are byte-identical to the published ones"
+        report.verdict = compare.IDENTICAL
+        line = (f"identical: all {len(comps)} re-run outputs reproduce the published ones (tables and JSON byte for byte, "
+                f"the reports' tables cell for cell); {HASH_ONLY}")
     if code and report.verdict in (compare.IDENTICAL, compare.WITHIN, INTACT):
         report.verdict, line = CODE_DIFFERS, f"{CODE_DIFFERS}: {line}"
     report.exit_code = 0 if report.verdict in (compare.IDENTICAL, compare.WITHIN, INTACT) else 1
@@ -296,7 +324,9 @@ def verify(run_dir: str | Path, echo: Any = print, allow_dirty: bool = False, re
     Raises
     ------
     VerifyRefused
-        No readable manifest, or a config text that does not match its hash or fails the checks.
+        No readable manifest, a file of the run that cannot be read (every such file listed), or a
+        config text that does not match its hash or fails the checks. A re-run that fails (a notebook,
+        the report's rendering, a file it cannot write) is not raised: it is the report's ``error``.
     """
     given = Path(run_dir)
     run_dir = given.resolve() if given.exists() else paths.resolve(given)
@@ -309,6 +339,20 @@ def verify(run_dir: str | Path, echo: Any = print, allow_dirty: bool = False, re
     manifest, problems = mf.read_manifest(run_dir)
     if manifest is None:
         raise VerifyRefused("\n".join(problems))
+    unreadable = mf.unreadable_files(run_dir)
+    if unreadable:
+        raise VerifyRefused(f"{len(unreadable)} file{'s' if len(unreadable) != 1 else ''} of the run cannot be read, so it "
+                            "cannot be checked; make them readable (e.g. chmod -R u+rX on the run directory) and verify "
+                            "again:\n  " + "\n  ".join(unreadable))
+    try:
+        return _verify(run_dir, manifest, say, lines, echo, allow_dirty, rerun, keep, tol)
+    except OSError as exc:   # a file that became unreadable, or a full disk, while verifying
+        raise VerifyRefused(f"{exc.filename or run_dir}: {exc.strerror or exc} while verifying; fix it and verify again") from None
+
+
+def _verify(run_dir: Path, manifest: dict[str, Any], say: Callable[[str], None], lines: list[str], echo: Any,
+            allow_dirty: bool, rerun: bool, keep: bool, tol: compare.Tolerance) -> VerifyReport:
+    """The steps of :func:`verify` once the manifest is read and every file of the run can be read."""
     report = VerifyReport(verdict="", exit_code=1, lines=lines)
     code = manifest.get("code")
     report.code = code_difference(code if isinstance(code, dict) else {}, mf.git_info())
@@ -332,7 +376,7 @@ def verify(run_dir: str | Path, echo: Any = print, allow_dirty: bool = False, re
         for comp in report.comparisons:
             say(str(comp))
         if report.comparisons:
-            say("figures, notebooks, report.html and published/: checked against the manifest's sha256 (not re-rendered)")
+            say(f"{HASH_ONLY} (figures cannot be compared byte for byte across machines)")
     if report.rerun_dir and not report.error:
         say(f"re-run kept at {report.rerun_dir}")
     _verdict(report, allow_dirty, changed_inputs, rerun and not report.published_problems, tol)

@@ -1,13 +1,17 @@
 """Issue 12: ``pbc verify`` checks everything a run publishes, trusts nothing it reads, and compares with a tolerance.
 
 Most cases use a small synthetic run directory (a table, results, a figure, the report, a notebook,
-provenance, a published bundle) with a manifest written by :func:`manifest.write_manifest`, driven
-through the ``pbc`` command as an auditor would run it. The slow cases use one full sample run.
+provenance, a published bundle) with a manifest written by :func:`manifest.write_manifest`, and call
+:func:`verify.verify` in-process; a few drive the ``pbc`` command as an auditor would run it. The slow
+cases use the shared ``sample_run`` (one complete rendered run, copied before anything is changed), and
+only two of them re-run the whole pipeline: a faithful run (within tolerance, exit 0) and a forged one.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -25,6 +29,7 @@ from pbc_analysis import compare, paths, results
 from pbc_analysis import manifest as mf
 from pbc_analysis import verify as vf
 from pbc_analysis.config import parse_config
+from pbc_analysis.report import ReportError, extract_tables
 
 SAMPLE_CONFIG = paths.CONFIGS_DIR / "sample.yaml"
 CLEAN = {"commit": "a" * 40, "dirty": False, "changed_files": []}
@@ -105,7 +110,13 @@ def test_output_hashes_refuse_a_link_leaving_the_run(tmp_path):
     (run / "tables").mkdir(parents=True)
     (tmp_path / "secret.txt").write_text("not part of the run\n")
     (run / "tables" / "link.csv").symlink_to(tmp_path / "secret.txt")
-    with pytest.raises(ValueError, match=r"link\.csv: a run directory may hold only its own files.*leading outside"):
+    with pytest.raises(ValueError, match=r"link\.csv: a run directory may hold only its own plain files; this is a "
+                                         r"symbolic link"):
+        mf.output_hashes(run)
+    (run / "tables" / "link.csv").unlink()
+    (run / "tables" / "real.csv").write_text("a\n1\n")
+    (run / "tables" / "inside.csv").symlink_to("real.csv")      # inside the run, still refused
+    with pytest.raises(ValueError, match=r"inside\.csv: .* this is a symbolic link"):
         mf.output_hashes(run)
 
 
@@ -133,26 +144,38 @@ def add_figure(run): shutil.copy(run / "figures" / "demo.png", run / "figures" /
     (remove_figure, "figures/demo.png", "listed in the manifest but missing"),
     (add_figure, "figures/extra.png", "not listed in the manifest"),
 ], ids=lambda v: v.__name__ if callable(v) else None)
-def test_cli_verify_reports_each_tampered_output_and_fails_without_rerunning(tmp_path, sample_inputs, tamper, rel, what):
+def test_verify_reports_each_tampered_output_and_fails_without_rerunning(tmp_path, sample_inputs, monkeypatch, tamper, rel, what):
     run = make_run(tmp_path, sample_inputs, code=CLEAN)
     tamper(run)
+    monkeypatch.setattr(vf, "run_pipeline", lambda *a, **k: pytest.fail("a tampered run must not be re-run"))
+    printed: list[str] = []
+    report = vf.verify(run, echo=printed.append, allow_dirty=True)
+    assert report.exit_code == 1 and report.verdict == vf.TAMPERED
+    assert len(report.published_problems) == 1 and report.published_problems[0].startswith(f"{rel}: {what}")
+    assert any(line.startswith(f"TAMPERED: {rel}: {what}") for line in printed)
+    assert printed[-1] == "TAMPERED: 1 problem with the published files (listed above); not re-run"
+    assert not any(line.startswith("re-running") for line in printed)
+
+
+def test_cli_verify_reports_a_tampered_table_and_fails_without_rerunning(tmp_path, sample_inputs):
+    run = make_run(tmp_path, sample_inputs, code=CLEAN)
+    tamper_table(run)
     proc = pbc("verify", str(run), "--allow-dirty")
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert f"TAMPERED: {rel}: {what}" in proc.stdout
+    assert "TAMPERED: tables/demo.csv: sha256 differs from the manifest: the file was changed after the run" in proc.stdout
     assert proc.stdout.strip().splitlines()[-1] == "TAMPERED: 1 problem with the published files (listed above); not re-run"
     assert "re-running" not in proc.stdout and "Traceback" not in proc.stderr
 
 
-def test_cli_verify_detects_an_edited_manifest(tmp_path, sample_inputs):
+def test_verify_detects_an_edited_manifest(tmp_path, sample_inputs):
     run = make_run(tmp_path, sample_inputs, code=CLEAN)
     # the doctored publication of the old test: a table changed and its hash in the manifest updated to match
     tamper_table(run)
     rewrite_manifest(run, lambda m: m["outputs"].update({"tables/demo.csv": mf.sha256_file(run / "tables" / "demo.csv")}),
                      rehash=False)
-    proc = pbc("verify", str(run), "--allow-dirty")
-    assert proc.returncode == 1
-    assert "TAMPERED: manifest.json: content does not match its manifest_sha256: the manifest was edited after the run" in proc.stdout
-    assert "tables/demo.csv" not in proc.stdout.split("TAMPERED: manifest.json")[0]   # the table's own hash now matches
+    report = vf.verify(run, echo=lambda *a: None, allow_dirty=True)
+    assert report.exit_code == 1 and report.verdict == vf.TAMPERED
+    assert report.published_problems == ["manifest.json: content does not match its manifest_sha256: the manifest was edited after the run"]
 
     rewrite_manifest(run, lambda m: m.pop("manifest_sha256"), rehash=False)
     assert any("no valid manifest_sha256" in p for p in mf.check_published(run))
@@ -173,7 +196,7 @@ def test_cli_verify_refuses_a_config_text_edited_in_the_manifest(tmp_path, sampl
     'run:\n  name: sample\nparameters:\n  data_dir: !!python/object/apply:os.system ["touch {marker}"]\n',
     'run:\n  name: sample\nparameters:\n  start_month: !!set {{"2003-04": null}}\n',
 ], ids=["python-object-name", "python-object-parameter", "set-parameter"])
-def test_cli_verify_refuses_a_forged_config_and_runs_nothing(tmp_path, sample_inputs, line):
+def test_verify_refuses_a_forged_config_and_runs_nothing(tmp_path, sample_inputs, monkeypatch, line):
     run = make_run(tmp_path, sample_inputs, code=CLEAN)
     marker = tmp_path / "ran"
     forged = line.format(marker=marker)
@@ -181,10 +204,11 @@ def test_cli_verify_refuses_a_forged_config_and_runs_nothing(tmp_path, sample_in
     rewrite_manifest(run, lambda m: m.update(config=config_block(forged)))
     assert mf.check_published(run) == []
     # ... and the re-run's own validation is what refuses it
-    proc = pbc("verify", str(run), "--allow-dirty")
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "error: refused: the config in manifest.json fails the checks of `pbc run` and is not run" in proc.stderr
-    assert "re-running" not in proc.stdout and "Traceback" not in proc.stderr
+    monkeypatch.setattr(vf, "run_pipeline", lambda *a, **k: pytest.fail("a forged config must not be run"))
+    printed: list[str] = []
+    with pytest.raises(vf.VerifyRefused, match="the config in manifest.json fails the checks of `pbc run` and is not run"):
+        vf.verify(run, echo=printed.append, allow_dirty=True)
+    assert not any(line.startswith("re-running") for line in printed)
     assert not marker.exists()
 
 
@@ -203,7 +227,9 @@ def test_paths_in_a_tampered_manifest_are_never_read_outside_the_run(tmp_path, s
     for rel in ("../secret.txt", str(tmp_path / "secret.txt"), "tables/link.csv", "tables/./demo.csv", "manifest.json"):
         assert f"{rel!r}: not a plain relative path to a published file inside the run directory; not read" in problems
     assert read and all(p.is_relative_to(run.resolve()) for p in read)
-    assert len(problems) == 5
+    assert "tables/link.csv: a symbolic link, not a file of the run (a link in published/ could send a private file)" \
+        in " ".join(problems)
+    assert len(problems) == 6
 
 
 # --------------------------------------------------------------------------------------------------
@@ -238,11 +264,10 @@ def test_verify_flags_a_run_made_from_a_dirty_checkout(tmp_path, sample_inputs, 
 
 def test_cli_verify_at_another_commit(tmp_path, sample_inputs):
     run = make_run(tmp_path, sample_inputs, code={"commit": "0" * 40, "dirty": False, "changed_files": []})
-    proc = pbc("verify", str(run), "--no-rerun")
-    assert proc.returncode == 1
-    first = proc.stdout.splitlines()[0]
+    report = vf.verify(run, echo=lambda *a: None, rerun=False)
+    assert report.exit_code == 1
     assert re.fullmatch(r"WARNING: code differs from the run's: commit 000000000000 vs [0-9a-f]{12}, \d+ files modified"
-                        r"; verify fails unless --allow-dirty is given", first), first
+                        r"; verify fails unless --allow-dirty is given", report.lines[0]), report.lines[0]
     proc = pbc("verify", str(run), "--no-rerun", "--allow-dirty")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "intact: every published file matches the manifest (not re-run)"
@@ -353,14 +378,6 @@ def perturb(path: Path, out: Path, rel: float) -> list[str]:
     return floats
 
 
-@pytest.fixture(scope="module")
-def sample_run(tmp_path_factory):
-    from pbc_analysis.run import load_config, run_pipeline
-
-    return run_pipeline(load_config(SAMPLE_CONFIG), reports_dir=tmp_path_factory.mktemp("reports"), run_id="sample",
-                        echo=lambda *a, **k: None)
-
-
 PERTURBED_TABLES = ("bm_ratios.csv", "risk_monitoring.csv", "ev_did_effects.csv", "att_ledger.csv")
 
 
@@ -394,7 +411,190 @@ def test_cli_verify_a_faithful_rerun_on_another_machine_is_within_tolerance(samp
     out = proc.stdout
     assert "tables/bm_ratios.csv: equal within tolerance (" in out
     assert "tables/dq_completeness.csv: byte-identical" in out and "results.json: byte-identical" in out
+    assert "published/tables/bm_ratios.csv: byte-identical" in out and "published/results.json: byte-identical" in out
+    assert re.search(r"^report\.html: all \d+ tables identical, caption, headers and cells", out, re.MULTILINE), out
+    assert re.search(r"^published/report\.html: all \d+ tables identical", out, re.MULTILINE), out
     n = len(vf.compared_names(json.loads((published / "manifest.json").read_text())["outputs"]))
-    assert out.strip().splitlines()[-1].startswith(
-        f"equal within tolerance: {n - 1} of {n} outputs byte-identical, 1 equal within tolerance "
-        f"(relative 1e-09, absolute 1e-12): tables/bm_ratios.csv")
+    assert {"report.html", "published/report.html", "published/results.json", "published/README.txt"} <= set(
+        vf.compared_names(json.loads((published / "manifest.json").read_text())["outputs"]))
+    assert out.strip().splitlines()[-1] == (
+        f"equal within tolerance: {n - 1} of {n} outputs identical, 1 equal within tolerance "
+        f"(relative 1e-09, absolute 1e-12): tables/bm_ratios.csv; {vf.HASH_ONLY}")
+
+
+# --------------------------------------------------------------------------------------------------
+# The column floor, and counts compared exactly whatever their text
+# --------------------------------------------------------------------------------------------------
+
+def test_absolute_floor_scales_with_the_column():
+    # risk_monitoring.variance = forecast - budget: millions cancelling to a few pounds, noise ~1e-9 of the millions
+    published = pd.DataFrame({"variance": ["3525549.125", "-0.000123", "12.5"]})
+    rerun = pd.DataFrame({"variance": ["3525549.125", "-0.000121", "12.5"]})
+    result = compare.compare_frames(published, rerun, "tables/risk_monitoring.csv")
+    assert result.state == compare.WITHIN, str(result)
+    assert "column floor 0.00353" in result.details[0]
+    assert compare.column_floor(published["variance"], rerun["variance"]) == pytest.approx(1e-9 * 3525549.125)
+    # the same two values in a column of small numbers are far apart
+    small = compare.compare_frames(pd.DataFrame({"x": ["-0.000123", "0.5"]}), pd.DataFrame({"x": ["-0.000121", "0.5"]}), "t")
+    assert small.state == compare.DIFFERENT and "beyond tolerance" in small.details[0], str(small)
+    # and a real change in the big column is still a difference
+    moved = pd.DataFrame({"variance": ["3525549.125", "-0.01", "12.5"]})
+    assert compare.compare_frames(published, moved, "tables/risk_monitoring.csv").state == compare.DIFFERENT
+
+
+def test_count_columns_are_compared_exactly_even_when_written_as_floats():
+    # a count column with a missing value is written by pandas as 12.0
+    a = pd.DataFrame({"pod": ["ae", "op"], "month": ["2007-10", "2007-10"], "activity": ["12.0", ""], "cost": ["1.5", "2.5"]})
+    for value in ("12.0000000001", "13.0"):
+        b = a.copy()
+        b.loc[0, "activity"] = value
+        for name in ("tables/dq_monthly_totals.csv", "published/tables/dq_monthly_totals.csv"):
+            result = compare.compare_frames(a, b, name)
+            assert result.state == compare.DIFFERENT, (name, str(result))
+            assert result.details == [f"activity: 1 rows differ (e.g. row 1: '12.0' vs '{value}', compared exactly: a count column)"]
+    # the same cells in a money column of the same table are floats, compared with the tolerance
+    b = a.copy()
+    b.loc[0, "cost"] = "1.5000000000001"
+    assert compare.compare_frames(a, b, "tables/dq_monthly_totals.csv").state == compare.WITHIN
+    # and in an unregistered table the count is just a float column
+    b = a.copy()
+    b.loc[0, "activity"] = "12.0000000001"
+    assert compare.compare_frames(a, b, "tables/not_registered.csv").state == compare.WITHIN
+    assert compare.exact_kind("bm_scorecard", "gp_referrals_observed") == "count"      # a pattern of the registry
+    assert compare.exact_kind("bm_scorecard", "gp_referrals_ratio") is None
+
+
+# --------------------------------------------------------------------------------------------------
+# Reports compared by their tables
+# --------------------------------------------------------------------------------------------------
+
+def _page(cell: str, caption: str = "Headline estimates", extra: str = "") -> str:
+    return (f"<html><body><p>run {extra}</p><table><caption>{caption}</caption><tr><th>Estimate</th><th>Value</th></tr>"
+            f"<tr><td>Referrals avoided</td><td>{cell}</td></tr></table>"
+            "<table><caption>Second</caption><tr><th>A</th></tr><tr><td>1</td></tr></table></body></html>")
+
+
+def test_compare_report_names_the_table_and_first_differing_cell(tmp_path):
+    def cmp(a: str, b: str) -> compare.Comparison:
+        (tmp_path / "a.html").write_text(a)
+        (tmp_path / "b.html").write_text(b)
+        return compare.compare_report(tmp_path / "a.html", tmp_path / "b.html")
+
+    same = cmp(_page("8,908", extra="reports/x"), _page("8,908", extra="reports/y"))
+    assert same.state == compare.IDENTICAL and str(same).startswith("report.html: all 2 tables identical")
+    cell = cmp(_page("9,908"), _page("8,908"))
+    assert cell.state == compare.DIFFERENT
+    assert cell.details == ["table 'Headline estimates': row 1, 'Value': '9,908' published vs '8,908' re-run"]
+    caption = cmp(_page("8,908", caption="Headline estimates (forged)"), _page("8,908"))
+    assert caption.details == ["caption 'Headline estimates (forged)' published vs 'Headline estimates' re-run"]
+    fewer = cmp(_page("1").replace("<table><caption>Second</caption><tr><th>A</th></tr><tr><td>1</td></tr></table>", ""), _page("1"))
+    assert fewer.state == compare.DIFFERENT and fewer.details == ["1 tables published vs 2 re-run; only re-run: 'Second'"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors are one line, never a traceback
+# --------------------------------------------------------------------------------------------------
+
+def test_verify_names_every_file_it_cannot_read(tmp_path, sample_inputs, monkeypatch):
+    run = make_run(tmp_path, sample_inputs, code=CLEAN)
+    locked = {(run / "report.html").resolve(), (run / "figures" / "demo.png").resolve()}
+    real_open = open
+
+    def guarded(path, *args, **kwargs):   # as root, chmod cannot make a file unreadable
+        if Path(path).resolve() in locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(mf, "open", guarded, raising=False)
+    with pytest.raises(vf.VerifyRefused) as exc:
+        vf.verify(run, echo=lambda *a: None, allow_dirty=True)
+    message = str(exc.value)
+    assert message.startswith("2 files of the run cannot be read, so it cannot be checked; make them readable")
+    assert f"{run / 'report.html'}: cannot be read (Permission denied)" in message
+    assert f"{run / 'figures' / 'demo.png'}: cannot be read (Permission denied)" in message
+
+
+@pytest.mark.parametrize("failure, expected", [
+    ("report", (r"the re-run failed: the report could not be rendered: nbconvert failed to render .*09_evaluation_report"
+                r"\.ipynb: boom; partial re-run output kept at (\S+)")),
+    ("link", (r"the re-run failed: ValueError: .*leak\.csv: a run directory may hold only its own plain files; this is "
+              r"a symbolic link; remove it; partial re-run output kept at (\S+)")),
+], ids=["ReportError", "link-outside"])
+def test_a_failing_rerun_is_one_line_and_keeps_its_output(tmp_path, sample_inputs, monkeypatch, failure, expected):
+    run = make_run(tmp_path, sample_inputs, code=CLEAN)
+    calls: list[dict] = []
+
+    def rerun(cfg, reports_dir, render, run_id, echo):
+        calls.append({"render": render, "run_id": run_id})
+        out = Path(reports_dir) / run_id
+        (out / "notebooks").mkdir(parents=True)
+        if failure == "report":
+            raise ReportError(f"nbconvert failed to render {out / 'notebooks' / '09_evaluation_report.ipynb'}: boom")
+        (out / "tables").mkdir()
+        (out / "tables" / "leak.csv").symlink_to(tmp_path / "outside.csv")
+        (tmp_path / "outside.csv").write_text("a\n1\n")
+        return out
+
+    monkeypatch.setattr(vf, "run_pipeline", rerun)
+    printed: list[str] = []
+    report = vf.verify(run, echo=printed.append, allow_dirty=True)
+    assert calls == [{"render": True, "run_id": "synthetic"}]   # the report and the bundle are re-made too
+    assert report.exit_code == 1 and report.verdict == vf.RERUN_FAILED
+    m = re.fullmatch(expected, report.error)
+    assert m, report.error
+    kept = Path(m.group(1))
+    assert kept.name == "synthetic" and (kept / "notebooks").is_dir() and report.lines[-1] == f"error: {report.error}"
+    shutil.rmtree(kept.parent, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# A forger who edits what is published and rewrites every hash
+# --------------------------------------------------------------------------------------------------
+
+def forge_report_cell(path: Path) -> tuple[str, str, str]:
+    """Change the first number of the report's first table; return (caption, old cell, new cell)."""
+    html = path.read_text(encoding="utf-8")
+    table = extract_tables(html)[0]
+    old = next(c for c in table["rows"][0] if re.search(r"\d", c))
+    new = re.sub(r"\d", lambda d: str((int(d.group()) + 1) % 10), old, count=1)
+    start = html.index(table["caption"].split()[0], html.index("<caption"))
+    m = re.compile(r"(<td[^>]*>\s*)" + re.escape(old) + r"(\s*</td>)").search(html, start)
+    assert m, old
+    path.write_text(html[:m.start()] + m.group(1) + new + m.group(2) + html[m.end():], encoding="utf-8")
+    assert extract_tables(path.read_text(encoding="utf-8"))[0]["rows"][0] != table["rows"][0]
+    return table["caption"], old, new
+
+
+def forge_csv_cell(path: Path, column: str) -> tuple[str, str]:
+    """Add 5 to the first row's ``column`` (a disclosed count stays a multiple of 5); return (old, new)."""
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+    i = rows[0].index(column)
+    old = rows[1][i]
+    rows[1][i] = str(int(float(old)) + 5)
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    path.write_text(buf.getvalue(), encoding="utf-8")
+    return old, rows[1][i]
+
+
+@pytest.mark.slow
+def test_cli_verify_a_forged_report_and_bundle_with_rewritten_hashes_is_different(sample_run, tmp_path):
+    forged = tmp_path / "forged_run"
+    shutil.copytree(sample_run, forged, symlinks=True)
+    caption, old, new = forge_report_cell(forged / "report.html")
+    forge_report_cell(forged / "published" / "report.html")
+    table_old, table_new = forge_csv_cell(forged / "published" / "tables" / "dq_monthly_totals.csv", "activity")
+    # every hash rewritten, the manifest's own too: the files are self-consistent ...
+    rewrite_manifest(forged, lambda m: m.update(outputs=mf.output_hashes(forged)))
+    assert mf.check_published(forged) == []
+    # ... and only the re-run shows the forgery
+    proc = pbc("verify", str(forged), "--allow-dirty")
+    out = proc.stdout
+    assert proc.returncode == 1, out + proc.stderr
+    assert f"report.html: DIFFERENT (table {caption!r}: row 1, " in out and f"{new!r} published vs {old!r} re-run" in out
+    assert f"published/report.html: DIFFERENT (table {caption!r}: row 1, " in out
+    assert (f"published/tables/dq_monthly_totals.csv: DIFFERENT (activity: 1 rows differ (e.g. row 1: {table_new!r} vs "
+            f"{table_old!r}, compared exactly: a count column))") in out
+    assert "tables/dq_monthly_totals.csv: byte-identical" in out and "published/results.json: byte-identical" in out
+    assert out.strip().splitlines()[-1].startswith("NOT IDENTICAL: 3 of ")
+    assert "Traceback" not in proc.stderr
