@@ -31,7 +31,9 @@ Whichever renderer runs, the result goes through :func:`check_self_contained` an
 still references the network, or carries active content (an event-handler attribute, a
 ``javascript:`` URL, a ``<script>`` not in :data:`ALLOWED_SCRIPTS` or shipped by the Quarto that
 rendered it), is an error (:class:`ReportError`), never a silent success. Text from a run's files is
-escaped for Markdown by :func:`markdown_text` / :func:`markdown_code` wherever it is printed.
+escaped for Markdown by :mod:`pbc_analysis.markdown` wherever it is printed (here: the page title).
+This module is in the publish layer: it imports nothing from the pipeline layer (the runs index is
+:mod:`pbc_analysis.runs_index`).
 """
 
 from __future__ import annotations
@@ -51,8 +53,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-# reports/index.html lives in runs_index; re-exported here, where pbc_analysis.run imports it from.
-from .runs_index import write_index
+from .markdown import markdown_text
 
 __all__ = [
     "ALLOWED_SCRIPTS",
@@ -60,13 +61,10 @@ __all__ = [
     "ReportError",
     "check_self_contained",
     "find_quarto",
-    "markdown_code",
-    "markdown_text",
     "quarto_command",
     "quarto_script_digests",
     "render_html",
     "script_digest",
-    "write_index",
 ]
 
 QUARTO_ENV_VAR = "PBC_QUARTO"
@@ -150,59 +148,6 @@ def quarto_command(quarto: str, stem: str, title: str | None = None) -> list[str
     return cmd
 
 
-# Characters with a meaning in Markdown or HTML, written as character references: both Pandoc and
-# mistune (nbconvert) decode these as literal text, so a value can never become markup, a link, an
-# image, math or a code span.
-_MARKDOWN_REFS = {c: f"&#{ord(c)};" for c in "\\`*_{}[]<>#!|~$"} | {"&": "&amp;"}
-_MARKDOWN_SAFE_REFS = {c: _MARKDOWN_REFS[c] for c in "&<>[]`\\$"}
-_WHITESPACE = re.compile(r"\s+")
-
-
-def markdown_text(value: object, *, keep_emphasis: bool = False) -> str:
-    """``value`` as Markdown text that renders exactly as written, never as markup.
-
-    Parameters
-    ----------
-    value : any value (``str()`` is taken); possibly hostile text from results.json or a manifest.
-    keep_emphasis : escape only what could become HTML, a link, an image, math or a code span
-        (``& < > [ ] ` \\ $``), leaving ``* _ # | ~ ! { }``: for identifiers that code compares or
-        splits on ``_`` after escaping. Emphasis is the worst such a value can then do.
-
-    Returns
-    -------
-    str
-        One line (every run of white space, newlines included, becomes one space, so a value cannot
-        start a new block), with the characters above as HTML character references.
-
-    References
-    ----------
-    CommonMark 0.31, sections 2.5 (entity and numeric character references) and 6.6 (raw HTML),
-    https://spec.commonmark.org/0.31.2/.
-    """
-    refs = _MARKDOWN_SAFE_REFS if keep_emphasis else _MARKDOWN_REFS
-    text = _WHITESPACE.sub(" ", str(value)).strip()
-    return "".join(refs.get(c, c) for c in text)
-
-
-def markdown_code(value: object) -> str:
-    """``value`` as a Markdown code span (rendered literally and HTML-escaped by the renderer).
-
-    Parameters
-    ----------
-    value : any value (``str()`` is taken).
-
-    Returns
-    -------
-    str
-        The text on one line, fenced by one more backtick than its longest run of backticks, padded
-        with a space when it starts or ends with a backtick (CommonMark 0.31, section 6.1).
-    """
-    text = _WHITESPACE.sub(" ", str(value)).strip() or " "
-    fence = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
-
-
 # --------------------------------------------------------------------------------------------------
 # Self-containment and active-content check
 # --------------------------------------------------------------------------------------------------
@@ -255,8 +200,10 @@ def script_digest(src: str | None, text: str) -> str:
 
     Parameters
     ----------
-    src : the element's ``src`` attribute, or None for an inline script.
-    text : the element's text content (used when ``src`` is None).
+    src : str or None
+        The element's ``src`` attribute, or None for an inline script.
+    text : str
+        The element's text content (used when ``src`` is None).
 
     Returns
     -------
@@ -264,6 +211,10 @@ def script_digest(src: str | None, text: str) -> str:
         Hex sha256 of the inline text (UTF-8); for ``src="data:...;base64,..."`` of the decoded bytes
         and for other ``data:`` URLs of their percent-decoded text (so a script that a renderer
         embedded from a file has the file's own sha256); for any other ``src``, of the URL itself.
+
+    References
+    ----------
+    RFC 2397, The "data" URL scheme, https://www.rfc-editor.org/rfc/rfc2397; FIPS 180-4 (SHA-256).
     """
     import base64
     import hashlib
@@ -287,9 +238,11 @@ def check_self_contained(html_text: str, allowed_scripts: Mapping[str, str] | No
 
     Parameters
     ----------
-    html_text : the page.
-    allowed_scripts : sha256 digests (:func:`script_digest`) of the scripts the page may hold, mapped
-        to where they come from; default :data:`ALLOWED_SCRIPTS`.
+    html_text : str
+        The page.
+    allowed_scripts : Mapping of str to str, optional
+        sha256 digests (:func:`script_digest`) of the scripts the page may hold, mapped to where they
+        come from; default :data:`ALLOWED_SCRIPTS`.
 
     Returns
     -------
@@ -314,6 +267,12 @@ def check_self_contained(html_text: str, allowed_scripts: Mapping[str, str] | No
 
         Not flagged: ``data:`` images, fonts and styles, in-page ``#fragment`` references and ordinary
         hyperlinks (``<a href="https://...">``) in the prose.
+
+    References
+    ----------
+    WHATWG HTML Living Standard, sections 8.1.5 (javascript: URLs) and 8.1.8 (event handler content
+    attributes), https://html.spec.whatwg.org/multipage/webappapis.html; OWASP Cross Site Scripting
+    Prevention Cheat Sheet, https://cheatsheetseries.owasp.org/cheatsheets/Cross_Site_Scripting_Prevention_Cheat_Sheet.html.
     """
     from bs4 import BeautifulSoup  # nbconvert dependency
 
@@ -426,14 +385,19 @@ def quarto_script_digests(quarto: str) -> dict[str, str]:
 
     Parameters
     ----------
-    quarto : the Quarto executable (``<prefix>/bin/quarto``, symbolic links followed).
+    quarto : str
+        The Quarto executable (``<prefix>/bin/quarto``, symbolic links followed).
 
     Returns
     -------
-    dict
+    dict of str to str
         ``{sha256: "quarto <relative path>"}`` for each ``*.js`` / ``*.mjs`` under ``<prefix>/share``
         (where Quarto keeps the libraries that ``embed-resources`` inlines); empty if there is none.
         A script Quarto generates inline is not among them and is flagged by :func:`check_self_contained`.
+
+    References
+    ----------
+    Quarto, HTML options: ``embed-resources``, https://quarto.org/docs/reference/formats/html.html#rendering.
     """
     import hashlib
 

@@ -7,7 +7,7 @@ and formats it. Counts of events or patients below national level pass through
 intervals) are exempt, as the publishing rules in DOMAIN.md allow.
 
 Every value read from a run's files is treated as untrusted text: in Markdown it goes through
-:func:`pbc_analysis.report.markdown_text` (or :func:`~pbc_analysis.report.markdown_code`), in HTML through
+:func:`pbc_analysis.markdown.markdown_text` (or :func:`~pbc_analysis.markdown.markdown_code`), in HTML through
 ``html.escape`` / ``DataFrame.to_html(escape=True)``, so a ``<script>`` planted in results.json, a table or
 the provenance is printed as text, never run.
 """
@@ -25,7 +25,7 @@ import pandas as pd
 from IPython.display import HTML
 
 from . import disclosure, results
-from .report import markdown_code, markdown_text
+from .markdown import markdown_code, markdown_safe, markdown_text
 
 PROVENANCE = "provenance.json"
 
@@ -35,11 +35,12 @@ def read_provenance(run_dir: str | Path) -> dict[str, Any]:
 
     Parameters
     ----------
-    run_dir : the run directory.
+    run_dir : str or Path
+        The run directory.
 
     Returns
     -------
-    dict
+    dict of str to object
         The parsed ``provenance.json`` ({} when absent or not a JSON object).
     """
     p = Path(run_dir) / PROVENANCE
@@ -50,30 +51,6 @@ def read_provenance(run_dir: str | Path) -> dict[str, Any]:
 def _md(value: Any) -> str:
     """An untrusted value as Markdown text that renders as written."""
     return markdown_text(value)
-
-
-def markdown_safe(obj: Any) -> Any:
-    """A copy of a results.json section whose strings (keys and values) cannot become markup.
-
-    Parameters
-    ----------
-    obj : a JSON-like value (dict, list, str, number, bool, None).
-
-    Returns
-    -------
-    Any
-        The same structure with every string passed through ``markdown_text(..., keep_emphasis=True)``
-        (``& < > [ ] ` \\ $`` as character references, white space collapsed), for the ``describe``
-        functions of the analysis modules, which compare and format these strings into Markdown.
-        Numbers, booleans and None are unchanged.
-    """
-    if isinstance(obj, str):
-        return markdown_text(obj, keep_emphasis=True)
-    if isinstance(obj, dict):
-        return {markdown_safe(k) if isinstance(k, str) else k: markdown_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [markdown_safe(v) for v in obj]
-    return obj
 
 
 def _table(df: pd.DataFrame, title: str, note: str | None = None) -> HTML:
@@ -108,13 +85,21 @@ def title_block(res: dict[str, Any], prov: dict[str, Any]) -> str:
 
     Parameters
     ----------
-    res : the run's results.json.
-    prov : its provenance (:func:`read_provenance`).
+    res : dict of str to object
+        The run's results.json.
+    prov : dict of str to object
+        Its provenance (:func:`read_provenance`).
 
     Returns
     -------
     str
-        Markdown; every value from the run's files escaped.
+        Markdown; every value from the run's files escaped. The counts footnote is
+        :func:`pbc_analysis.disclosure.disclosure_footnote`.
+
+    References
+    ----------
+    NHS Digital, disclosure control methodology for HES and ECDS (2018); ../shared/DOMAIN.md, "Publishing
+    rules".
     """
     dq = res.get("data_quality") or {}
     win = dq.get("window") or {}
@@ -142,7 +127,8 @@ def data_quality_text(res: dict[str, Any]) -> str:
 
     Parameters
     ----------
-    res : the run's results.json.
+    res : dict of str to object
+        The run's results.json.
 
     Returns
     -------
@@ -627,7 +613,8 @@ def code_warning(prov: dict[str, Any]) -> str | None:
 
     Parameters
     ----------
-    prov : the run's provenance (``code.commit``, ``code.dirty``, ``code.changed_files``).
+    prov : dict of str to object
+        The run's provenance (``code.commit``, ``code.dirty``, ``code.changed_files``).
 
     Returns
     -------
@@ -658,7 +645,8 @@ def reproducibility_text(prov: dict[str, Any]) -> str:
 
     Parameters
     ----------
-    prov : the run's provenance (:func:`read_provenance`).
+    prov : dict of str to object
+        The run's provenance (:func:`read_provenance`).
 
     Returns
     -------
@@ -708,7 +696,8 @@ def validation_text(res: dict[str, Any]) -> str:
 
     Parameters
     ----------
-    res : the run's results.json.
+    res : dict of str to object
+        The run's results.json.
 
     Returns
     -------
@@ -736,17 +725,19 @@ def validation_text(res: dict[str, Any]) -> str:
 
 
 def validation_tables(res: dict[str, Any]) -> list[HTML]:
-    """The input tables (present, used, required or optional, rows) and the accepted exceptions.
+    """The input tables (required or optional, present, used) and the accepted exceptions.
 
     Parameters
     ----------
-    res : the run's results.json (its ``validation`` section, written by the runner).
+    res : dict of str to object
+        The run's results.json (its ``validation`` section, written by the runner).
 
     Returns
     -------
-    list of HTML
-        Two tables, or none when the section was not recorded (see :func:`validation_text`). Row counts
-        are as recorded: already rounded under the disclosure rules.
+    list of IPython.display.HTML
+        Two tables, or none when the section was not recorded (see :func:`validation_text`). The rows of
+        each file are in the data-quality table (patient-level inputs rounded there); the accepted
+        exceptions' row counts are as recorded, rounded again under the disclosure rules.
     """
     val = res.get("validation")
     if not isinstance(val, dict):
@@ -754,12 +745,11 @@ def validation_tables(res: dict[str, Any]) -> list[HTML]:
     yes = {True: "yes", False: "no"}
     rows = [{"Table": t.get("table"), "File": t.get("file") or "",
              "Required or optional": "required" if t.get("required") else "optional",
-             "Present": yes.get(bool(t.get("present"))), "Used": yes.get(bool(t.get("used"))),
-             "Rows (count)": _rows_text(t.get("rows"))}
+             "Present": yes.get(bool(t.get("present"))), "Used": yes.get(bool(t.get("used")))}
             for t in val.get("tables") or [] if isinstance(t, dict)]
-    cols = ["Table", "File", "Required or optional", "Present", "Used", "Rows (count)"]
-    out = [_table(pd.DataFrame(rows, columns=cols), "Input tables: which were present and used (rows are file "
-                  "rows, rounded to 5; 1-7 shown as *)")]
+    cols = ["Table", "File", "Required or optional", "Present", "Used"]
+    out = [_table(pd.DataFrame(rows, columns=cols), "Tables of the data dictionary: required or optional, "
+                  "present, used")]
     exc = [{"Rule": e.get("rule"), "Table": e.get("table"), "Column": e.get("column") or "",
             "Rows (count)": _rows_text(e.get("rows")), "Reason accepted": e.get("reason") or ""}
            for e in val.get("accepted_exceptions") or [] if isinstance(e, dict)]
@@ -777,12 +767,13 @@ def inputs_table(prov: dict[str, Any]) -> HTML:
 
     Parameters
     ----------
-    prov : the run's provenance.
+    prov : dict of str to object
+        The run's provenance (its ``inputs``: file name to sha256).
 
     Returns
     -------
-    HTML
-        A table (escaped).
+    IPython.display.HTML
+        A table, one row per input file by name (escaped).
     """
     rows = [{"Input file": k, "sha256": v} for k, v in sorted((prov.get("inputs") or {}).items())]
     return _table(pd.DataFrame(rows, columns=["Input file", "sha256"]), "Input files and their SHA-256 hashes")

@@ -1,12 +1,23 @@
 """``reports/index.html``: the runs in a reports directory, and which of them can be trusted.
 
+A pipeline-layer module: it reads run directories and their manifests and calls
+:func:`pbc_analysis.manifest.check_published`, so only the runner and the CLI may import it (the publish
+layer, :mod:`pbc_analysis.report` included, must not).
+
 A run is listed as complete only when its ``manifest.json`` is there, no ``INCOMPLETE`` marker is left and
 :func:`pbc_analysis.manifest.check_published` finds every published file as recorded; its headline figures
 are then read from the run's own (just verified) ``results.json``, never from the manifest alone. Runs that
-are incomplete or fail the check are listed apart, with their state and no figures. Every value printed
-comes from files that may have been edited by anyone, so all of it is HTML-escaped; links are made only
-for directory names that are safe names (and percent-encoded even so). The page is plain HTML with
-inline CSS: no script, nothing fetched.
+are incomplete or fail the check are listed apart, with their state and no figures. Every other entry of
+the reports directory (a name that is not a safe name, a symbolic link other than ``latest``, a directory
+or file that is not a run) is counted and named in an "ignored entries" line, never dropped without a
+word. Every value printed comes from files that may have been edited by anyone, so all of it is
+HTML-escaped; links are made only for directory names that are safe names (and percent-encoded even
+so). The page is plain HTML with inline CSS: no script, nothing fetched.
+
+Two runs that finish together both rewrite the index: each writes its own temporary file
+(``tempfile.mkstemp`` in the reports directory) and renames it into place, and the scan and the rename
+are made under an exclusive ``flock`` of the reports directory (POSIX), so the last page written lists
+every run that had finished before it was written.
 """
 
 from __future__ import annotations
@@ -15,31 +26,32 @@ import html
 import json
 import math
 import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-__all__ = ["run_states", "write_index"]
+from .manifest import check_published
+from .names import INCOMPLETE, LATEST, is_safe_name
+
+if sys.platform != "win32":
+    import fcntl
+
+__all__ = ["headline_cells", "ignored_entries", "run_states", "write_index"]
 
 INDEX = "index.html"
-LATEST = "latest"
-INCOMPLETE = "INCOMPLETE"
+_TEMP_PREFIX, _TEMP_SUFFIX = f".{INDEX}.", ".partial"   # this module's temporary files (never listed)
+INTERACTIVE = "interactive"   # where notebooks run by hand write (pbc_analysis.results.run_dir)
 _RUN_MARKERS = ("manifest.json", INCOMPLETE, "provenance.json", "notebooks")
 _REASON_CHARS = 200
+_NAME_CHARS = 80
 
 HEADLINE_COLUMNS = ("GP referrals avoided (95% CI)", "Practice-action savings (95% CI)", "Budget envelope",
                     "Practices flagged")
 COMPLETE_COLUMNS = ("started", "run", "config", "parameters hash", "code", *HEADLINE_COLUMNS)
-
-
-def _safe_name(name: str) -> bool:
-    from .config import ConfigError, check_name
-
-    try:
-        check_name(name, "run directory")
-    except ConfigError:
-        return False
-    return True
 
 
 def _number(value: Any) -> float | None:
@@ -68,13 +80,17 @@ def headline_cells(res: Any) -> dict[str, str]:
 
     Parameters
     ----------
-    res : the parsed ``results.json`` (untrusted: any shape).
+    res : object
+        The parsed ``results.json`` (untrusted: any shape; anything but a dict counts as empty).
 
     Returns
     -------
-    dict
-        One text per :data:`HEADLINE_COLUMNS`; ``""`` where the section is absent or not of the
-        expected shape and type (never an exception).
+    dict of str to str
+        One text per :data:`HEADLINE_COLUMNS`: the referrals avoided and the practice-action savings
+        as ``estimate (ci_low to ci_high)``, the budget envelope with its target year, and the number
+        of distinct practices flagged with the latest period; ``""`` where the section is absent or not
+        of the expected shape and type (never an exception). Booleans and non-finite numbers are not
+        numbers here.
     """
     res = res if isinstance(res, dict) else {}
     ev, att, bud, bm = (_section(res, k) for k in ("evaluation", "attribution", "budgets", "benchmarking"))
@@ -99,12 +115,8 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _check(run: Path) -> list[str] | None:
-    """:func:`manifest.check_published` of ``run``; None when this version of the package has no such check."""
-    try:
-        from .manifest import check_published
-    except ImportError:
-        return None
+def _check(run: Path) -> list[str]:
+    """:func:`manifest.check_published` of ``run``; a check that fails is itself a problem, never an exception."""
     try:
         return check_published(run)
     except Exception as exc:  # noqa: BLE001 - a damaged run directory must not stop the index
@@ -125,32 +137,71 @@ def _complete_row(run: Path, man: dict[str, Any]) -> dict[str, Any]:
             **headline_cells(_read_json(run / "results.json"))}
 
 
-def run_states(reports_dir: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """Sort the run directories of ``reports_dir`` into complete (verified) runs and the others.
+def _shown(name: str) -> str:
+    """An entry's name as printable text: control characters and undecodable bytes escaped, shortened."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+    return text if len(text) <= _NAME_CHARS else text[:_NAME_CHARS] + "..."
+
+
+def _ignored_reason(entry: Path) -> str | None:
+    """Why ``entry`` of the reports directory is not a run to check, or None when it is a candidate run."""
+    if entry.is_symlink():
+        return "symbolic link (only latest may be one)"
+    if not is_safe_name(entry.name):
+        return "name is not a safe name"
+    if not entry.is_dir():
+        return "not a directory"
+    if entry.name == INTERACTIVE:
+        return "notebooks run by hand write here (never published or verified)"
+    if not any((entry / m).exists() or (entry / m).is_symlink() for m in _RUN_MARKERS):
+        return "holds none of the files a run writes"
+    return None
+
+
+def _scan(reports_dir: Path) -> tuple[list[Path], list[dict[str, str]]]:
+    """The candidate run directories of ``reports_dir`` and its ignored entries (see :func:`ignored_entries`)."""
+    runs: list[Path] = []
+    ignored: list[dict[str, str]] = []
+    entries = sorted(reports_dir.iterdir()) if reports_dir.is_dir() else []
+    for entry in entries:
+        name = entry.name
+        if name == INDEX or (name.startswith(_TEMP_PREFIX) and name.endswith(_TEMP_SUFFIX)):
+            continue  # this module's own files
+        if name == LATEST and entry.is_symlink():
+            continue  # shown as "(latest)" next to the run it points at
+        reason = _ignored_reason(entry)
+        if reason is None:
+            runs.append(entry)
+        else:
+            ignored.append({"entry": _shown(name), "reason": reason})
+    return runs, ignored
+
+
+def ignored_entries(reports_dir: str | Path) -> list[dict[str, str]]:
+    """The entries of ``reports_dir`` that are not listed as runs, and why.
 
     Parameters
     ----------
-    reports_dir : the reports directory.
+    reports_dir : str or Path
+        The reports directory.
 
     Returns
     -------
-    (list of dict, list of dict)
-        Complete runs, newest first: ``started``, ``run``, ``config``, ``parameters hash``, ``code``,
-        ``href`` (None without a report) and :func:`headline_cells` from the verified ``results.json``.
-        Other runs, by name, newest first: ``run`` and ``state`` (``"incomplete: <reason>"``,
-        ``"integrity check failed: N files"`` or ``"not verified: ..."``) and ``detail`` (the problems).
-        Entries that are not directories, are symbolic links (``latest`` included: it points at a listed
-        run), have names that are not safe names, or hold nothing a run writes, are ignored.
+    list of dict of str to str
+        By name: ``entry`` (the name, control characters escaped, at most 80 characters and "...") and
+        ``reason``: a symbolic link other than ``latest`` (never followed), a name that is not a safe
+        name (:func:`pbc_analysis.names.is_safe_name`), not a directory, the ``interactive`` directory
+        of notebooks run by hand, or a directory holding none of the files a run writes. The index file
+        itself, its temporary files and the ``latest`` link are not entries to report.
     """
-    reports_dir = Path(reports_dir)
+    return _scan(Path(reports_dir))[1]
+
+
+def _states(runs: list[Path]) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """:func:`run_states` of the candidate run directories ``runs``."""
     complete: list[dict[str, Any]] = []
     others: list[dict[str, str]] = []
-    entries = sorted(reports_dir.iterdir()) if reports_dir.is_dir() else []
-    for run in entries:
-        if run.is_symlink() or not run.is_dir() or not _safe_name(run.name):
-            continue
-        if not any((run / m).exists() or (run / m).is_symlink() for m in _RUN_MARKERS):
-            continue
+    for run in runs:
         if not (run / "manifest.json").exists() or (run / INCOMPLETE).exists():
             reason = ""
             marker = run / INCOMPLETE
@@ -162,10 +213,7 @@ def run_states(reports_dir: str | Path) -> tuple[list[dict[str, Any]], list[dict
             others.append({"run": run.name, "state": f"incomplete: {reason}" if reason else "incomplete", "detail": ""})
             continue
         problems = _check(run)
-        if problems is None:
-            others.append({"run": run.name, "state": "not verified: this version of pbc_analysis cannot check "
-                                                      "run integrity", "detail": ""})
-        elif problems:
+        if problems:
             others.append({"run": run.name, "state": f"integrity check failed: {len(problems)} files",
                            "detail": "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else "")})
         else:
@@ -176,17 +224,38 @@ def run_states(reports_dir: str | Path) -> tuple[list[dict[str, Any]], list[dict
     return complete, others
 
 
+def run_states(reports_dir: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Sort the run directories of ``reports_dir`` into complete (verified) runs and the others.
+
+    Parameters
+    ----------
+    reports_dir : str or Path
+        The reports directory.
+
+    Returns
+    -------
+    complete : list of dict
+        Newest first: ``started``, ``run``, ``config``, ``parameters hash``, ``code``, ``href`` (None
+        without a report) and :func:`headline_cells` from the verified ``results.json``.
+    others : list of dict of str to str
+        By name, newest first: ``run``, ``state`` (``"incomplete: <reason>"`` or ``"integrity check
+        failed: N files"``) and ``detail`` (the first five problems).
+        Entries that are not candidate runs are in :func:`ignored_entries`, not here.
+    """
+    return _states(_scan(Path(reports_dir))[0])
+
+
 def _latest_target(reports_dir: Path) -> str | None:
     link = reports_dir / LATEST
     if not link.is_symlink():
         return None
     target = Path(os.readlink(link)).name
-    return target if _safe_name(target) else None
+    return target if is_safe_name(target) else None
 
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin-bottom:2em}
 th,td{border-bottom:1px solid #ccc;padding:.3em .6em;text-align:left;font-size:.9em;vertical-align:top}
-th{background:#f2f2f2}caption{text-align:left;font-weight:bold;padding:.3em 0}.state{color:#a00}"""
+th{background:#f2f2f2}caption{text-align:left;font-weight:bold;padding:.3em 0}.state{color:#a00}.ignored{color:#555}"""
 
 
 def _cell(value: Any) -> str:
@@ -220,23 +289,71 @@ def _others_table(rows: list[dict[str, str]]) -> str:
             f"</thead><tbody>\n{body}\n</tbody></table>")
 
 
+def _ignored_line(ignored: list[dict[str, str]]) -> str:
+    if not ignored:
+        return ""
+    items = "; ".join(f"<code>{html.escape(i['entry'])}</code> ({html.escape(i['reason'])})" for i in ignored)
+    return f'<p class="ignored">Ignored entries of the reports directory ({len(ignored)}), not runs: {items}.</p>'
+
+
+@contextmanager
+def _locked(reports_dir: Path) -> Iterator[None]:
+    """An exclusive ``flock`` of the reports directory itself while the index is made (POSIX; a no-op on Windows)."""
+    if sys.platform == "win32":
+        yield
+        return
+    fd = os.open(reports_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _replace_atomically(out: Path, page: str) -> None:
+    """Write ``page`` to a temporary file of its own next to ``out`` and rename it onto ``out``."""
+    fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX, dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(page)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; the index is read like the reports it links to
+        os.replace(tmp, out)  # a link at index.html is replaced, never written through
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_index(reports_dir: str | Path) -> Path:
     """Write ``<reports_dir>/index.html`` listing the runs (see :func:`run_states`).
 
     Parameters
     ----------
-    reports_dir : the reports directory.
+    reports_dir : str or Path
+        The reports directory (it must exist).
 
     Returns
     -------
     Path
-        The index file, written next to itself and renamed into place (a reader never sees half a
-        page; a symbolic link at ``index.html`` is replaced, never written through).
+        The index file. It is written to a temporary file of its own (``tempfile.mkstemp``) and renamed
+        into place with ``os.replace``, so a reader never sees half a page and a symbolic link at
+        ``index.html`` is replaced, never written through. The scan and the rename happen under an
+        exclusive lock of the reports directory, so of two runs finishing together the later index
+        lists both. Entries that are not runs are named in an "ignored entries" line
+        (:func:`ignored_entries`).
+
+    References
+    ----------
+    POSIX ``rename`` (atomic replacement of the target), https://pubs.opengroup.org/onlinepubs/9699919799/functions/rename.html;
+    Linux ``flock(2)``.
     """
     reports_dir = Path(reports_dir)
-    complete, others = run_states(reports_dir)
-    latest = _latest_target(reports_dir)
-    page = f"""<!DOCTYPE html>
+    with _locked(reports_dir):
+        runs, ignored = _scan(reports_dir)
+        complete, others = _states(runs)
+        latest = _latest_target(reports_dir)
+        page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>PBC evaluation runs</title>
 <style>{_STYLE}</style>
 </head><body><h1>PBC evaluation runs</h1>
@@ -246,11 +363,9 @@ read from its verified <code>results.json</code> and are modelled estimates with
 again, and re-run it, with <code>pbc verify reports/&lt;run&gt;</code>.</p>
 {_complete_table(complete, latest)}
 {_others_table(others)}
+{_ignored_line(ignored)}
 </body></html>
 """
-    out = reports_dir / INDEX
-    partial = reports_dir / f".{INDEX}.partial"
-    partial.unlink(missing_ok=True)  # never write through a link left in its place
-    partial.write_text(page, encoding="utf-8")
-    os.replace(partial, out)
+        out = reports_dir / INDEX
+        _replace_atomically(out, page)
     return out

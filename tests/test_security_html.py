@@ -12,23 +12,26 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import nbformat
 import pandas as pd
 import pytest
 
-from pbc_analysis import manifest, report, report_content, results
+from pbc_analysis import manifest, markdown, report, report_content, results, runs_index
+from pbc_analysis.markdown import markdown_code, markdown_text
 from pbc_analysis.report import (
     ReportError,
     check_self_contained,
-    markdown_code,
-    markdown_text,
     quarto_command,
     render_html,
     script_digest,
 )
-from pbc_analysis.runs_index import run_states, write_index
+from pbc_analysis.runs_index import ignored_entries, run_states, write_index
 
 SCRIPT = "<script>alert(1)</script>"
 ATTR = '" onmouseover="x'
@@ -88,7 +91,7 @@ def test_markdown_code_is_one_literal_code_span(value):
 
 
 def test_markdown_safe_keeps_identifiers_and_numbers():
-    safe = report_content.markdown_safe({"control_group": "not_yet", "n": 3, "ok": True, "x": None,
+    safe = markdown.markdown_safe({"control_group": "not_yet", "n": 3, "ok": True, "x": None,
                                          "codes": [SCRIPT, "P001"], "k<b>": 1.5})
     assert safe["control_group"] == "not_yet" and safe["n"] == 3 and safe["ok"] is True and safe["x"] is None
     assert safe["codes"][1] == "P001" and "<" not in safe["codes"][0]
@@ -218,10 +221,10 @@ def test_report_lists_input_tables_and_accepted_exceptions():
     assert "1 plausibility rule flagged values that the config accepted explicitly" in text
     inputs, accepted = report_content.validation_tables(res)
     tables = report.extract_tables(_page(inputs.data + accepted.data))
-    assert tables[0]["headers"] == ["Table", "File", "Required or optional", "Present", "Used", "Rows (count)"]
-    assert tables[0]["rows"][0] == ["activity", "activity.csv.gz", "required", "yes", "yes", "123,455"]
-    assert tables[0]["rows"][1] == ["budgets", "", "optional", "no", "no", ""]
-    assert tables[0]["rows"][2][0] == SCRIPT and tables[0]["rows"][2][-1] == "*"
+    assert tables[0]["headers"] == ["Table", "File", "Required or optional", "Present", "Used"]
+    assert tables[0]["rows"][0] == ["activity", "activity.csv.gz", "required", "yes", "yes"]
+    assert tables[0]["rows"][1] == ["budgets", "", "optional", "no", "no"]
+    assert tables[0]["rows"][2][:2] == [SCRIPT, ATTR]
     assert tables[1]["rows"] == [["unit_cost_vs_tariff", "activity", "cost", "*", SCRIPT]]  # 5 rows: suppressed
     assert check_self_contained(_page(inputs.data + accepted.data)) == []
 
@@ -415,22 +418,58 @@ def test_index_separates_incomplete_and_tampered_runs(tmp_path):
     assert 'href="20260102' not in page and 'href="20260103' not in page
 
 
-def test_index_ignores_unsafe_names_symlinks_and_non_runs(tmp_path):
+def test_index_names_every_ignored_entry_escaped(tmp_path):
     reports = tmp_path / "reports"
     good = _fake_run(reports, "20260101-000000-good-aaaa")
-    _fake_run(reports, f"evil{SCRIPT}", config_name="evil")  # a directory whose name is markup
+    _fake_run(reports, f"evil{IMG}", config_name="evil")  # a directory whose name is markup (no "/")
     _fake_run(reports, ".hidden-run", config_name="hidden")
     (reports / "linked-run").symlink_to(good)
     outside = _fake_run(tmp_path / "elsewhere", "20260109-000000-outside-dddd")
     (reports / "20260109-000000-outside-dddd").symlink_to(outside)
     (reports / "notes").mkdir()
     (reports / "notes" / "x.txt").write_text("not a run")
+    (reports / "interactive" / "tables").mkdir(parents=True)
+    (reports / "bad\nname").mkdir()
+    (reports / "latest").symlink_to(good.name)
     page = write_index(reports).read_text(encoding="utf-8")
     complete, others = run_states(reports)
     assert [r["run"] for r in complete] == ["20260101-000000-good-aaaa"] and others == []
-    for absent in ("evil", "hidden", "linked-run", "outside", "notes"):
-        assert absent not in page
-    assert check_self_contained(page) == []
+    ignored = {i["entry"]: i["reason"] for i in ignored_entries(reports)}
+    assert ignored == {
+        ".hidden-run": "name is not a safe name", f"evil{IMG}": "name is not a safe name",
+        "bad\\nname": "name is not a safe name",  # the newline shown escaped, as two characters
+        "linked-run": "symbolic link (only latest may be one)",
+        "20260109-000000-outside-dddd": "symbolic link (only latest may be one)",
+        "notes": "holds none of the files a run writes",
+        "interactive": "notebooks run by hand write here (never published or verified)"}
+    assert check_self_contained(page) == [] and "<img" not in page
+    line = next(p for p in page.splitlines() if p.startswith('<p class="ignored">'))
+    assert "Ignored entries of the reports directory (7), not runs:" in line
+    assert "<code>evil&lt;img src=x onerror=alert(1)&gt;</code> (name is not a safe name)" in line
+    assert "<code>linked-run</code> (symbolic link (only latest may be one))" in line
+    assert "<code>notes</code>" in line and "<code>.hidden-run</code>" in line and "<code>interactive</code>" in line
+    for absent in ("hidden", "linked-run", "outside", "notes"):  # never listed as a run, nor linked
+        assert absent not in "".join(r[1] for t in report.extract_tables(page) for r in t["rows"])
+    assert 'href="linked-run' not in page and 'href="20260109' not in page
+    assert "latest" not in ignored and "(latest)" in page
+
+
+def test_index_names_an_undecodable_entry_without_failing(tmp_path):
+    reports = tmp_path / "reports"
+    _fake_run(reports, "20260101-000000-good-aaaa")
+    os.mkdir(os.fsencode(reports) + b"/run-\xff" + b"x" * 200)  # not UTF-8, and long
+    page = write_index(reports).read_text(encoding="utf-8")
+    (entry,) = ignored_entries(reports)
+    assert entry == {"entry": "run-\\udcff" + "x" * 70 + "...", "reason": "name is not a safe name"}
+    assert f"<code>{entry['entry']}</code>" in page
+
+
+def test_index_without_ignored_entries_has_no_such_line(tmp_path):
+    reports = tmp_path / "reports"
+    _fake_run(reports, "20260101-000000-good-aaaa")
+    (reports / "latest").symlink_to("20260101-000000-good-aaaa")
+    page = write_index(reports).read_text(encoding="utf-8")
+    assert ignored_entries(reports) == [] and "Ignored entries" not in page
 
 
 def test_index_is_replaced_not_written_through_a_link(tmp_path):
@@ -439,12 +478,82 @@ def test_index_is_replaced_not_written_through_a_link(tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_text("keep")
     (reports / "index.html").symlink_to(victim)
-    (reports / ".index.html.partial").symlink_to(victim)
+    (reports / ".index.html.partial").symlink_to(victim)  # the old fixed temporary name: not used any more
     out = write_index(reports)
     assert victim.read_text() == "keep" and not out.is_symlink() and "good-aaaa" in out.read_text()
-    assert not (reports / ".index.html.partial").exists()
+    assert oct(out.stat().st_mode & 0o777) == "0o644"
+    temps = sorted(p.name for p in reports.iterdir() if p.name.startswith(".index.html."))
+    assert temps == [".index.html.partial"]  # no temporary file of this write is left behind
 
 
-def test_report_module_still_exports_write_index():
-    assert report.write_index is write_index
-    assert os.path.basename(report.__file__) == "report.py"
+_WRITER = """
+import sys
+from pbc_analysis.runs_index import write_index
+for _ in range(int(sys.argv[2])):
+    write_index(sys.argv[1])
+"""
+
+
+def test_two_processes_writing_the_index_at_once_both_succeed(tmp_path):
+    reports = tmp_path / "reports"
+    _fake_run(reports, "20260101-000000-first-aaaa")
+    _fake_run(reports, "20260102-000000-second-bbbb", started="2026-01-02T00:00:00+00:00")
+    env = {**os.environ, "PYTHONPATH": str(Path(runs_index.__file__).parents[1])}
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(reports), "40"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outcomes = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    assert outcomes == [(0, ""), (0, "")]
+    page = (reports / "index.html").read_text(encoding="utf-8")
+    rows = [r[1] for r in report.extract_tables(page)[0]["rows"]]
+    assert rows == ["20260102-000000-second-bbbb", "20260101-000000-first-aaaa"]
+    assert [p.name for p in reports.iterdir() if p.name.startswith(".index.html.")] == []
+
+
+def test_a_run_finishing_while_another_writes_the_index_is_listed(tmp_path, monkeypatch):
+    """Run A scans the runs; run B finishes and writes the index while A's page is still being made. The
+    lock makes B wait for A, so B's page, written last, lists both (without it, A's stale page would win)."""
+    reports = tmp_path / "reports"
+    _fake_run(reports, "20260101-000000-first-aaaa")
+    staged = _fake_run(tmp_path / "staging", "20260102-000000-second-bbbb", started="2026-01-02T00:00:00+00:00")
+    a_scanned = threading.Event()
+    real_states = runs_index._states
+
+    def slow_states(runs):
+        out = real_states(runs)
+        if threading.current_thread().name == "run-a":
+            a_scanned.set()
+            threading.Event().wait(0.5)  # A is slow to write its page
+        return out
+
+    monkeypatch.setattr(runs_index, "_states", slow_states)
+    errors: list[BaseException] = []
+
+    def run_a():
+        try:
+            write_index(reports)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    a = threading.Thread(target=run_a, name="run-a")
+    a.start()
+    assert a_scanned.wait(10)
+    shutil.move(str(staged), str(reports / staged.name))  # B completes after A has scanned
+    write_index(reports)                                   # ... and writes the index (waits for A's lock)
+    a.join(10)
+    assert errors == [] and not a.is_alive()
+    rows = [r[1] for r in report.extract_tables((reports / "index.html").read_text(encoding="utf-8"))[0]["rows"]]
+    assert rows == ["20260102-000000-second-bbbb", "20260101-000000-first-aaaa"]
+
+
+def test_publish_layer_modules_import_no_pipeline_module():
+    """report, report_content and publish are the publish layer: importing them loads no pipeline module
+    (config, config_yaml, run, supervise, manifest, compare, verify, runs_index, cli)."""
+    code = ("import sys; import pbc_analysis.report, pbc_analysis.report_content, pbc_analysis.publish; "
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('pbc_analysis.'))))")
+    env = {**os.environ, "PYTHONPATH": str(Path(runs_index.__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    loaded = {m.removeprefix("pbc_analysis.") for m in out.split()}
+    assert {"report", "report_content", "publish", "markdown"} <= loaded
+    pipeline = {"config", "config_yaml", "run", "supervise", "manifest", "compare", "verify", "runs_index", "cli"}
+    assert loaded & pipeline == set()
+    assert not hasattr(report, "write_index") and "write_index" not in report.__all__
