@@ -18,6 +18,12 @@ unrelated plotting error). The rules here flag such values with the rows and the
     the earlier month's list) between consecutive months.
 ``count_ceiling``
     any count (activity, referrals, registered) above ``max_count``.
+``tariff_price_ceiling``, ``patient_cost_ceiling``, ``budget_ceiling``, ``reference_rate_ceiling``
+    a tariff price above ``max_tariff_price``, a patient's annual hospital cost above
+    ``max_patient_cost``, a practice budget above ``max_budget`` (GBP) and a reference rate above
+    ``max_reference_rate`` (per 1,000 patients a year): with ``unit_cost_ceiling`` (activity cost) and
+    the data dictionary's range of ``imd_score``, every money and rate column has a ceiling
+    (:data:`COLUMN_CEILINGS`), so no finite but absurd amount (1e300) reaches a result.
 
 Thresholds are :class:`PlausibilitySettings` with documented defaults, set in a run config's
 ``validation:`` section (:func:`parse_settings`). An implausible value stops the run unless its rule
@@ -44,6 +50,7 @@ from . import data as _data
 from .data import KEEP_VALUES, SHOW_ROWS, DataValidationError, Problem, Window
 
 __all__ = [
+    "COLUMN_CEILINGS",
     "DEFAULT_ACTIVITY_RATE",
     "RULES",
     "PlausibilitySettings",
@@ -62,6 +69,10 @@ RULES: Mapping[str, str] = MappingProxyType({
     "population_change": "a practice's registered list changing by more than max_population_change "
                          "between consecutive months",
     "count_ceiling": "a count above max_count",
+    "tariff_price_ceiling": "a tariff price per unit above max_tariff_price GBP",
+    "patient_cost_ceiling": "a patient's annual hospital cost above max_patient_cost GBP",
+    "budget_ceiling": "a practice's indicative budget above max_budget GBP",
+    "reference_rate_ceiling": "a reference rate above max_reference_rate per 1,000 patients a year",
 })
 
 #: activity per 1,000 registered patients per year (a practice's whole list, all specialties), by point
@@ -104,6 +115,21 @@ class PlausibilitySettings:
     max_count : int, default 10000000
         ``count_ceiling``: largest accepted count in one row (no practice has ten million patients,
         attendances or referrals in a month).
+    max_tariff_price : float, default 250000
+        ``tariff_price_ceiling``: largest accepted tariff price per unit, GBP (as ``max_unit_cost``: the
+        costliest national tariff spells are below GBP 100,000).
+    max_patient_cost : float, default 5000000
+        ``patient_cost_ceiling``: largest accepted hospital cost of one patient in one financial year,
+        GBP (``high_cost_patients.cost``). The costliest patients (long intensive care, transplants,
+        haemophilia) cost a few hundred thousand to about GBP 1 million a year.
+    max_budget : float, default 2000000000
+        ``budget_ceiling``: largest accepted indicative budget of one practice for one year, GBP
+        (``budgets.budget``). A very large practice (50,000 patients) at about GBP 1,500 a head of
+        hospital spend needs about GBP 75 million.
+    max_reference_rate : float, default 5000
+        ``reference_rate_ceiling``: largest accepted reference rate, events per 1,000 registered
+        patients a year (``reference_rates.rate``, per measure, specialty, age band and sex). Even
+        the oldest age bands have well under 5 events a head a year in any one specialty and pod.
     accept : tuple of str, default ()
         Rules whose exceptions are accepted: they are reported, not raised.
     """
@@ -114,6 +140,10 @@ class PlausibilitySettings:
         (pod, lo, hi) for pod, (lo, hi) in DEFAULT_ACTIVITY_RATE.items())
     max_population_change: float = 0.25
     max_count: int = 10_000_000
+    max_tariff_price: float = 250_000.0
+    max_patient_cost: float = 5_000_000.0
+    max_budget: float = 2_000_000_000.0
+    max_reference_rate: float = 5_000.0
     accept: tuple[str, ...] = ()
 
     @property
@@ -135,6 +165,10 @@ class PlausibilitySettings:
             "activity_rate": {pod: [lo, hi] for pod, (lo, hi) in self.bands.items()},
             "max_population_change": float(self.max_population_change),
             "max_count": int(self.max_count),
+            "max_tariff_price": float(self.max_tariff_price),
+            "max_patient_cost": float(self.max_patient_cost),
+            "max_budget": float(self.max_budget),
+            "max_reference_rate": float(self.max_reference_rate),
             "accept": list(self.accept),
         }
 
@@ -144,6 +178,10 @@ _NUMBER_KEYS: dict[str, str] = {
     "max_unit_cost": "a number > 0",
     "max_population_change": "a number > 0",
     "max_count": "a whole number > 0",
+    "max_tariff_price": "a number > 0",
+    "max_patient_cost": "a number > 0",
+    "max_budget": "a number > 0",
+    "max_reference_rate": "a number > 0",
 }
 KEYS: tuple[str, ...] = (*_NUMBER_KEYS, "activity_rate", "accept")
 
@@ -194,11 +232,11 @@ def _bands(where: str, value: Any, problems: list[str]) -> dict[str, tuple[float
 
 
 def _accept(where: str, value: Any, problems: list[str]) -> tuple[str, ...] | None:
-    if isinstance(value, str):
-        value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        shown = {dict: "mapping", list: "list"}.get(type(value), type(value).__name__)
+        hint = f"; write it as a list: accept: [{value}]" if isinstance(value, str) else ""
         problems.append(f"{where}: validation.accept must be a list of rule names (of {list(RULES)}), "
-                        f"got {type(value).__name__} {value!r}")
+                        f"got {shown} {value!r}{hint}")
         return None
     bad = [v for v in value if v not in RULES]
     for v in bad:
@@ -269,7 +307,11 @@ def _floats(ctx: Any, col: str) -> np.ndarray:
 
 
 def _money(x: float) -> str:
-    return f"GBP {x:,.2f}"
+    return f"GBP {x:,.2f}" if abs(x) < 1e15 else f"GBP {x:.3g}"
+
+
+def _rate(x: float) -> str:
+    return (f"{x:,.1f}" if abs(x) < 1e15 else f"{x:.3g}") + " per 1,000 patients a year"
 
 
 def _activity_rows(ctx: Any, positions: np.ndarray, extra: Mapping[str, np.ndarray]) -> list[Any]:
@@ -499,12 +541,86 @@ def _count_ceiling(ctxs: Mapping[str, Any], window: Window, s: PlausibilitySetti
     return problems
 
 
+@dataclasses.dataclass(frozen=True)
+class _Ceiling:
+    """A ceiling on one money or rate column: ``column`` of ``table`` above ``settings.<setting>``."""
+
+    table: str
+    column: str
+    setting: str
+    what: str
+    unit: str                       # "money" (GBP) or "rate" (per 1,000 patients a year)
+    show: tuple[str, ...]           # the columns shown for each flagged row (never a patient identifier)
+    fix: str
+
+
+_CEILINGS: dict[str, _Ceiling] = {
+    "tariff_price_ceiling": _Ceiling(
+        "tariff", "price", "max_tariff_price", "a tariff price per unit", "money",
+        ("specialty_code", "pod", "financial_year", "price"),
+        "check the price column's unit (pence instead of pounds?) and that each row is the price of one "
+        "attendance or spell, not a total"),
+    "patient_cost_ceiling": _Ceiling(
+        "high_cost_patients", "cost", "max_patient_cost", "a patient's annual hospital cost", "money",
+        ("practice_code", "financial_year", "cost"),
+        "check the cost column's unit (pence instead of pounds?) and that each row is one patient's cost in one "
+        "financial year (not a practice's or the risk pool's total)"),
+    "budget_ceiling": _Ceiling(
+        "budgets", "budget", "max_budget", "an indicative budget", "money",
+        ("practice_code", "financial_year", "budget"),
+        "check the budget column's unit (pence instead of pounds?) and that each row is one practice's budget for "
+        "one financial year (not a consortium's or the PCT's)"),
+    "reference_rate_ceiling": _Ceiling(
+        "reference_rates", "rate", "max_reference_rate", "a reference rate", "rate",
+        ("measure", "specialty_code", "age_band", "sex", "rate"),
+        "check that the rates are events per 1,000 registered patients a year (not per 100,000, not counts)"),
+}
+
+#: every money or rate column with a ceiling of its own: ``{rule: (table, column, setting)}``. The other
+#: float columns are bounded elsewhere: ``activity.cost`` by ``unit_cost_ceiling`` (cost per unit; a cost
+#: where activity is 0 must be 0) and ``practices.imd_score`` by the data dictionary's range 0 to 100.
+COLUMN_CEILINGS: Mapping[str, tuple[str, str, str]] = MappingProxyType(
+    {rule: (c.table, c.column, c.setting) for rule, c in _CEILINGS.items()})
+
+
+def _ceiling_values(ctx: Any, cols: tuple[str, ...], pos: np.ndarray) -> list[tuple[Any, ...]]:
+    frame = ctx.df.iloc[pos[:KEEP_VALUES]][[c for c in cols if c in ctx.df]]
+    return [tuple(round(float(v), 2) if isinstance(v, float) else v for v in r)
+            for r in frame.itertuples(index=False, name=None)]
+
+
+def _column_ceiling(rule: str) -> Callable[[Mapping[str, Any], Window, PlausibilitySettings], list[Problem]]:
+    """The rule function of a :data:`_CEILINGS` entry (vectorised: one comparison per column)."""
+    c = _CEILINGS[rule]
+
+    def check(ctxs: Mapping[str, Any], window: Window, s: PlausibilitySettings) -> list[Problem]:
+        ctx = ctxs.get(c.table)
+        if ctx is None or not ctx.has(c.column):
+            return []
+        limit = float(getattr(s, c.setting))
+        values = _floats(ctx, c.column)
+        pos = np.flatnonzero(values > limit)         # NaN (missing or already invalid) compares False
+        if not len(pos):
+            return []
+        fmt = _money if c.unit == "money" else _rate
+        shown = ", ".join(col for col in c.show if col in ctx.df)
+        return [ctx.problem(
+            c.column, pos,
+            f"{_data._n(len(pos), 'row')} {_data._have(len(pos))} {c.what} above the ceiling of {fmt(limit)}, up to "
+            f"{fmt(float(values[pos].max()))} (values are ({shown}))",
+            f"{c.fix}; " + _accept_fix(rule, c.setting), rule, values=_ceiling_values(ctx, c.show, pos))]
+
+    check.__name__ = f"_{rule}"
+    return check
+
+
 _RULE_FUNCTIONS: dict[str, Callable[[Mapping[str, Any], Window, PlausibilitySettings], list[Problem]]] = {
     "unit_cost_vs_tariff": _unit_cost_vs_tariff,
     "unit_cost_ceiling": _unit_cost_ceiling,
     "activity_rate": _activity_rate,
     "population_change": _population_change,
     "count_ceiling": _count_ceiling,
+    **{rule: _column_ceiling(rule) for rule in _CEILINGS},
 }
 
 
@@ -536,18 +652,12 @@ def check_plausibility(contexts: Mapping[str, Any], window: Window,
 # The run's input validation
 # --------------------------------------------------------------------------------------------------
 
-def _disclosed(n: int) -> int | str:
-    from .disclosure import disclose_counts
-
-    return disclose_counts([int(n)]).iloc[0]
-
-
 def _summary(ctxs: Mapping[str, Any], files: Mapping[str, Path], accepted: list[Problem],
              settings: PlausibilitySettings) -> dict[str, Any]:
     tables = [{"table": t, "file": files[t].name if t in files else None, "required": spec.required,
-               "present": t in ctxs, "used": t in ctxs, "rows": _disclosed(ctxs[t].n) if t in ctxs else None}
+               "present": t in ctxs, "used": t in ctxs, "rows": int(ctxs[t].n) if t in ctxs else None}
               for t, spec in _data.TABLES.items()]
-    exceptions = [{"rule": p.check, "table": p.table, "column": p.column, "rows": _disclosed(p.n_rows),
+    exceptions = [{"rule": p.check, "table": p.table, "column": p.column, "rows": int(p.n_rows),
                    "reason": RULES[p.check]} for p in accepted]
     return {"tables": tables, "accepted_exceptions": exceptions, "settings": settings.to_dict()}
 
@@ -585,8 +695,8 @@ def validate_run_inputs(data_dir: str | Path | None, start_month: str, end_month
         JSON-able summary: ``tables`` (per table of the data dictionary: ``table``, ``file`` (name
         only), ``required``, ``present``, ``used`` (read, validated and given to the analyses),
         ``rows``), ``accepted_exceptions`` (``rule``, ``table``, ``column``, ``rows``, ``reason``) and
-        ``settings``. Row counts are disclosure-controlled (1-7 as ``"*"``, others to the nearest 5;
-        :func:`pbc_analysis.disclosure.disclose_counts`).
+        ``settings``. Row counts are exact: the runner applies the disclosure rule before the summary
+        is written to a run's results (:func:`pbc_analysis.run.validate_inputs`).
 
     Raises
     ------
