@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -128,7 +129,21 @@ class TableSpec:
     withhold: str = ""
 
     def column(self, name: str) -> Column | None:
-        """The rule for column ``name`` (exact name, else the first matching pattern), or None."""
+        """The rule for one column of the table.
+
+        Parameters
+        ----------
+        name : str
+            The column's name in the result table.
+
+        Returns
+        -------
+        Column or None
+            The rule registered under ``name`` exactly; else that of the first pattern of
+            :attr:`columns` (in order; ``*``, ``?`` or ``[`` make a key a pattern) that ``name`` matches,
+            case-sensitively (``fnmatch.fnmatchcase``); None when the column is not classified
+            (publishing then refuses the table).
+        """
         if name in self.columns:
             return self.columns[name]
         return next((c for pat, c in self.columns.items() if any(ch in pat for ch in "*?[") and fnmatchcase(name, pat)),
@@ -423,15 +438,16 @@ _JSON_KINDS = frozenset(KINDS) | {"expected_count"}
 # disclosing cells (text in, text out: exempt cells are never re-formatted)
 # --------------------------------------------------------------------------------------------------
 def _count_cell(cell: str) -> int | str | None:
-    """A CSV cell of a count column as a non-negative int, ``"*"`` or ``""``; None if it is not a count."""
+    """A CSV cell of a count column as a non-negative int, ``"*"`` or ``""``; None if it is not a count
+    (the rule of ``disclosure._as_count``: a non-negative whole number; only the text is parsed here)."""
     s = cell.strip()
     if s in ("", disclosure.SUPPRESSED):
         return s
     try:
-        f = float(s)
+        value: int | float = int(s) if s.isdigit() else float(s)  # int(): exact beyond 2**53
     except ValueError:
         return None
-    return int(f) if math.isfinite(f) and f >= 0 and f.is_integer() else None
+    return disclosure._as_count(value)
 
 
 def _disclose_cells(cells: list[str], what: str) -> list[str]:
@@ -447,15 +463,25 @@ def _disclose_cells(cells: list[str], what: str) -> list[str]:
     return [str(next(done)) if isinstance(p, int) else p for p in parsed]
 
 
+def _ratio_input(cell: str) -> object:
+    """A text cell as an input of ``disclosure._ratio``: ``"*"`` kept, blank or non-finite as missing."""
+    s = cell.strip()
+    if s in ("", disclosure.SUPPRESSED):
+        return s or None
+    try:
+        f = float(s)
+    except ValueError:
+        return s  # disclosure._ratio refuses it, naming the value
+    return f if math.isfinite(f) else None
+
+
 def _ratio_cell(num: str, den: str, mult: float) -> str:
-    if disclosure.SUPPRESSED in (num, den):
-        return disclosure.SUPPRESSED
-    if num == "" or den == "":
-        return ""
-    d = float(den)
-    if d == 0 or not math.isfinite(d):
-        return ""
-    return results.FLOAT_FORMAT % (float(num) / d * mult)
+    """``num / den * mult`` by ``disclosure._ratio`` (the HTML tables' rule) as text: ``"*"``, ``""`` (blank,
+    non-finite or zero denominator) or :data:`results.FLOAT_FORMAT`; ValueError for a non-number."""
+    value = disclosure._ratio(_ratio_input(num), _ratio_input(den), mult, None)
+    if isinstance(value, str):
+        return value
+    return "" if value is pd.NA else results.FLOAT_FORMAT % value
 
 
 def disclose_table_text(name: str, df: pd.DataFrame, spec: TableSpec | None = None) -> pd.DataFrame:
@@ -511,7 +537,14 @@ def disclose_table_text(name: str, df: pd.DataFrame, spec: TableSpec | None = No
             if kinds[num] != "count" or kinds[den] not in ("count", "public") or num not in df or den not in df:
                 raise PublishError(f"table {name!r}, ratio column {col!r}: inputs {num!r} ({kinds[num]}) and {den!r} "
                                    f"({kinds[den]}) must be a count and a count or public column of the table")
-            out[col] = [_ratio_cell(n, d, mult) for n, d in zip(out[num], out[den])]
+            try:
+                out[col] = [_ratio_cell(n, d, mult) for n, d in zip(out[num], out[den])]
+            except ValueError:  # the count was checked above: a denominator is not a number
+                bad = [f"row {i + 1} {d!r}" for i, d in enumerate(out[den]) if _ratio_input(d) not in (None, "*")
+                       and isinstance(_ratio_input(d), str)]
+                raise PublishError(f"table {name!r}, ratio column {col!r}: denominator {den!r} is not a number at "
+                                   f"{', '.join(bad[:10])}; fix the table, or classify {den!r} correctly in "
+                                   "pbc_analysis/publish.py TABLES") from None
     return out.drop(columns=[c for c, r in rules.items() if r.kind == "withheld"])
 
 
@@ -676,6 +709,39 @@ def _readme(run_id: str, contents: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?|[-+]?(inf|nan)", re.IGNORECASE)
+
+
+def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that a spreadsheet would run as a formula, prefixed with ``'`` (numbers untouched).
+
+    A practice named ``=HYPERLINK(...)`` or ``@SUM(...)`` in an input file would otherwise become a live
+    formula when a published CSV is opened in Excel or LibreOffice ("CSV injection").
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A table read as text.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The same table, with every cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
+        return and is not a number written as ``'`` followed by the cell.
+
+    References
+    ----------
+    OWASP, "CSV Injection" (https://owasp.org/www-community/attacks/CSV_Injection).
+    """
+    def safe(cell: Any) -> Any:
+        if isinstance(cell, str) and cell.startswith(_FORMULA_START) and not _NUMBER.fullmatch(cell):
+            return "'" + cell
+        return cell
+
+    return df.apply(lambda col: col.map(safe)) if len(df) else df
+
+
 def _write_tables(run_dir: Path, stage: Path, tables: list[Path], contents: dict[str, Any]) -> None:
     (stage / results.TABLES).mkdir(parents=True)
     for path in tables:
@@ -684,7 +750,7 @@ def _write_tables(run_dir: Path, stage: Path, tables: list[Path], contents: dict
             contents["withheld_tables"][path.stem] = spec.withheld_reason
             continue
         df = _read_text_table(path)
-        out = disclose_table_text(path.stem, df, spec)
+        out = neutralise_formulas(disclose_table_text(path.stem, df, spec))
         target = stage / results.TABLES / path.name
         out.to_csv(target, index=False, lineterminator="\n")
         kinds = {c: spec.column(c).kind for c in df.columns}  # type: ignore[union-attr]

@@ -153,14 +153,11 @@ def test_registry_is_consistent():
 # one sample run and its bundle
 # --------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    from pbc_analysis.run import load_config, run_pipeline
+def run(sample_run) -> Path:
+    """The shared sample run (tests/conftest.py) with the ``published/`` bundle that ``pbc run`` made.
 
-    reports = tmp_path_factory.mktemp("reports")
-    run_dir = run_pipeline(load_config(paths.CONFIGS_DIR / "sample.yaml"), reports_dir=reports, run_id="pub",
-                           echo=lambda *a, **k: None)
-    publish.build_bundle(run_dir)
-    return run_dir
+    Read-only: a test that rebuilds or changes anything works on a copy."""
+    return sample_run
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -297,11 +294,16 @@ def test_data_summary_rounds_patient_level_rows_in_tables_and_html(run):
 
 
 @pytest.mark.slow
-def test_bundle_is_byte_stable(run):
-    first = _tree(run / "published")
-    publish.build_bundle(run)
-    assert _tree(run / "published") == first
-    assert not (run / ".published.tmp").exists()
+def test_bundle_is_byte_stable(run, tmp_path):
+    copy = tmp_path / run.name
+    shutil.copytree(run, copy, symlinks=True)
+    first = _tree(run / "published")              # the bundle `pbc run` made
+    assert first and _tree(copy / "published") == first
+    publish.build_bundle(copy)
+    assert _tree(copy / "published") == first
+    publish.build_bundle(copy)                     # and again, over a bundle it built itself
+    assert _tree(copy / "published") == first
+    assert not (copy / ".published.tmp").exists()
 
 
 @pytest.mark.slow
@@ -322,3 +324,12 @@ def test_an_unregistered_table_or_column_stops_publication(run, tmp_path):
     assert "tables/dq_monthly_totals.csv: column(s) ['spells']" in msg
     assert "extra.patients = 4: not classified" in msg
     assert not (copy / "published").exists() and not (copy / ".published.tmp").exists()
+
+
+def test_published_text_cells_cannot_become_spreadsheet_formulas():
+    """CSV injection: a name like =HYPERLINK(...) in an input must not be a live formula in a published CSV."""
+    df = pd.DataFrame({"practice_name": ["=cmd|' /C calc'!A0", "+SUM(A1)", "@x", "-1+2", "Plain", "\tx"],
+                       "value": ["-5.3", "1e-16", "-inf", "7", "", "0"]})
+    out = publish.neutralise_formulas(df)
+    assert out["practice_name"].tolist() == ["'=cmd|' /C calc'!A0", "'+SUM(A1)", "'@x", "'-1+2", "Plain", "'\tx"]
+    assert out["value"].tolist() == df["value"].tolist()            # numbers are left as they are
