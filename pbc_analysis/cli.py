@@ -22,9 +22,21 @@ from . import paths
 def run_and_report(cfg, reports_dir: Path, echo=print) -> int:
     """Run a validated config and turn the outcome into an exit code and one message.
 
-    0: complete; 1: the inputs failed validation or a notebook failed (the message names it and where
-    its partial output is); 128 + N: stopped by signal N (130 for Ctrl-C, 143 for SIGTERM), every
-    notebook stopped and the run marked incomplete.
+    Parameters
+    ----------
+    cfg : RunConfig
+        A config from :func:`config.parse_config`.
+    reports_dir : Path
+        Where the run directory is made.
+    echo : callable
+        Progress printer.
+
+    Returns
+    -------
+    int
+        0: complete; 1: the inputs failed validation or a notebook failed (the message names it and
+        where its partial output is); 128 + N: stopped by signal N (130 for Ctrl-C, 143 for SIGTERM),
+        every notebook stopped and the run marked incomplete.
     """
     from .run import RunError, run_pipeline
     from .supervise import Interrupted
@@ -36,7 +48,8 @@ def run_and_report(cfg, reports_dir: Path, echo=print) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except Interrupted as exc:
-        print(f"\nstopped: {exc}; every notebook was stopped and the run is marked incomplete", file=sys.stderr)
+        print(f"\nstopped: {exc}; nothing is left running, and a run directory, if one was made, is marked "
+              "incomplete (reports/latest still points at the last complete run)", file=sys.stderr)
         return exc.exit_code
     print(f"run {run_dir.name} finished in {time.perf_counter() - start:.1f} s: {run_dir}")
     return 0
@@ -86,6 +99,7 @@ def _validate_window(args: argparse.Namespace) -> tuple[str, str, str, object] |
     """(data_dir, start, end, plausibility settings) for ``pbc validate``, or a one-line error."""
     import re
 
+    from .data import MONTH_PATTERN
     from .plausibility import PlausibilitySettings
 
     settings, given = PlausibilitySettings(), {"data_dir": args.data_dir, "start_month": args.start,
@@ -106,7 +120,7 @@ def _validate_window(args: argparse.Namespace) -> tuple[str, str, str, object] |
         if given[key] is None:
             return f"{option} is required (or give --config CONFIG, whose parameters set {key})"
     for key, option in (("start_month", "--start"), ("end_month", "--end")):
-        if not re.fullmatch(r"[0-9]{4}-(0[1-9]|1[0-2])", given[key]):
+        if not re.fullmatch(MONTH_PATTERN, given[key]):
             return f"{option} must be a month written YYYY-MM, e.g. 2003-04; got {given[key]!r}"
     if given["start_month"] > given["end_month"]:
         return f"--start {given['start_month']} is after --end {given['end_month']}"
@@ -145,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reports-dir", default=str(paths.REPORTS_DIR), help="where run directories go (default: reports/)")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("verify", help="check a published run against its manifest, re-run it and compare its results")
+    p = sub.add_parser("verify", help="check a published run against its manifest, re-run it (report and published/ "
+                                      "bundle included) and compare what it publishes")
     p.add_argument("run_dir", help="a run directory, e.g. reports/latest")
     p.add_argument("--allow-dirty", action="store_true",
                    help="accept a checkout at another commit than the run's or with uncommitted changes (still reported)")

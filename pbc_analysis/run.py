@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import json
 import logging
 import os
 import platform
@@ -33,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import paths, results
+from . import names, paths, results
 from .config import (REPORT_NOTEBOOK, ConfigError, RunConfig, list_notebooks, load_config, notebook_parameters,  # noqa: F401
                      parse_config)
 from .manifest import (_package_version, _rel, git_info, input_files, output_hashes, package_versions,  # noqa: F401
@@ -195,8 +196,8 @@ def _run_notebooks(cfg: RunConfig, names: list[str], run_dir: Path, workers: int
     return {name: timings[name] for name in names if name in timings}
 
 
-INCOMPLETE = "INCOMPLETE"
-LATEST = "latest"
+INCOMPLETE = names.INCOMPLETE
+LATEST = names.LATEST
 
 
 def _new_run_id(cfg: RunConfig) -> str:
@@ -255,29 +256,70 @@ def _point_latest(reports_dir: Path, run_dir: Path) -> None:
     os.replace(tmp, latest)
 
 
-def repair_latest(reports_dir: Path) -> Path | None:
-    """Make sure ``reports/latest`` points at a complete run, or does not exist; return its target.
+def _finished(run_dir: Path) -> str:
+    """When a complete run finished (its manifest's ``finished_utc``; "" if unreadable)."""
+    try:
+        value = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8")).get("finished_utc")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return value if isinstance(value, str) else ""
 
-    A ``latest`` that dangles (its run was deleted) or points at an incomplete run is moved to the newest
-    complete run (by name, which starts with the time stamp), or removed when there is none.
+
+def _intact(run_dir: Path) -> bool:
+    """A complete run with a safe name whose files all match its manifest (:func:`manifest.check_published`)."""
+    from .manifest import check_published
+
+    return names.is_safe_name(run_dir.name) and _is_complete(run_dir) and not check_published(run_dir)
+
+
+def repair_latest(reports_dir: Path) -> Path | None:
+    """Make sure ``reports/latest`` points at an intact complete run, or does not exist.
+
+    A ``latest`` that dangles (its run was deleted), leaves the reports directory, or points at an
+    incomplete, unsafely named or altered run (:func:`manifest.check_published`) is moved to the intact
+    run that finished last (the manifest's ``finished_utc``, then the name), or removed when there is
+    none. A ``latest`` that is not a symbolic link is left alone.
+
+    Parameters
+    ----------
+    reports_dir : Path
+        The reports directory.
+
+    Returns
+    -------
+    Path or None
+        The run ``latest`` now points at, or None.
     """
     reports = Path(reports_dir)
     latest = reports / LATEST
     if not latest.is_symlink():
         return latest.resolve() if latest.is_dir() else None
     target = latest.resolve()
-    if target.parent == reports.resolve() and _is_complete(target):
+    if target.parent == reports.resolve() and _intact(target):
         return target
-    complete = sorted(d for d in reports.iterdir() if d.is_dir() and not d.is_symlink() and _is_complete(d))
-    if complete:
-        _point_latest(reports, complete[-1])
-        return complete[-1]
+    complete = [d for d in reports.iterdir() if d.is_dir() and not d.is_symlink() and _is_complete(d)]
+    for run_dir in sorted(complete, key=lambda d: (_finished(d), d.name), reverse=True):
+        if _intact(run_dir):
+            _point_latest(reports, run_dir)
+            return run_dir
     latest.unlink()
     return None
 
 
 def _mark_incomplete(run_dir: Path, reason: str) -> None:
     (run_dir / INCOMPLETE).write_text(f"{reason}\n", encoding="utf-8")
+
+
+def _disclose_rows(summary: dict[str, Any]) -> dict[str, Any]:
+    """The validation summary with its row counts under the disclosure rule (1-7 as "*", others to 5)."""
+    from .disclosure import disclose_counts
+
+    def rounded(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{**it, "rows": disclose_counts([it["rows"]]).iloc[0] if isinstance(it.get("rows"), int) else it.get("rows")}
+                for it in items]
+
+    return {**summary, "tables": rounded(summary.get("tables", [])),
+            "accepted_exceptions": rounded(summary.get("accepted_exceptions", []))}
 
 
 def validate_inputs(cfg: RunConfig, echo: Any = print) -> dict[str, Any]:
@@ -287,11 +329,20 @@ def validate_inputs(cfg: RunConfig, echo: Any = print) -> dict[str, Any]:
     checked against the data dictionary and the plausibility rules (:mod:`pbc_analysis.plausibility`,
     with the config's ``validation`` settings). Every problem is reported at once, as a :class:`RunError`.
 
+    Parameters
+    ----------
+    cfg : RunConfig
+        The validated config.
+    echo : callable
+        Progress printer.
+
     Returns
     -------
     dict
         The summary of :func:`plausibility.validate_run_inputs` for the data used by most notebooks, with
-        ``notebooks`` (which notebooks read it); it becomes the ``validation`` section of results.json.
+        ``notebooks`` (which notebooks read it) and, when notebooks read different data, ``other_data``
+        (the same for each other data directory); it becomes the ``validation`` section of results.json,
+        with every row count under the disclosure rule.
     """
     from .data import DataValidationError
     from .plausibility import validate_run_inputs
@@ -311,8 +362,10 @@ def validate_inputs(cfg: RunConfig, echo: Any = print) -> dict[str, Any]:
             echo(" FAILED")
             raise RunError(f"the inputs did not pass validation; no notebook was run.\n{exc}") from None
         echo(f" {time.perf_counter() - t0:.1f} s")
-        summaries.append({**summary, "notebooks": nbs})
-    return summaries[0] if summaries else {}
+        summaries.append({**_disclose_rows(summary), "notebooks": nbs})
+    if not summaries:
+        return {}
+    return {**summaries[0], "other_data": summaries[1:]} if len(summaries) > 1 else summaries[0]
 
 
 def _provenance(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
@@ -338,10 +391,14 @@ def _provenance(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
 
 def _render(cfg: RunConfig, run_dir: Path, echo: Any) -> dict[str, Any]:
     """Render the executed report notebook to ``report.html``; return how it was rendered."""
-    from .report import render_html
+    from .report import ReportError, render_html
 
-    info = render_html(run_dir / "notebooks" / f"{REPORT_NOTEBOOK}.ipynb", run_dir / "report.html",
-                       renderer=cfg.renderer, title=f"PBC evaluation: {cfg.name}")
+    try:
+        info = render_html(run_dir / "notebooks" / f"{REPORT_NOTEBOOK}.ipynb", run_dir / "report.html",
+                           renderer=cfg.renderer, title=f"PBC evaluation: {cfg.name}")
+    except ReportError as exc:
+        raise RunError(f"the report could not be rendered (the analysis notebooks ran; their output is kept in "
+                       f"{run_dir}): {exc}") from None
     echo(f"report: {run_dir / 'report.html'} ({info.renderer})")
     log.info("report rendered by %s in %.1f s", info.renderer, info.seconds)
     return {"renderer": info.renderer, "version": info.renderer_version, "command": info.command,
@@ -362,7 +419,7 @@ def _build_bundle(run_dir: Path, echo: Any) -> None:
 
 def _finish_index(reports_dir: Path) -> None:
     """``latest`` never dangles and the index lists every run, whatever happened to this one."""
-    from .report import write_index
+    from .runs_index import write_index
 
     try:
         repair_latest(reports_dir)
@@ -377,37 +434,60 @@ def run_pipeline(cfg: RunConfig, reports_dir: Path = paths.REPORTS_DIR, render: 
 
     Parameters
     ----------
-    cfg : a config from :func:`config.parse_config`.
-    reports_dir : where the run directory is made (resolved; the run directory is always directly in it).
-    render : run the report notebook and render ``report.html`` and the ``published/`` bundle.
-    run_id : the run directory's name (a safe name); default ``<stamp>-<name>-<hash>``, made unique.
-    echo : progress printer.
+    cfg : RunConfig
+        A config from :func:`config.parse_config`.
+    reports_dir : Path
+        Where the run directory is made (resolved; the run directory is always directly in it).
+    render : bool
+        Run the report notebook and render ``report.html`` and the ``published/`` bundle.
+    run_id : str, optional
+        The run directory's name (a safe name); default ``<stamp>-<name>-<hash>``, made unique.
+    echo : callable
+        Progress printer.
 
     Returns
     -------
     Path
         The run directory. It holds ``manifest.json`` only when the run completed; a failed or
         interrupted run keeps its partial output and an ``INCOMPLETE`` file saying why, and
-        ``reports/latest`` keeps pointing at the last complete run. Raises :class:`RunError` (inputs
-        invalid, a notebook failed) or :class:`supervise.Interrupted` (SIGINT/SIGTERM).
+        ``reports/latest`` keeps pointing at the last complete run.
+
+    Raises
+    ------
+    RunError
+        Inputs invalid (before any notebook ran), a notebook failed, the report could not be rendered
+        or nothing may be published.
+    supervise.Interrupted
+        SIGINT or SIGTERM: every notebook was stopped.
+
+    References
+    ----------
+    papermill (https://papermill.readthedocs.io) executes the notebooks; the manifest follows the
+    spirit of RO-Crate / W3C PROV (inputs, code, environment and outputs with their hashes).
     """
-    from .supervise import Interrupted, stop_on_signals
+    from .supervise import stop_on_signals
 
     _check_kernel()
     with stop_on_signals():
         validation = validate_inputs(cfg, echo=echo)
-    run_dir = _make_run_dir(reports_dir, cfg, run_id)
-    reports_dir = run_dir.parent
+        run_dir = _make_run_dir(reports_dir, cfg, run_id)
+        _run_in(run_dir, cfg, render, validation, run_id is None, echo)
+    return run_dir
+
+
+def _run_in(run_dir: Path, cfg: RunConfig, render: bool, validation: dict[str, Any], point_latest: bool,
+            echo: Any) -> None:
+    """Run into a new run directory: marked INCOMPLETE until its manifest is written, whatever happens."""
+    from .supervise import Interrupted
+
     _mark_incomplete(run_dir, f"running (pid {os.getpid()})")
     (run_dir / "notebooks").mkdir()
     handler = logging.FileHandler(run_dir / "run.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
-    started = dt.datetime.now(dt.timezone.utc)
     try:
-        with stop_on_signals():
-            _complete_run(cfg, run_dir, render, validation, started, echo)
+        _complete_run(cfg, run_dir, render, validation, dt.datetime.now(dt.timezone.utc), echo)
     except Interrupted as exc:
         _mark_incomplete(run_dir, f"{exc}; stopped every notebook; partial output kept in {run_dir}")
         log.error("%s", exc)
@@ -416,13 +496,12 @@ def run_pipeline(cfg: RunConfig, reports_dir: Path = paths.REPORTS_DIR, render: 
         _mark_incomplete(run_dir, f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         raise
     else:
-        if run_id is None:
-            _point_latest(reports_dir, run_dir)
+        if point_latest:
+            _point_latest(run_dir.parent, run_dir)
     finally:
-        _finish_index(reports_dir)
+        _finish_index(run_dir.parent)
         log.removeHandler(handler)
         handler.close()
-    return run_dir
 
 
 def _complete_run(cfg: RunConfig, run_dir: Path, render: bool, validation: dict[str, Any], started: dt.datetime,
@@ -443,7 +522,6 @@ def _complete_run(cfg: RunConfig, run_dir: Path, render: bool, validation: dict[
     render_info = _render(cfg, run_dir, echo) if REPORT_NOTEBOOK in order else None
     if render_info is not None:
         _build_bundle(run_dir, echo)
-    (run_dir / INCOMPLETE).unlink()
     manifest = {
         **provenance,
         "started_utc": started.isoformat(timespec="seconds"),
@@ -454,6 +532,7 @@ def _complete_run(cfg: RunConfig, run_dir: Path, render: bool, validation: dict[
         "headline": merged,
     }
     write_manifest(run_dir, manifest)
+    (run_dir / INCOMPLETE).unlink()  # only now: a run is complete when its whole manifest is in place
 
 
 def __getattr__(name: str) -> Any:  # ``from pbc_analysis.run import verify`` keeps working

@@ -35,8 +35,12 @@ STOP_GRACE_SECONDS = 5.0
 PR_SET_PDEATHSIG = 1
 
 
-class Interrupted(Exception):
-    """The runner received SIGINT or SIGTERM; ``signum`` says which."""
+class Interrupted(BaseException):
+    """The runner received SIGINT or SIGTERM; ``signum`` says which.
+
+    A ``BaseException`` (like ``KeyboardInterrupt``), so that no ``except Exception`` on the way (a
+    renderer's, a reader's) can turn a stop into an ordinary error.
+    """
 
     def __init__(self, signum: int):
         self.signum = signum
@@ -87,6 +91,9 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+MAX_MESSAGE = 20_000   # characters of a worker's error message sent to the parent (the rest is cut)
+
+
 def _child(target: Callable[..., Any], args: Sequence[Any], conn: Any, parent_pid: int) -> None:
     _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -95,13 +102,29 @@ def _child(target: Callable[..., Any], args: Sequence[Any], conn: Any, parent_pi
         raise SystemExit(128 + signum)  # unwinds papermill, which shuts its kernel down
 
     signal.signal(signal.SIGTERM, on_term)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
-        result = target(*args)
+        seconds, err = target(*args)
     except BaseException as exc:  # noqa: BLE001 - sent to the parent as text
-        result = (0.0, f"{type(exc).__name__}: {exc}")
+        seconds, err = 0.0, f"{type(exc).__name__}: {exc}"
+    if err is not None and len(err) > MAX_MESSAGE:
+        err = err[:MAX_MESSAGE] + f"\n... ({len(err) - MAX_MESSAGE:,} more characters cut)"
     with contextlib.suppress(BrokenPipeError, OSError):
-        conn.send(result)
+        conn.send((seconds, err))
     conn.close()
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while a worker is started and registered (so none escapes ``_stop``)."""
+    if sys.platform == "win32" or _not_main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _stop(procs: Sequence[mp.Process]) -> None:
@@ -125,35 +148,48 @@ def run_jobs(jobs: Mapping[str, Sequence[Any]], target: Callable[..., tuple[floa
 
     Parameters
     ----------
-    jobs : mapping of job name to the arguments of ``target``, started in this order.
-    target : returns ``(seconds, error message or None)``; runs in the worker.
-    workers : how many run at once (at least 1).
-    on_done : called in the parent as each job ends, with its name, seconds and error; return False to
-        start no further jobs (the running ones are let finish).
+    jobs : mapping of str to sequence
+        Job name to the arguments of ``target``, started in this order.
+    target : callable
+        Returns ``(seconds, error message or None)``; runs in the worker. An exception becomes the
+        error message; messages longer than :data:`MAX_MESSAGE` are cut.
+    workers : int
+        How many run at once (at least 1).
+    on_done : callable
+        Called in the parent as each job ends, with its name, seconds and error; return False to start
+        no further jobs (the running ones are let finish).
 
     Returns
     -------
-    None. Raises :class:`Interrupted` on SIGINT/SIGTERM (after stopping every worker) when called
-    inside :func:`stop_on_signals`.
+    None
+
+    Raises
+    ------
+    Interrupted
+        On SIGINT/SIGTERM when called inside :func:`stop_on_signals`, after every worker was stopped.
     """
     ctx = mp.get_context("fork")
     queue = list(jobs)
-    running: dict[Any, tuple[str, mp.Process, Any]] = {}
+    running: dict[Any, tuple[str, mp.Process, Any]] = {}     # result pipe -> (name, process, pipe)
     accepting = True
     try:
         while running or (queue and accepting):
             while queue and accepting and len(running) < max(1, workers):
                 name = queue.pop(0)
-                recv, send = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_child, args=(target, jobs[name], send, os.getpid()), name=f"pbc-{name}")
-                proc.start()
-                send.close()
-                running[proc.sentinel] = (name, proc, recv)
-            for sentinel in multiprocessing.connection.wait(list(running)):
-                name, proc, recv = running.pop(sentinel)
+                with _signals_held():
+                    recv, send = ctx.Pipe(duplex=False)
+                    proc = ctx.Process(target=_child, args=(target, jobs[name], send, os.getpid()), name=f"pbc-{name}")
+                    proc.start()
+                    send.close()
+                    running[recv] = (name, proc, recv)
+            # A worker's result is read as soon as it is sent (a long message must never wait for the
+            # worker to exit, which it cannot do while the pipe is full); a worker that dies without
+            # sending closes its end, which also wakes the wait.
+            for recv in multiprocessing.connection.wait(list(running)):
+                name, proc, _ = running.pop(recv)
                 try:
-                    seconds, err = recv.recv() if recv.poll() else (0.0, None)
-                except EOFError:
+                    seconds, err = recv.recv()
+                except (EOFError, OSError):
                     seconds, err = 0.0, None
                 recv.close()
                 proc.join()

@@ -26,13 +26,16 @@ SAMPLE_CONFIG = paths.CONFIGS_DIR / "sample.yaml"
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Two full runs of the sample config into a temporary reports directory."""
+def runs(sample_run, tmp_path_factory):
+    """Two full runs of the sample config: the shared ``sample_run`` (tests/conftest.py) and a second one.
+
+    The second run is made in its own reports directory beside a copy of the first, so that its
+    ``index.html`` lists both runs while the shared run's reports directory keeps only that run.
+    """
     reports = tmp_path_factory.mktemp("reports")
-    cfg = load_config(SAMPLE_CONFIG)
-    first = run_pipeline(cfg, reports_dir=reports, run_id="first", echo=lambda *a, **k: None)
-    second = run_pipeline(cfg, reports_dir=reports, run_id="second", echo=lambda *a, **k: None)
-    return first, second
+    shutil.copytree(sample_run, reports / sample_run.name, symlinks=True)
+    second = run_pipeline(load_config(SAMPLE_CONFIG), reports_dir=reports, run_id="second", echo=lambda *a, **k: None)
+    return sample_run, second
 
 
 def test_run_produces_report_tables_and_manifest(runs):
@@ -97,7 +100,7 @@ def test_verify_identical_and_detects_a_changed_table(runs, tmp_path):
     assert "identical: all" in str(out)
 
     tampered = tmp_path / "tampered"
-    shutil.copytree(run_dir, tampered)
+    shutil.copytree(run_dir, tampered, symlinks=True)
     table = tampered / "tables" / "dq_practice_consistency.csv"
     lines = table.read_text().splitlines()
     cells = lines[1].split(",")
@@ -248,7 +251,7 @@ def test_every_count_in_the_report_is_disclosed(runs):
 
 
 def test_index_lists_runs_with_headlines(runs):
-    reports = runs[0].parent
+    reports = runs[1].parent   # the second run's reports directory: a copy of the first run and the second
     html = (reports / "index.html").read_text(encoding="utf-8")
     assert report.check_self_contained(html) == [] and "<script" not in html
     for run in runs:

@@ -6,6 +6,7 @@ sleeps), so a signal can be sent while every notebook is running without waiting
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -110,11 +111,21 @@ def _all_dead(pids, timeout: float = 15) -> list[int]:
     return alive
 
 
+def _finished_run(reports: Path, name: str, finished: str) -> Path:
+    """A complete run directory with an intact manifest (its hashes and its own hash)."""
+    from pbc_analysis.manifest import output_hashes, write_manifest
+
+    d = reports / name
+    (d / "tables").mkdir(parents=True)
+    (d / "tables" / "t.csv").write_text("a\n1\n")
+    write_manifest(d, {"config": {"text": "", "sha256": hashlib.sha256(b"").hexdigest()}, "finished_utc": finished,
+                       "outputs": output_hashes(d)})
+    return d
+
+
 def _complete_old_run(reports: Path) -> Path:
-    """A finished earlier run (manifest present) that `latest` points at."""
-    old = reports / "20000101-000000-old-00000000"
-    old.mkdir(parents=True)
-    (old / "manifest.json").write_text("{}")
+    """A finished earlier run that `latest` points at."""
+    old = _finished_run(reports, "20000101-000000-old-00000000", "2000-01-01T00:00:00+00:00")
     (reports / "latest").symlink_to(old.name)
     return old
 
@@ -201,16 +212,24 @@ def test_two_runs_started_at_once_both_succeed(tmp_path):
 def test_latest_never_dangles(tmp_path):
     reports = tmp_path / "reports"
     old = _complete_old_run(reports)
-    newer = reports / "20000102-000000-newer-00000000"
-    newer.mkdir()
-    (newer / "manifest.json").write_text("{}")
+    newer = _finished_run(reports, "20000102-000000-newer-00000000", "2000-01-02T00:00:00+00:00")
+    renamed = _finished_run(reports, "zz-explicit-id", "1999-12-31T00:00:00+00:00")   # sorts last by name only
+    altered = _finished_run(reports, "20000104-000000-altered-00000000", "2000-01-04T00:00:00+00:00")
+    (altered / "tables" / "t.csv").write_text("a\n2\n")                             # fails the integrity check
     broken = reports / "20000103-000000-broken-00000000"
     broken.mkdir()
     (broken / run.INCOMPLETE).write_text("interrupted\n")
     (reports / "latest").unlink()
     (reports / "latest").symlink_to(broken.name)             # an incomplete run
+    assert run.repair_latest(reports) == newer.resolve()     # finished last among the intact runs
+    (reports / "latest").unlink()
+    (reports / "latest").symlink_to(altered.name)            # an altered run
+    assert run.repair_latest(reports) == newer.resolve()
+    (reports / "latest").unlink()
+    (reports / "latest").symlink_to("../../..")              # out of the reports directory
     assert run.repair_latest(reports) == newer.resolve()
     shutil.rmtree(newer)                                        # the run it points at is deleted
+    shutil.rmtree(renamed)
     assert run.repair_latest(reports) == old.resolve()
     assert os.readlink(reports / "latest") == old.name
     shutil.rmtree(old)
@@ -231,3 +250,31 @@ def test_parameters_reach_the_kernel_only_as_literals(tmp_path):
     assert all(isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant) for n in body)
     assert {n.targets[0].id: n.value.value for n in body} == {"data_dir": "a\"); import os #\n'''", "run_dir": "/r"}
     assert json.loads(json.dumps(nb.metadata["papermill"]["parameters"]))["run_dir"] == "/r"
+
+
+def test_a_long_error_message_does_not_hang_the_runner(tmp_path):
+    """A worker's error longer than a pipe buffer (64 KiB) is read while the worker waits to exit."""
+    script = tmp_path / "big.py"
+    script.write_text(textwrap.dedent("""\
+        from pbc_analysis import supervise
+        got = {}
+        supervise.run_jobs({"big": (200_000,)}, lambda n: (0.0, "x" * n), 1,
+                           lambda name, seconds, err: got.setdefault(name, err) is None)
+        print(len(got["big"]), got["big"][-40:].strip().replace(chr(10), " "))
+    """))
+    proc = subprocess.run([PY, str(script)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    from pbc_analysis.supervise import MAX_MESSAGE
+
+    length, tail = proc.stdout.split(maxsplit=1)
+    assert MAX_MESSAGE < int(length) < MAX_MESSAGE + 100 and tail.strip().endswith("(180,000 more characters cut)")
+
+
+def test_the_runs_validation_section_discloses_row_counts(sample_run):
+    """The summary of the inputs (exact in plausibility) is written with 1-7 as '*' and the rest to 5."""
+    section = json.loads((sample_run / "results.json").read_text())["validation"]
+    rows = {t["table"]: t["rows"] for t in section["tables"]}
+    assert rows["providers"] == "*" and rows["reference_rates"] == 2320 and rows["high_cost_patients"] == 12385
+    assert section["notebooks"][0] == "01_data_quality" and "other_data" not in section
+    assert run._disclose_rows({"tables": [{"rows": 3}, {"rows": None}], "accepted_exceptions": [{"rows": 13}]}) == {
+        "tables": [{"rows": "*"}, {"rows": None}], "accepted_exceptions": [{"rows": 15}]}
