@@ -102,14 +102,16 @@ def title_block(res: dict[str, Any], prov: dict[str, Any]) -> str:
     rules".
     """
     dq = res.get("data_quality") or {}
-    win = dq.get("window") or {}
+    win = dq.get("window") or next((v for v in (prov.get("parameters") or {}).values()
+                                    if isinstance(v, dict) and "start_month" in v), {})
+    covers = (f"for {_md(dq.get('practices', '?'))} practices in {_md(dq.get('consortia', '?'))} consortia, "
+              f"{_md(dq.get('engaged_practices', '?'))} of them engaged in PBC at some point." if dq else
+              "(the data quality notebook `01_data_quality` was not run, so the counts of practices are not shown).")
     lines = [
         f"# Practice based commissioning evaluation: {_md(prov.get('config_name', 'interactive run'))}",
         "",
         f"Run {markdown_code(prov.get('run_id', 'interactive'))}; data from {_md(win.get('start_month', '?'))} to "
-        f"{_md(win.get('end_month', '?'))} for {_md(dq.get('practices', '?'))} practices in "
-        f"{_md(dq.get('consortia', '?'))} consortia, {_md(dq.get('engaged_practices', '?'))} of them engaged in PBC "
-        "at some point.",
+        f"{_md(win.get('end_month', '?'))} {covers}",
         "",
         "This report is built only from the run's result tables; every number in it can be traced to a file in "
         "the run directory and re-created with the command in the reproducibility section.",
