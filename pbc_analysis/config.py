@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import difflib
 import hashlib
 import json
 import keyword
@@ -85,10 +84,6 @@ def _show(value: Any, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 5] + "...)"
 
-
-def _suggest(key: str, options: set[str]) -> str:
-    close = difflib.get_close_matches(str(key), sorted(options), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -495,7 +490,7 @@ def _check_run(run: dict[str, Any], path: Path | None, where: str, problems: lis
     """Check the ``run:`` section; return the name, renderer and workers."""
     for key, value in run.items():
         if key not in RUN_KEYS:
-            problems.append(f"{where}: unknown key run.{key}{_suggest(key, set(RUN_KEYS))}; allowed: {sorted(RUN_KEYS)}")
+            problems.append(f"{where}: unknown key run.{key}{names.did_you_mean(key, set(RUN_KEYS))}; allowed: {sorted(RUN_KEYS)}")
         elif key != "workers" and (not isinstance(value, RUN_KEYS[key]) or isinstance(value, bool)):
             problems.append(f"{where}: run.{key} must be {RUN_KEYS[key].__name__}, got {_type_name(value)} {_show(value)}")
     name = run.get("name", path.stem if path else "run")
@@ -526,7 +521,7 @@ def _select(run: dict[str, Any], analysis: list[str], notebooks_dir: Path, where
             problems.append(str(exc))
             continue
         if n not in analysis:
-            problems.append(f"{where}: run.notebooks names {n!r}, which is not a notebook in {notebooks_dir}{_suggest(n, set(analysis))}")
+            problems.append(f"{where}: run.notebooks names {n!r}, which is not a notebook in {notebooks_dir}{names.did_you_mean(n, set(analysis))}")
     return [n for n in analysis if n in selected]
 
 
@@ -538,10 +533,10 @@ def _check_keys(glob: dict[str, Any], per_nb: dict[str, Any], declared: dict[str
             problems.append(f"{where}: parameters.{key} is set by the runner and cannot be configured")
         elif not any(key in declared[n] for n in running):
             every = set().union(*declared.values()) if declared else set()
-            problems.append(f"{where}: parameters.{key} is not a parameter of any notebook that runs{_suggest(key, every - RESERVED_PARAMETERS)}")
+            problems.append(f"{where}: parameters.{key} is not a parameter of any notebook that runs{names.did_you_mean(key, every - RESERVED_PARAMETERS)}")
     for nb_name, values in per_nb.items():
         if nb_name not in declared:
-            problems.append(f"{where}: notebooks.{nb_name} is not a notebook{_suggest(nb_name, set(declared))}")
+            problems.append(f"{where}: notebooks.{nb_name} is not a notebook{names.did_you_mean(nb_name, set(declared))}")
         elif not isinstance(values, dict):
             problems.append(f"{where}: notebooks.{nb_name} must be a mapping of parameters, got {_type_name(values)} {_show(values)}")
         else:
@@ -551,7 +546,7 @@ def _check_keys(glob: dict[str, Any], per_nb: dict[str, Any], declared: dict[str
                     problems.append(f"{where}: notebooks.{nb_name}.{key} is set by the runner and cannot be configured")
                 elif key not in declared[nb_name]:
                     problems.append(f"{where}: notebooks.{nb_name}.{key} is not a parameter of {nb_name}"
-                                    f"{_suggest(key, own)}; its parameters are {sorted(own)}")
+                                    f"{names.did_you_mean(key, own)}; its parameters are {sorted(own)}")
 
 
 def _effective(glob: dict[str, Any], per_nb: dict[str, Any], declared: dict[str, dict[str, ParamType]],
@@ -594,7 +589,7 @@ def _sections(raw: Any, where: str) -> tuple[dict[str, Any], dict[str, Any], dic
     raw = {} if raw is None else raw  # only comments
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: the config must be a mapping with keys {sorted(TOP_LEVEL_KEYS)}, got {_type_name(raw)}")
-    problems = [f"{where}: unknown top-level key {key!r}{_suggest(key, TOP_LEVEL_KEYS)}; allowed: {sorted(TOP_LEVEL_KEYS)}"
+    problems = [f"{where}: unknown top-level key {key!r}{names.did_you_mean(key, TOP_LEVEL_KEYS)}; allowed: {sorted(TOP_LEVEL_KEYS)}"
                 for key in raw if key not in TOP_LEVEL_KEYS]
     out = []
     for section in ("run", "parameters", "notebooks"):

@@ -114,9 +114,23 @@ def _month_str(m: int) -> str:
     return f"{m // 12:04d}-{m % 12 + 1:02d}"
 
 
-def _fy_of_month_int(m: int) -> str:
-    start = (m - 3) // 12  # April (index 3) starts the year
+def financial_year_label(start: int) -> str:
+    """The label ``YYYY/YY`` of the financial year that starts in April of ``start`` (2005 -> ``2005/06``).
+
+    Parameters
+    ----------
+    start : int
+        The calendar year in which the financial year starts.
+
+    Returns
+    -------
+    str
+    """
     return f"{start:04d}/{(start + 1) % 100:02d}"
+
+
+def _fy_of_month_int(m: int) -> str:
+    return financial_year_label((m - 3) // 12)  # April (index 3) starts the year
 
 
 def _valid_fy(s: pd.Series) -> pd.Series:
@@ -1647,7 +1661,7 @@ def _activity_problems(ctx: _Ctx, ctxs: Mapping[str, _Ctx], window: Window) -> l
             spec_u = used // (len(pu) * n_fy)
             pod_u = (used // n_fy) % len(pu)
             fy_u = used % n_fy + y0
-            fy_label = pd.Series(fy_u).map(lambda y: f"{y:04d}/{(y + 1) % 100:02d}")
+            fy_label = pd.Series(fy_u).map(financial_year_label)
             want = pd.DataFrame({"specialty_code": pd.Index(su)[spec_u].astype(str),
                                  "pod": pd.Index(pu)[pod_u].astype(str), "financial_year": fy_label.to_numpy()})
             t = tariff.df

@@ -9,7 +9,9 @@ characters and every run directory's name is itself a safe name.
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 from typing import Any
 
 MAX_NAME = 64
@@ -50,3 +52,27 @@ def is_safe_name(value: Any, max_len: int = MAX_NAME) -> bool:
     bool
     """
     return type(value) is str and 0 < len(value) <= max_len and _NAME_RE.fullmatch(value) is not None
+
+
+def did_you_mean(name: Any, options: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``options`` to a misspelt ``name``, or ``""``.
+
+    Parameters
+    ----------
+    name : object
+        The name given (made a string).
+    options : iterable of str
+        The names allowed.
+
+    Returns
+    -------
+    str
+        The suggestion, with a leading space, or an empty string when nothing is close (difflib ratio
+        below 0.6).
+
+    References
+    ----------
+    Python ``difflib.get_close_matches`` (Ratcliff/Obershelp similarity).
+    """
+    close = difflib.get_close_matches(str(name), sorted(options), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -35,7 +35,6 @@ is accepted explicitly (``accept: [rule, ...]``); accepted exceptions are listed
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import numbers
 from collections.abc import Callable, Mapping
@@ -47,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from . import data as _data
+from . import names
 from .data import KEEP_VALUES, SHOW_ROWS, DataValidationError, Problem, Window
 
 __all__ = [
@@ -186,10 +186,6 @@ _NUMBER_KEYS: dict[str, str] = {
 KEYS: tuple[str, ...] = (*_NUMBER_KEYS, "activity_rate", "accept")
 
 
-def _suggest(value: str, options: Any) -> str:
-    close = difflib.get_close_matches(value, sorted(options), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
@@ -220,7 +216,7 @@ def _bands(where: str, value: Any, problems: list[str]) -> dict[str, tuple[float
     for pod, band in value.items():
         if pod not in PODS:
             problems.append(f"{where}: validation.activity_rate.{pod} is not a point of delivery"
-                            f"{_suggest(str(pod), PODS)}; pods are {list(PODS)}")
+                            f"{names.did_you_mean(str(pod), PODS)}; pods are {list(PODS)}")
             continue
         if not (isinstance(band, list) and len(band) == 2 and all(_is_number(b) for b in band)
                 and 0 <= float(band[0]) < float(band[1])):
@@ -240,7 +236,7 @@ def _accept(where: str, value: Any, problems: list[str]) -> tuple[str, ...] | No
         return None
     bad = [v for v in value if v not in RULES]
     for v in bad:
-        problems.append(f"{where}: validation.accept names {v!r}, which is not a rule{_suggest(v, RULES)}; "
+        problems.append(f"{where}: validation.accept names {v!r}, which is not a rule{names.did_you_mean(v, RULES)}; "
                         f"rules are {list(RULES)}")
     return None if bad else tuple(dict.fromkeys(value))
 
@@ -280,7 +276,7 @@ def parse_settings(raw: Mapping[str, Any] | None, where: str) -> tuple[Plausibil
         elif key == "accept":
             parsed = _accept(where, value, problems)
         else:
-            problems.append(f"{where}: unknown key validation.{key}{_suggest(str(key), KEYS)}; allowed: {list(KEYS)}")
+            problems.append(f"{where}: unknown key validation.{key}{names.did_you_mean(str(key), KEYS)}; allowed: {list(KEYS)}")
             continue
         if parsed is not None:
             values[str(key)] = parsed
@@ -366,7 +362,7 @@ def _tariff_prices(ctx: Any, tariff: Any, rows: np.ndarray) -> np.ndarray:
     start = uniq % n_fy + fy0
     want = pd.MultiIndex.from_arrays([
         pd.Index(su).astype(str)[uniq // n_fy // len(pu)], pd.Index(pu).astype(str)[uniq // n_fy % len(pu)],
-        pd.Index([f"{y:04d}/{(y + 1) % 100:02d}" for y in start.tolist()])])
+        pd.Index([_data.financial_year_label(y) for y in start.tolist()])])
     t = tariff.df[["specialty_code", "pod", "financial_year", "price"]].dropna()
     t = t.drop_duplicates(["specialty_code", "pod", "financial_year"])
     key = pd.MultiIndex.from_frame(t[["specialty_code", "pod", "financial_year"]].astype(str))
@@ -474,7 +470,7 @@ def _activity_rate(ctxs: Mapping[str, Any], window: Window, s: PlausibilitySetti
     flat = np.flatnonzero(bad.ravel())
     positions = np.flatnonzero(ok & np.isin(code, flat))
     i_p, i_pod, i_fy = np.unravel_index(flat, bad.shape)
-    labels = [(str(practices[a]), pods[b], _fy_label(c + fy0), round(float(rate[a, b, c]), 1))
+    labels = [(str(practices[a]), pods[b], _data.financial_year_label(c + fy0), round(float(rate[a, b, c]), 1))
               for a, b, c in zip(i_p[:KEEP_VALUES], i_pod[:KEEP_VALUES], i_fy[:KEEP_VALUES])]
     shown = ", ".join(f"{a} {b} {c}: {r:,} (band {s.bands[b][0]:g} to {s.bands[b][1]:,g})"
                       for a, b, c, r in labels[:SHOW_ROWS])
@@ -487,10 +483,6 @@ def _activity_rate(ctxs: Mapping[str, Any], window: Window, s: PlausibilitySetti
         "population holds the practice's whole list, and that no month is missing or doubled; "
         + _accept_fix("activity_rate", "activity_rate.<pod>: [low, high]"),
         "activity_rate", values=labels)]
-
-
-def _fy_label(start: int) -> str:
-    return f"{start:04d}/{(start + 1) % 100:02d}"
 
 
 def _population_change(ctxs: Mapping[str, Any], window: Window, s: PlausibilitySettings) -> list[Problem]:

@@ -603,7 +603,19 @@ def packages_table(prov: dict[str, Any]) -> HTML:
                   f"Key package versions ({len(pk)} packages in all, listed in manifest.json)")
 
 
-def _changed_count(code: dict[str, Any]) -> int | None:
+def changed_count(code: dict[str, Any]) -> int | None:
+    """How many files a run's checkout had modified (``code.changed_files`` of its provenance or manifest).
+
+    Parameters
+    ----------
+    code : dict of str to object
+        The ``code`` record (``changed_files``: the list of ``git status --porcelain`` lines, or a count).
+
+    Returns
+    -------
+    int or None
+        The count, or None when it was not recorded.
+    """
     changed = code.get("changed_files")
     if isinstance(changed, list):
         return len(changed)
@@ -634,7 +646,7 @@ def code_warning(prov: dict[str, Any]) -> str | None:
         return ("No git information was recorded for this run (not run from a git checkout, or git was not "
                 "available): the code it ran cannot be identified, so it cannot be reproduced or verified from a commit.")
     if code.get("dirty"):
-        n = _changed_count(code)
+        n = changed_count(code)
         files = f"{n} file{'s' if n != 1 else ''} modified" if n is not None else "files modified"
         return (f"This run was made from a checkout with uncommitted changes ({files} at commit "
                 f"{markdown_code(str(commit)[:12])}): it is not reproducible from the commit alone, and "

@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .manifest import check_published
+from .report_content import changed_count
 from .names import INCOMPLETE, LATEST, is_safe_name
 
 if sys.platform != "win32":
@@ -127,8 +128,7 @@ def _complete_row(run: Path, man: dict[str, Any]) -> dict[str, Any]:
     code = man.get("code") if isinstance(man.get("code"), dict) else {}
     commit = str(code.get("commit") or "no git commit recorded")[:12]
     if code.get("dirty") is True:
-        changed = code.get("changed_files")
-        n = len(changed) if isinstance(changed, list) else changed if isinstance(changed, int) else None
+        n = changed_count(code)
         commit += f" (modified: {n} files)" if n is not None else " (modified)"
     report = run / "report.html"
     return {"started": str(man.get("started_utc", "")), "run": run.name, "config": str(man.get("config_name", "")),

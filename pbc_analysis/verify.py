@@ -52,6 +52,7 @@ from . import compare, names, paths
 from . import manifest as mf
 from .config import ConfigError, RunConfig, parse_config
 from .report import ReportError
+from .report_content import changed_count
 from .run import RunError, run_pipeline
 
 #: Outputs re-run and compared (tables and JSON with the tolerance, reports by their tables, text exactly).
@@ -149,7 +150,8 @@ def code_difference(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> str 
     if now.get("dirty") is None:
         line += " (this checkout's changes are unknown: not a git checkout?)"
     if run_dirty:
-        n = len(recorded.get("changed_files") or []) if isinstance(recorded.get("changed_files"), list) else "?"
+        n = changed_count(recorded)
+        n = "?" if n is None else n
         line += f"; the run itself was made from a checkout with uncommitted changes ({n} files), which no commit holds"
     return line
 
