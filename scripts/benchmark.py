@@ -5,7 +5,7 @@
 
 Prints the rows of every table, the seconds spent generating and writing, the size on disk, the
 seconds `pbc_analysis.data.load_inputs` takes to read and validate everything it wrote, the seconds
-benchmarking takes (`pbc_analysis.benchmark.build_cube` and `benchmark_practices`, the work of
+benchmarking takes (`pbc_analysis.stages.benchmark.build_cube` and `benchmark_practices`, the work of
 notebook 02 without its figures), and the peak resident memory. Without --out the files go to a temporary directory that is removed.
 """
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         n = sum(len(df) for df in inputs.tables().values())
         peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
         print(f"load_inputs (read + validate {n:,d} rows) {t4 - t3:.1f} s, peak RSS {peak_gb:.1f} GB")
-        from pbc_analysis import benchmark as B
+        from pbc_analysis.stages import benchmark as B
 
         t5 = time.perf_counter()
         cube = B.build_cube(inputs)

@@ -7,7 +7,7 @@
 1. National size: a synthetic referral panel is generated directly in memory (practices x 4 providers x
    12 specialties x 60 months: about 19 million rows; categorical codes, int32 counts), with staggered
    engagement that cuts referrals by 5-15% per specialty after a 6-month ramp, practice propensities,
-   provider shares, a provider x specialty x month season and trend. :func:`pbc_analysis.attribution
+   provider shares, a provider x specialty x month season and trend. :func:`pbc_analysis.stages.attribution
    .practice_action` then fits the saturated ETWFE Poisson (imputation) and computes savings with
    practice-level intervals and the cluster-robust PCT total. Printed: seconds, peak resident memory of
    this process (``resource.getrusage``; the panel itself is part of it), rows, iterations.
@@ -33,7 +33,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pbc_analysis import attribution as at  # noqa: E402
+from pbc_analysis.stages import attribution as at  # noqa: E402
 
 
 def peak_gb() -> float:
@@ -140,7 +140,7 @@ def statsmodels_ratio(n_practices: int, n_months: int, seed: int = 2) -> None:
     cf_sm = np.exp(Xn[treated & ok] @ glm.params + off[treated & ok])
     t_sm = time.perf_counter() - t0
     print(f"statsmodels GLM with dummies: {int(fit_rows.sum()):,} untreated rows, {Xn.shape[1]:,} dummy columns, "
-          f"{t_sm:.2f} s (converged {glm.converged}); pbc_analysis.attribution.practice_action (fit, savings and "
+          f"{t_sm:.2f} s (converged {glm.converged}); pbc_analysis.stages.attribution.practice_action (fit, savings and "
           f"intervals): {t_ours:.3f} s; ratio {t_sm / t_ours:,.0f}x")
     ours = res.practice_year["counterfactual_referrals"].sum()
     theirs = float(cf_sm.sum())

@@ -1,4 +1,4 @@
-"""Time Callaway-Sant'Anna estimation at national scale (``pbc_analysis.did``), optionally against ``differences``.
+"""Time Callaway-Sant'Anna estimation at national scale (``pbc_analysis.methods.did``), optionally against ``differences``.
 
     .venv/bin/python scripts/benchmark_did.py [--units 6500] [--periods 60] [--repeat 3] [--seed 1]
 
@@ -21,7 +21,7 @@ or keep the project's interpreter and point ``--differences-python`` at the othe
     .venv/bin/python scripts/benchmark_did.py --differences-python /tmp/didbench/bin/python
 
 ``differences`` is timed for ``ATTgt(data, cohort_column).fit("y")`` alone (no aggregations), so the
-printed ratio (differences / pbc_analysis.did) understates its full cost.
+printed ratio (differences / pbc_analysis.methods.did) understates its full cost.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pbc_analysis import did  # noqa: E402
+from pbc_analysis.methods import did  # noqa: E402
 
 COHORTS = (20, 30, 40)
 
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"panel: {args.units:,} units x {args.periods} periods = {len(data):,} rows; cohorts {COHORTS} "
           f"and never treated")
     ours = time_ours(data, args.repeat)
-    print(f"pbc_analysis.did  att_gt ({ours['cells']} ATT(g,t) cells): {ours['attgt']:.3f} s; "
+    print(f"pbc_analysis.methods.did  att_gt ({ours['cells']} ATT(g,t) cells): {ours['attgt']:.3f} s; "
           f"+ simple/group/dynamic/calendar aggregations: {ours['total']:.3f} s "
           f"(target < 2 s: {'met' if ours['total'] < 2 else 'NOT met'})")
 
@@ -132,9 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         print("differences: not installed here (see the module docstring to time it)")
         return 0
     print(f"differences       ATTgt(...).fit(): {theirs['fit']:.3f} s")
-    print(f"ratio differences fit / pbc_analysis.did (att_gt + 4 aggregations): "
+    print(f"ratio differences fit / pbc_analysis.methods.did (att_gt + 4 aggregations): "
           f"{theirs['fit'] / ours['total']:.1f}x")
-    print(f"simple ATT (analytic SE): pbc_analysis.did {ours['simple']:.6f} ({ours['simple_se']:.6f}), "
+    print(f"simple ATT (analytic SE): pbc_analysis.methods.did {ours['simple']:.6f} ({ours['simple_se']:.6f}), "
           f"differences {theirs['simple']:.6f} ({theirs['simple_se']:.6f})")
     return 0
 

@@ -2,7 +2,7 @@
 
 Run this only after a deliberate change to an analysis, and review `git diff tests/expected` before
 committing: the back tests exist to catch changes nobody meant to make. Each table is compared with the
-one it replaces (:func:`pbc_analysis.compare.compare_files`, the rule of the back tests and of
+one it replaces (:func:`pbc_analysis.pipeline.compare.compare_files`, the rule of the back tests and of
 ``pbc verify``), and the outcome printed: unchanged, equal within tolerance, different, new or removed.
 """
 
@@ -12,8 +12,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pbc_analysis import compare, paths
-from pbc_analysis.run import load_config, run_pipeline
+from pbc_analysis.pipeline import compare
+
+from pbc_analysis.core import paths
+from pbc_analysis.pipeline.run import load_config, run_pipeline
 
 EXPECTED = paths.PROJECT_ROOT / "tests" / "expected"
 

@@ -6,7 +6,7 @@
 For each seed a synthetic PCT (``pbc_analysis.synth.write_synthetic_pct``, the sample's parameters
 otherwise) is generated, loaded and attributed as notebook 04 does. Printed per evaluation year:
 
-- PCT practice-action savings (:func:`pbc_analysis.attribution.practice_action`) against the truth
+- PCT practice-action savings (:func:`pbc_analysis.stages.attribution.practice_action`) against the truth
   (``ground_truth.json`` ``pct_year.savings_practice_action``): mean bias (GBP and relative), RMSE, share
   of seeds within 10% of the truth, coverage of the 95% interval, the mean standard error relative to the
   truth, the precision floor (``std_error_floor``: practice levels known) relative to the truth and the
@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pbc_analysis import attribution as at  # noqa: E402
+from pbc_analysis.stages import attribution as at  # noqa: E402
 from pbc_analysis.data import load_inputs  # noqa: E402
 from pbc_analysis.synth import SynthParams, generate, without_provider_cut, write_tables  # noqa: E402
 

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pbc_analysis import benchmark as B  # noqa: E402
+from pbc_analysis.stages import benchmark as B  # noqa: E402
 from pbc_analysis.data import load_inputs  # noqa: E402
 from pbc_analysis.synth import write_synthetic_pct  # noqa: E402
 

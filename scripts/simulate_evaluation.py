@@ -10,7 +10,7 @@ no noise). Estimators:
 
 - ``its``: PCT-level segmented quasi-Poisson regression with two harmonic pairs, a level and a slope
   change at the first cohort's start, list size as offset; avoided = counterfactual - fitted, with a
-  simulation interval (:func:`pbc_analysis.its.effect_summary`);
+  simulation interval (:func:`pbc_analysis.methods.its.effect_summary`);
 - ``controlled_its``: the same with never-engaged practices as the comparison series;
 - ``twfe``: static two-way fixed effects on practice-quarter referral rates per 1,000 per year, clustered
   by practice; avoided = ``-b x`` engaged practices' post-engagement person-years / 1,000;
@@ -43,8 +43,9 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pbc_analysis import evaluation as ev  # noqa: E402
-from pbc_analysis import did, its  # noqa: E402
+from pbc_analysis.stages import evaluation as ev  # noqa: E402
+from pbc_analysis.methods import did
+from pbc_analysis.methods import its  # noqa: E402
 from pbc_analysis.data import load_inputs  # noqa: E402
 from pbc_analysis.synth import SynthParams, generate, write_tables  # noqa: E402
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from pbc_analysis import paths
+from pbc_analysis.core import paths
 
 os.environ.setdefault("JUPYTER_PREFER_ENV_PATH", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -31,8 +31,8 @@ def sample_run(tmp_path_factory):
     Read-only: a test that changes files copies it first (``shutil.copytree(sample_run, dst,
     symlinks=True)``). Its reports directory holds only this run.
     """
-    from pbc_analysis.config import load_config
-    from pbc_analysis.run import run_pipeline
+    from pbc_analysis.pipeline.config import load_config
+    from pbc_analysis.pipeline.run import run_pipeline
 
     reports = tmp_path_factory.mktemp("sample_reports")
     return run_pipeline(load_config(paths.CONFIGS_DIR / "sample.yaml"), reports_dir=reports, run_id="sample",

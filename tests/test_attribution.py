@@ -12,8 +12,9 @@ import pytest
 from scipy import stats
 import statsmodels.api as sm
 
-from pbc_analysis import attribution as at
-from pbc_analysis import data, paths
+from pbc_analysis.stages import attribution as at
+from pbc_analysis import data
+from pbc_analysis.core import paths
 from pbc_analysis.synth import SynthParams, generate, without_provider_cut
 
 F = list(at.FACTORS)
@@ -534,7 +535,7 @@ def test_sample_provider_cut_lands_on_the_provider(sample):
 
 def test_sample_under_referrers_held_and_headline(sample):
     inputs, truth, att = sample
-    from pbc_analysis import benchmark
+    from pbc_analysis.stages import benchmark
 
     bm = benchmark.benchmark_practices(benchmark.build_cube(inputs))
     sh, _ = at.share_savings(att.ledger, inputs.budgets, bm.flags, att.action.practice_quarter)

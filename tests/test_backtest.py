@@ -1,7 +1,7 @@
 """Back tests: the sample run's result tables equal the committed expected tables, within the stated tolerance.
 
-The comparison is :func:`pbc_analysis.compare.compare_files`, the same one ``pbc verify`` uses: keys,
-counts, flags and text exactly, floats within relative 1e-9 (with an absolute floor scaled to the column, see pbc_analysis.compare), because the
+The comparison is :func:`pbc_analysis.pipeline.compare.compare_files`, the same one ``pbc verify`` uses: keys,
+counts, flags and text exactly, floats within relative 1e-9 (with an absolute floor scaled to the column, see pbc_analysis.pipeline.compare), because the
 last bits of floating-point results differ between CPUs and BLAS builds. The expected tables in
 tests/expected/ are regenerated only by `make expected` (scripts/make_expected.py), after a deliberate
 change; review the diff before committing.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pbc_analysis import compare
+from pbc_analysis.pipeline import compare
 
 EXPECTED = Path(__file__).parent / "expected"
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Tests for pbc_analysis.benchmark: hand-computed cases, recovery on the synthetic PCT, real open data."""
+"""Tests for pbc_analysis.stages.benchmark: hand-computed cases, recovery on the synthetic PCT, real open data."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
-from pbc_analysis import benchmark as B
+from pbc_analysis.stages import benchmark as B
 from pbc_analysis import data as D
-from pbc_analysis import paths
-from pbc_analysis.indicators import byars_lower, byars_upper
+from pbc_analysis.core import paths
+from pbc_analysis.methods.indicators import byars_lower, byars_upper
 
 SAMPLE = paths.SAMPLE_DIR
 OPEN_DATA = paths.REFERENCE_DIR / "nhs-open-data" / "HEEC_practice_reference_england_2022-23.csv"
@@ -281,7 +281,8 @@ def test_open_data_deprivation_adjusted_ratio_for_every_practice(tmp_path):
     funnel position; the deprivation gradient agrees with statsmodels' GLM; a funnel plot is drawn."""
     if not OPEN_DATA.exists():
         pytest.skip(f"reference data absent: {OPEN_DATA} (see ../shared/reference/README.md)")
-    from pbc_analysis import funnel, plots
+    from pbc_analysis.methods import funnel
+    from pbc_analysis.publish import plots
 
     df = pd.read_csv(OPEN_DATA, dtype={"practice_code": str})
     table, fit = B.deprivation_adjusted_ratios(df, "practice_code", "ae_attend_0_4_count_2021_22",
@@ -311,7 +312,7 @@ def test_open_data_deprivation_adjusted_ratio_for_every_practice(tmp_path):
 
 
 def od_lines(fit: dict, expected: np.ndarray) -> pd.DataFrame:
-    from pbc_analysis.funnel import od_limits
+    from pbc_analysis.methods.funnel import od_limits
 
     grid = np.geomspace(max(1.1, expected.min()), expected.max(), 200)
     lim = od_limits(grid, data_type="SR", sr_method="CQC", phi=fit["phi"], tau2=fit["tau2"])

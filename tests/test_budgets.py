@@ -1,4 +1,4 @@
-"""Tests for pbc_analysis.budgets: hand-computed rules, envelope conservation, pace caps, and recovery of the
+"""Tests for pbc_analysis.stages.budgets: hand-computed rules, envelope conservation, pace caps, and recovery of the
 synthetic PCT's planted budget rule and deprivation weights."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 import statsmodels.api  # noqa: F401  (imported first so that its warning filters do not override the tests')
 
-from pbc_analysis import budgets as B
+from pbc_analysis.stages import budgets as B
 from pbc_analysis import data as D
-from pbc_analysis import paths, results
+from pbc_analysis.core import paths
+from pbc_analysis.publish import results
 
 SAMPLE = paths.SAMPLE_DIR
 

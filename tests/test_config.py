@@ -1,4 +1,4 @@
-"""Config validation happens before any notebook runs (pbc_analysis.run.parse_config).
+"""Config validation happens before any notebook runs (pbc_analysis.pipeline.run.parse_config).
 
 The hostile-input cases (YAML tags, code in values, unsafe names) are in tests/test_security_config.py.
 """
@@ -10,10 +10,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from pbc_analysis import paths
-from pbc_analysis.config import ParamType, check_name, notebook_parameter_types, parameters_source
-from pbc_analysis.plausibility import PlausibilitySettings
-from pbc_analysis.run import REPORT_NOTEBOOK, ConfigError, notebook_parameters, parse_config
+from pbc_analysis.core import paths
+from pbc_analysis.pipeline.config import ParamType, check_name, notebook_parameter_types, parameters_source
+from pbc_analysis.data.plausibility import PlausibilitySettings
+from pbc_analysis.pipeline.run import REPORT_NOTEBOOK, ConfigError, notebook_parameters, parse_config
 
 SAMPLE = (paths.CONFIGS_DIR / "sample.yaml").read_text()
 
@@ -133,7 +133,7 @@ def test_workers_setting(nbdir):
 
 
 def test_workers_are_capped_by_cores_and_notebooks():
-    from pbc_analysis.run import _workers
+    from pbc_analysis.pipeline.run import _workers
 
     assert _workers(4, 2) == 2 and _workers(1, 5) == 1 and _workers(3, 5) == 3
     assert 1 <= _workers(0, 50) <= 50
@@ -228,7 +228,7 @@ def test_check_name():
 
 def test_run_name_leaves_room_for_the_run_directory_name(nbdir):
     """A run directory is <stamp>-<name>-<hash>[-N]: with the longest run.name it is still a safe name."""
-    from pbc_analysis import names
+    from pbc_analysis.core import names
 
     longest = "n" * names.MAX_RUN_NAME
     parse_config(f"run:\n  name: {longest}\n", notebooks_dir=nbdir)

@@ -1,4 +1,4 @@
-"""Difference-in-differences for staggered adoption (pbc_analysis.did).
+"""Difference-in-differences for staggered adoption (pbc_analysis.methods.did).
 
 Hand-computed and simulated panels need nothing outside the repository. The reference tests use
 ``../shared/reference/did_mpdta/mpdta.csv`` (``mpdta`` of the R package ``did``: 500 counties, 2003-2007,
@@ -34,7 +34,9 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
-from pbc_analysis import did, paths
+from pbc_analysis.methods import did
+
+from pbc_analysis.core import paths
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

@@ -7,7 +7,7 @@ import tomllib
 
 import yaml
 
-from pbc_analysis import paths
+from pbc_analysis.core import paths
 
 ROOT = paths.PROJECT_ROOT
 CONDA_ONLY = {"python", "pip", "quarto"}   # quarto: a binary, called by subprocess; pip: conda's installer

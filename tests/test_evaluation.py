@@ -1,4 +1,4 @@
-"""Tests for pbc_analysis.evaluation: panels and series built from the validated sample."""
+"""Tests for pbc_analysis.stages.evaluation: panels and series built from the validated sample."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from pbc_analysis import data as D
-from pbc_analysis import evaluation as ev
-from pbc_analysis import paths
+from pbc_analysis.stages import evaluation as ev
+from pbc_analysis.core import paths
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def test_relative_effect_by_hand():
     popvar(dY_C)/3 = (2/3)/3 + (2/3)/3 = 4/9, var(M) = popvar(Y2_T)/3 = 2/3 (Y2_T = 8, 11, 11) and
     cov(A, M) = popcov_T(dY, Y2)/3 = 0 (deviations (0, 1, -1) and (-2, 1, 1)). log R = log M - log(M - A):
     gradient g_M = 1/10 - 1/13, g_A = 1/13."""
-    from pbc_analysis import did
+    from pbc_analysis.methods import did
 
     r = did.att_gt(_two_by_two(), "y", "unit", "t", "cohort")
     out = did.relative_effect(r)
@@ -147,7 +147,7 @@ def test_total_effect_by_hand():
     100 x sqrt(4/9)."""
     import pandas as pd
 
-    from pbc_analysis import did
+    from pbc_analysis.methods import did
 
     r = did.att_gt(_two_by_two(), "y", "unit", "t", "cohort")
     ex = pd.DataFrame({"cohort": [2], "time": [2], "exposure": [100.0], "fy": ["2005/06"]})
@@ -165,7 +165,7 @@ def test_pretrend_hotelling_f(sample):
     """F = (n - q) / (q (n - 1)) W on (q, n - q) degrees of freedom."""
     from scipy import stats
 
-    from pbc_analysis import did
+    from pbc_analysis.methods import did
 
     inputs, _ = sample
     q = ev.period_panel(ev.practice_month_panel(inputs, specialties=["110"], include_all=False), 3)

@@ -1,4 +1,4 @@
-"""Funnel plots (pbc_analysis.funnel): peers' test vectors and hand-computed cases.
+"""Funnel plots (pbc_analysis.methods.funnel): peers' test vectors and hand-computed cases.
 
 Reference tests reproduce every row of the PHEindicatormethods v2.1.0 funnel vectors
 (``../shared/reference/indicators/funnel_*.csv``) and the FunnelPlotR v0.6.0 vectors
@@ -19,7 +19,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from pbc_analysis import funnel, paths
+from pbc_analysis.methods import funnel
+
+from pbc_analysis.core import paths
 
 matplotlib.use("Agg")
 
@@ -697,7 +699,7 @@ def test_plot_funnel_draws_adjusted_lines_and_phe_tables():
 def test_by_group_equals_one_funnel_per_group(sr_method, overdispersion):
     """sr_overdispersion_by_group gives, group by group, what funnel_overdispersion gives for each
     group alone (z, trimmed z, phi, tau2, test, adjustment used, limits in use)."""
-    from pbc_analysis.funnel import funnel_overdispersion, sr_overdispersion_by_group
+    from pbc_analysis.methods.funnel import funnel_overdispersion, sr_overdispersion_by_group
 
     rng = np.random.default_rng(7)
     sizes = [25, 40, 33]
@@ -733,7 +735,7 @@ def test_trimmed_normal_second_moment(method, q, expected):
     """By numerical integration of the trimmed standard normal (and 4 decimals by hand)."""
     from scipy import integrate, stats
 
-    from pbc_analysis.funnel import trimmed_normal_second_moment
+    from pbc_analysis.methods.funnel import trimmed_normal_second_moment
 
     c = stats.norm.ppf(1 - q)
     inner = integrate.quad(lambda x: x * x * stats.norm.pdf(x), -c, c)[0]
@@ -744,7 +746,7 @@ def test_trimmed_normal_second_moment(method, q, expected):
 
 def test_consistency_corrected_phi_estimates_the_full_variance():
     """Normal z-scores with variance 4: the winsorised phi is about 0.68 x 4; corrected, about 4."""
-    from pbc_analysis.funnel import sr_overdispersion_by_group
+    from pbc_analysis.methods.funnel import sr_overdispersion_by_group
 
     rng = np.random.default_rng(11)
     e = np.full(20000, 400.0)

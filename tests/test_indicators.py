@@ -1,4 +1,4 @@
-"""Public-health indicator methods (pbc_analysis.indicators).
+"""Public-health indicator methods (pbc_analysis.methods.indicators).
 
 Two kinds of test:
 
@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from pbc_analysis import indicators as ind
-from pbc_analysis import paths
+from pbc_analysis.methods import indicators as ind
+from pbc_analysis.core import paths
 
 RTOL = 1e-9  # every reference row is reproduced to this relative tolerance (the brief asks for 1e-6)
 Z95 = 1.959963984540054  # qnorm(0.975)

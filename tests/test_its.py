@@ -1,4 +1,4 @@
-"""Interrupted time series (pbc_analysis.its): segmented Poisson / quasi-Poisson / NB2 regression.
+"""Interrupted time series (pbc_analysis.methods.its): segmented Poisson / quasi-Poisson / NB2 regression.
 
 Hand-computed and simulated cases need nothing outside the repository. The reference tests reproduce the
 four models of Lopez Bernal, Cummins and Gasparrini, "Interrupted time series regression for the
@@ -18,7 +18,9 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
-from pbc_analysis import its, paths
+from pbc_analysis.methods import its
+
+from pbc_analysis.core import paths
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from pbc_analysis import paths
-from pbc_analysis.run import list_notebooks, notebook_parameters
+from pbc_analysis.core import paths
+from pbc_analysis.pipeline.run import list_notebooks, notebook_parameters
 
 NOTEBOOKS = list_notebooks(paths.NOTEBOOKS_DIR)
 

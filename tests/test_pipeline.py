@@ -17,9 +17,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from pbc_analysis import paths, report
-from pbc_analysis.manifest import write_manifest
-from pbc_analysis.run import REPORT_NOTEBOOK, RunError, load_config, parse_config, run_pipeline, sha256_file, verify
+from pbc_analysis.core import paths
+
+from pbc_analysis.publish import report
+from pbc_analysis.pipeline.manifest import write_manifest
+from pbc_analysis.pipeline.run import REPORT_NOTEBOOK, RunError, load_config, parse_config, run_pipeline, sha256_file, verify
 
 pytestmark = pytest.mark.slow
 SAMPLE_CONFIG = paths.CONFIGS_DIR / "sample.yaml"
@@ -121,7 +123,7 @@ def test_cli_misspelt_key_fails_before_any_notebook_runs(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(SAMPLE_CONFIG.read_text().replace("completeness_threshold", "completness_threshold"))
     reports = tmp_path / "reports"
-    proc = subprocess.run([sys.executable, "-m", "pbc_analysis.cli", "run", "--config", str(bad), "--reports-dir", str(reports)],
+    proc = subprocess.run([sys.executable, "-m", "pbc_analysis.pipeline.cli", "run", "--config", str(bad), "--reports-dir", str(reports)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "completness_threshold" in proc.stderr and "did you mean 'completeness_threshold'" in proc.stderr

@@ -1,4 +1,4 @@
-"""Data-quality measures (pbc_analysis.quality) on hand-built series with known truth."""
+"""Data-quality measures (pbc_analysis.stages.quality) on hand-built series with known truth."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pbc_analysis import quality
+from pbc_analysis.stages import quality
 
 
 def seasonal_series(rng, months=60, level=20000.0, lag=(1.0, 1.0, 1.0), pod="first_op"):

@@ -1,4 +1,4 @@
-"""Tests for pbc_analysis.report: Quarto invocation (with a stand-in executable), the nbconvert
+"""Tests for pbc_analysis.publish.report: Quarto invocation (with a stand-in executable), the nbconvert
 fallback (real nbconvert on a really executed notebook) and the self-containment check."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from pbc_analysis import report
-from pbc_analysis.report import RenderInfo, ReportError, check_self_contained, find_quarto, render_html
+from pbc_analysis.publish import report
+from pbc_analysis.publish.report import RenderInfo, ReportError, check_self_contained, find_quarto, render_html
 
 # The real Quarto (if any), looked up before any test monkeypatches PATH / PBC_QUARTO.
 REAL_QUARTO = find_quarto()

@@ -7,8 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from pbc_analysis import paths, report_content, report_sections
-from pbc_analysis.report import check_self_contained
+from pbc_analysis.core import paths
+
+from pbc_analysis.publish import report_content
+
+from pbc_analysis.publish import report_sections
+from pbc_analysis.publish.report import check_self_contained
 
 FULL = {"data_quality": {"practices": 40, "consortia": 4, "engaged_practices": 20,
                          "window": {"start_month": "2003-04", "end_month": "2008-03"}},
@@ -78,8 +82,8 @@ def _section(html_text: str, heading: str, next_heading: str) -> str:
 
 @pytest.mark.slow
 def test_run_of_one_notebook_reports_the_others_as_not_run(tmp_path):
-    from pbc_analysis.config import parse_config
-    from pbc_analysis.run import run_pipeline
+    from pbc_analysis.pipeline.config import parse_config
+    from pbc_analysis.pipeline.run import run_pipeline
 
     cfg = parse_config(_subset_config(["01_data_quality"]), path=paths.PROJECT_ROOT / "configs" / "subset.yaml")
     assert cfg.notebooks == ("01_data_quality",)

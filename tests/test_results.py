@@ -1,4 +1,4 @@
-"""Result tables and results.json are byte-stable (pbc_analysis.results)."""
+"""Result tables and results.json are byte-stable (pbc_analysis.publish.results)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pbc_analysis import results
+from pbc_analysis.publish import results
 
 
 def test_write_table_sorts_and_formats(tmp_path):
@@ -45,7 +45,7 @@ def test_sections_merge_canonically(tmp_path):
 def test_empty_run_dir_is_an_error_and_interactive_dir_is_used(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="run_dir is empty"):
         results.write_section("", "x", {})
-    monkeypatch.setattr("pbc_analysis.paths.REPORTS_DIR", tmp_path)
+    monkeypatch.setattr("pbc_analysis.core.paths.REPORTS_DIR", tmp_path)
     assert results.resolve_run_dir("") == tmp_path / "interactive"
 
 

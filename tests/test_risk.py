@@ -1,4 +1,4 @@
-"""Tests for pbc_analysis.risk: the risk pool, its adequacy, completeness, forecasts and early warning,
+"""Tests for pbc_analysis.stages.risk: the risk pool, its adequacy, completeness, forecasts and early warning,
 by hand and on the synthetic PCT (back-test coverage, planted data lag)."""
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from pbc_analysis import budgets as B
+from pbc_analysis.stages import budgets as B
 from pbc_analysis import data as D
-from pbc_analysis import paths, results
-from pbc_analysis import risk as R
+from pbc_analysis.core import paths
+from pbc_analysis.publish import results
+from pbc_analysis.stages import risk as R
 
 SAMPLE = paths.SAMPLE_DIR
 

@@ -3,7 +3,7 @@
 A hostile tester passed ``high_cost_patients.cost = 1e300`` (it reached the risk pool as 1.1e300),
 ``budgets.budget = 1e18`` and ``reference_rates.rate = 1e9`` through validation. These tests plant such
 values in a copy of the embedded sample (``data/sample``) and call
-:func:`pbc_analysis.plausibility.validate_run_inputs`, which ``pbc run`` calls before any notebook starts:
+:func:`pbc_analysis.data.plausibility.validate_run_inputs`, which ``pbc run`` calls before any notebook starts:
 the run is refused with the file, table, column, rows and value, and passes when the rule is accepted.
 Thresholds are checked on the sample itself (a ceiling just below its maximum flags exactly the rows
 above it), so most tests need no copy of the data.
@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pbc_analysis import paths
+from pbc_analysis.core import paths
 from pbc_analysis.data import TABLES, DataValidationError, Problem
-from pbc_analysis.plausibility import (
+from pbc_analysis.data.plausibility import (
     COLUMN_CEILINGS,
     RULES,
     PlausibilitySettings,

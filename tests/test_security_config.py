@@ -18,8 +18,8 @@ import nbformat
 import pytest
 import yaml
 
-from pbc_analysis import paths
-from pbc_analysis.config import (
+from pbc_analysis.core import paths
+from pbc_analysis.pipeline.config import (
     ConfigError,
     StrictLoader,
     load_config,
@@ -127,7 +127,7 @@ def test_cases_are_split_between_cli_and_in_process():
 def test_cli_refuses_before_anything_runs(tmp_path, text, fragments):
     config, marker = _write_config(tmp_path, text)
     reports = tmp_path / "reports"
-    proc = subprocess.run([sys.executable, "-m", "pbc_analysis.cli", "run", "--config", str(config), "--reports-dir", str(reports)],
+    proc = subprocess.run([sys.executable, "-m", "pbc_analysis.pipeline.cli", "run", "--config", str(config), "--reports-dir", str(reports)],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error: invalid run config:") and "Traceback" not in proc.stderr, proc.stderr
@@ -263,7 +263,7 @@ def probe_dir(tmp_path) -> Path:
 
 
 def test_probe_notebook_receives_exactly_the_strings(tmp_path, probe_dir):
-    from pbc_analysis.run import run_pipeline
+    from pbc_analysis.pipeline.run import run_pipeline
 
     marker = tmp_path / "pwned"
     nasty = _nasty(marker)
@@ -319,7 +319,7 @@ def test_numbers_are_plain_decimals():
 
 
 def test_path_parameters_refuse_control_characters_and_missing_files(tmp_path):
-    from pbc_analysis import paths as _paths
+    from pbc_analysis.core import paths as _paths
 
     text = ('parameters:\n  data_dir: "data/sample\\0x"\n  start_month: "2003-04"\n  end_month: "2008-03"\n'
             'notebooks:\n  05_budgets_and_risk:\n    completeness_snapshots: ' + str(tmp_path / "none.csv") + "\n")

@@ -1,4 +1,4 @@
-"""Issue 12, "Disclosure applies to everything published": the published/ bundle (pbc_analysis.publish).
+"""Issue 12, "Disclosure applies to everything published": the published/ bundle (pbc_analysis.publish.bundle).
 
 Unit tests on small hand-made tables, then one sample run whose bundle is scanned: every count cell of every
 published CSV and of results.json is 0, "*" or a multiple of 5 from 10; no patient-level identifier leaves the
@@ -16,8 +16,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pbc_analysis import data, paths, publish, report
-from pbc_analysis.publish import Column, PublishError, TableSpec
+from pbc_analysis import data
+
+from pbc_analysis.core import paths
+
+from pbc_analysis.publish import bundle
+
+from pbc_analysis.publish import report
+from pbc_analysis.publish.bundle import Column, PublishError, TableSpec
 
 EXPECTED = Path(__file__).parent / "expected"
 
@@ -54,7 +60,7 @@ def test_table_counts_ratios_and_withheld_columns():
         "cost": ["10.5", "3", "0", "7", "1"], "sir": ["0.91", "1.234567891", "0.5", "1", "1.1"],
         "pct": ["108.3", "5", "0", "x", "y"], "per_1000": ["6.5", "1", "0", "1", "1"], "charge": ["1"] * 5,
         "ae_observed": ["3", "8", "1003", "0", "7"]}))
-    out = publish.disclose_table_text("t", df, SPEC)
+    out = bundle.disclose_table_text("t", df, SPEC)
     assert out["referrals"].tolist() == ["15", "*", "0", "10", ""]
     assert out["attendances"].tolist() == ["10", "100", "40", "0", "30"]
     assert out["ae_observed"].tolist() == ["*", "10", "1005", "0", "*"]  # a pattern-registered column
@@ -63,39 +69,39 @@ def test_table_counts_ratios_and_withheld_columns():
     assert "charge" not in out.columns  # withheld
     for col in ("practice_code", "list_size", "cost", "sir"):  # exempt cells are copied as text, unchanged
         assert out[col].tolist() == df[col].tolist()
-    again = publish.disclose_table_text("t", out.assign(charge="1"), SPEC)  # disclosing twice changes nothing
+    again = bundle.disclose_table_text("t", out.assign(charge="1"), SPEC)  # disclosing twice changes nothing
     pd.testing.assert_frame_equal(again, out)
 
 
 def test_table_with_an_unregistered_column_is_refused_naming_every_one():
     df = _text(pd.DataFrame({"practice_code": ["P1"], "referrals": ["3"], "patients": ["4"], "spells": ["2"]}))
     with pytest.raises(PublishError) as err:
-        publish.disclose_table_text("t", df, SPEC)
+        bundle.disclose_table_text("t", df, SPEC)
     msg = str(err.value)
     assert "'patients'" in msg and "'spells'" in msg and "TABLES['t']" in msg and "kind" in msg
-    with pytest.raises(PublishError, match="'nope' is not in pbc_analysis/publish.py TABLES"):
-        publish.disclose_table_text("nope", df)
+    with pytest.raises(PublishError, match="'nope' is not in pbc_analysis/publish/bundle.py TABLES"):
+        bundle.disclose_table_text("nope", df)
 
 
 def test_a_count_that_is_not_a_whole_number_is_an_error_with_its_rows():
     df = _text(pd.DataFrame({"practice_code": ["P1", "P2", "P3"], "referrals": ["3", "2.5", "-1"]}))
     with pytest.raises(PublishError, match=r"'referrals'.*row 2 '2.5', row 3 '-1'"):
-        publish.disclose_table_text("t", df, SPEC)
+        bundle.disclose_table_text("t", df, SPEC)
 
 
 def test_rows_where_discloses_only_the_patient_level_rows():
     spec = TableSpec("input file", {"table": Column("key"),
                                     "rows": Column("count", rows_where=("table", frozenset({"high_cost_patients"})))})
     df = pd.DataFrame({"table": ["providers", "high_cost_patients", "practices"], "rows": ["2", "12386", "60"]})
-    assert publish.disclose_table_text("s", df, spec)["rows"].tolist() == ["2", "12385", "60"]
+    assert bundle.disclose_table_text("s", df, spec)["rows"].tolist() == ["2", "12385", "60"]
 
 
 def test_input_summary_rounds_the_rows_of_patient_level_inputs_only():
-    assert publish.PATIENT_LEVEL_INPUTS == {"high_cost_patients"}  # the data dictionary's tables with an id column
+    assert bundle.PATIENT_LEVEL_INPUTS == {"high_cost_patients"}  # the data dictionary's tables with an id column
     summary = pd.DataFrame({"table": ["high_cost_patients", "providers", "practices"], "rows": [12387, 3, 61]})
-    out = publish.disclose_input_rows(summary)
+    out = bundle.disclose_input_rows(summary)
     assert out["rows"].tolist() == [12385, 3, 61]
-    assert publish.disclose_input_rows(summary.assign(rows=[4, 3, 61]))["rows"].tolist() == ["*", 3, 61]
+    assert bundle.disclose_input_rows(summary.assign(rows=[4, 3, 61]))["rows"].tolist() == ["*", 3, 61]
     assert summary["rows"].tolist() == [12387, 3, 61]  # input untouched
 
 
@@ -108,7 +114,7 @@ def test_results_counts_disclosed_by_path():
     res = {"dq": {"activity": {"2003/04": 456758, "2004/05": 3, "2005/06": 0}, "practices": 6, "name": "x"},
            "risk": {"expected_patients": 1301.86}, "v": {"tables": [{"rows": "*"}, {"rows": 12}, {"rows": None}]},
            "ev": {"a": {"b": [1.5, 2.25]}, "flag": True}}
-    out = publish.disclose_results(res, rules)
+    out = bundle.disclose_results(res, rules)
     assert out["dq"]["activity"] == {"2003/04": 456760, "2004/05": "*", "2005/06": 0}
     assert out["dq"]["practices"] == 6 and out["dq"]["name"] == "x"  # a tally of practices is not a count of people
     assert out["risk"]["expected_patients"] == 1300
@@ -119,34 +125,34 @@ def test_results_counts_disclosed_by_path():
 def test_results_with_an_unclassified_number_or_a_fractional_count_is_refused():
     rules = (("dq.activity.*", "count"),)
     with pytest.raises(PublishError) as err:
-        publish.disclose_results({"dq": {"activity": {"a": 2.5}, "patients": 12, "deep": [{"n": 3}]}}, rules)
+        bundle.disclose_results({"dq": {"activity": {"a": 2.5}, "patients": 12, "deep": [{"n": 3}]}}, rules)
     msg = str(err.value)
     assert "dq.activity.a = 2.5: a count must be" in msg
     assert "dq.patients = 12: not classified" in msg and "dq.deep[].n = 3: not classified" in msg
     with pytest.raises(PublishError, match="unknown kind"):
-        publish.disclose_results({}, (("x", "sort of a count"),))
+        bundle.disclose_results({}, (("x", "sort of a count"),))
 
 
 # --------------------------------------------------------------------------------------------------
 # the registry itself
 # --------------------------------------------------------------------------------------------------
 def test_registry_covers_every_sample_table_and_every_column():
-    problems = publish._check_registered(sorted(EXPECTED.glob("*.csv")))
+    problems = bundle._check_registered(sorted(EXPECTED.glob("*.csv")))
     assert problems == []
-    assert {p.stem for p in EXPECTED.glob("*.csv")} <= set(publish.TABLES)
+    assert {p.stem for p in EXPECTED.glob("*.csv")} <= set(bundle.TABLES)
 
 
 def test_registry_is_consistent():
-    for name, spec in publish.TABLES.items():
+    for name, spec in bundle.TABLES.items():
         for col, rule in spec.columns.items():
-            assert rule.kind in publish.KINDS, (name, col)
+            assert rule.kind in bundle.KINDS, (name, col)
             if rule.kind == "ratio":
                 num, den, _ = rule.ratio
                 assert spec.column(num).kind == "count" and spec.column(den).kind in ("count", "public"), (name, col)
             if rule.kind == "withheld":
                 assert rule.note, (name, col)
-    for _, kind in publish.JSON_RULES:
-        assert kind in publish.KINDS or kind == "expected_count"
+    for _, kind in bundle.JSON_RULES:
+        assert kind in bundle.KINDS or kind == "expected_count"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -237,13 +243,13 @@ def test_scan_catches_a_count_column_registered_as_something_else(tmp_path):
 
 @pytest.mark.slow
 def test_every_count_cell_published_is_disclosed(run):
-    checked, problems = _scan(run / "published" / "tables", publish.TABLES)
+    checked, problems = _scan(run / "published" / "tables", bundle.TABLES)
     assert problems == []
     assert checked > 5000
     # the scan is not vacuous: the private tables hold counts that the rule changes
     raw = pd.read_csv(run / "tables" / "bm_ratios.csv", dtype=str)
     assert not raw["observed"].map(_disclosed).all()
-    assert _scan(run / "tables", publish.TABLES)[1]
+    assert _scan(run / "tables", bundle.TABLES)[1]
 
 
 @pytest.mark.slow
@@ -299,9 +305,9 @@ def test_bundle_is_byte_stable(run, tmp_path):
     shutil.copytree(run, copy, symlinks=True)
     first = _tree(run / "published")              # the bundle `pbc run` made
     assert first and _tree(copy / "published") == first
-    publish.build_bundle(copy)
+    bundle.build_bundle(copy)
     assert _tree(copy / "published") == first
-    publish.build_bundle(copy)                     # and again, over a bundle it built itself
+    bundle.build_bundle(copy)                     # and again, over a bundle it built itself
     assert _tree(copy / "published") == first
     assert not (copy / ".published.tmp").exists()
 
@@ -317,10 +323,10 @@ def test_an_unregistered_table_or_column_stops_publication(run, tmp_path):
     res = json.loads((copy / "results.json").read_text()) | {"extra": {"patients": 4}}
     (copy / "results.json").write_text(json.dumps(res))
     with pytest.raises(PublishError) as err:
-        publish.build_bundle(copy)
+        bundle.build_bundle(copy)
     msg = str(err.value)
     assert "nothing was written" in msg
-    assert "tables/new_counts.csv: table 'new_counts' is not in pbc_analysis/publish.py TABLES" in msg
+    assert "tables/new_counts.csv: table 'new_counts' is not in pbc_analysis/publish/bundle.py TABLES" in msg
     assert "tables/dq_monthly_totals.csv: column(s) ['spells']" in msg
     assert "extra.patients = 4: not classified" in msg
     assert not (copy / "published").exists() and not (copy / ".published.tmp").exists()
@@ -330,6 +336,6 @@ def test_published_text_cells_cannot_become_spreadsheet_formulas():
     """CSV injection: a name like =HYPERLINK(...) in an input must not be a live formula in a published CSV."""
     df = pd.DataFrame({"practice_name": ["=cmd|' /C calc'!A0", "+SUM(A1)", "@x", "-1+2", "Plain", "\tx"],
                        "value": ["-5.3", "1e-16", "-inf", "7", "", "0"]})
-    out = publish.neutralise_formulas(df)
+    out = bundle.neutralise_formulas(df)
     assert out["practice_name"].tolist() == ["'=cmd|' /C calc'!A0", "'+SUM(A1)", "'@x", "'-1+2", "Plain", "'\tx"]
     assert out["value"].tolist() == df["value"].tolist()            # numbers are left as they are

@@ -22,16 +22,26 @@ import nbformat
 import pandas as pd
 import pytest
 
-from pbc_analysis import manifest, markdown, report, report_content, results, runs_index
-from pbc_analysis.markdown import markdown_code, markdown_text
-from pbc_analysis.report import (
+from pbc_analysis.pipeline import manifest
+
+from pbc_analysis.publish import markdown
+
+from pbc_analysis.publish import report
+
+from pbc_analysis.publish import report_content
+
+from pbc_analysis.publish import results
+
+from pbc_analysis.pipeline import runs_index
+from pbc_analysis.publish.markdown import markdown_code, markdown_text
+from pbc_analysis.publish.report import (
     ReportError,
     check_self_contained,
     quarto_command,
     render_html,
     script_digest,
 )
-from pbc_analysis.runs_index import ignored_entries, run_states, write_index
+from pbc_analysis.pipeline.runs_index import ignored_entries, run_states, write_index
 
 SCRIPT = "<script>alert(1)</script>"
 ATTR = '" onmouseover="x'
@@ -488,7 +498,7 @@ def test_index_is_replaced_not_written_through_a_link(tmp_path):
 
 _WRITER = """
 import sys
-from pbc_analysis.runs_index import write_index
+from pbc_analysis.pipeline.runs_index import write_index
 for _ in range(int(sys.argv[2])):
     write_index(sys.argv[1])
 """
@@ -545,15 +555,7 @@ def test_a_run_finishing_while_another_writes_the_index_is_listed(tmp_path, monk
     assert rows == ["20260102-000000-second-bbbb", "20260101-000000-first-aaaa"]
 
 
-def test_publish_layer_modules_import_no_pipeline_module():
-    """report, report_content and publish are the publish layer: importing them loads no pipeline module
-    (config, config_yaml, run, supervise, manifest, compare, verify, runs_index, cli)."""
-    code = ("import sys; import pbc_analysis.report, pbc_analysis.report_content, pbc_analysis.publish; "
-            "print(' '.join(sorted(m for m in sys.modules if m.startswith('pbc_analysis.'))))")
-    env = {**os.environ, "PYTHONPATH": str(Path(runs_index.__file__).parents[1])}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    loaded = {m.removeprefix("pbc_analysis.") for m in out.split()}
-    assert {"report", "report_content", "publish", "markdown"} <= loaded
-    pipeline = {"config", "config_yaml", "run", "supervise", "manifest", "compare", "verify", "runs_index", "cli"}
-    assert loaded & pipeline == set()
+def test_report_has_no_index_writer():
+    """The runs index is written by the pipeline layer (runs_index), not by the report renderer
+    (the layering itself is tested in tests/test_layers.py)."""
     assert not hasattr(report, "write_index") and "write_index" not in report.__all__

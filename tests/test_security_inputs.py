@@ -2,9 +2,9 @@
 
 Every case is driven as a user would: ``pbc validate`` on a copy of the embedded sample (``data/sample``)
 with one thing broken, checking the exit code and that the message names the file, the rows and the
-fix; and :func:`pbc_analysis.plausibility.validate_run_inputs`, which ``pbc run`` calls before any
+fix; and :func:`pbc_analysis.data.plausibility.validate_run_inputs`, which ``pbc run`` calls before any
 notebook starts, for the summary that reaches the report. A few cases run ``pbc`` as a separate process
-(``process=True``); the others call the same command in this process (:func:`pbc_analysis.cli.main`: the
+(``process=True``); the others call the same command in this process (:func:`pbc_analysis.pipeline.cli.main`: the
 same code, exit code and output, without a new interpreter importing pandas each time), and
 test_optional_table_with_wrong_case_or_extension_is_an_error checks that both ways print the same.
 """
@@ -25,9 +25,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pbc_analysis import cli, paths
+from pbc_analysis.pipeline import cli
+
+from pbc_analysis.core import paths
 from pbc_analysis.data import DataValidationError, load_inputs
-from pbc_analysis.plausibility import (
+from pbc_analysis.data.plausibility import (
     RULES,
     PlausibilitySettings,
     parse_settings,
@@ -42,12 +44,12 @@ def pbc(*args: str, process: bool = False) -> subprocess.CompletedProcess:
     """``pbc ARGS`` from the project root: exit code, stdout and stderr.
 
     With ``process``, a new Python process runs the command exactly as a user types it; otherwise
-    :func:`pbc_analysis.cli.main` runs it in this process with its output captured (an uncaught exception
+    :func:`pbc_analysis.pipeline.cli.main` runs it in this process with its output captured (an uncaught exception
     then fails the test instead of printing a traceback).
     """
     if process:
         env = {**os.environ, "MPLBACKEND": "Agg"}
-        return subprocess.run([sys.executable, "-m", "pbc_analysis.cli", *args], capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "pbc_analysis.pipeline.cli", *args], capture_output=True, text=True,
                               cwd=paths.PROJECT_ROOT, env=env, timeout=300, check=False)
     out, err = io.StringIO(), io.StringIO()
     with contextlib.chdir(paths.PROJECT_ROOT), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

@@ -20,8 +20,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from pbc_analysis import paths, run
-from pbc_analysis.config import parse_config
+from pbc_analysis.core import paths
+
+from pbc_analysis.pipeline import run
+from pbc_analysis.pipeline.config import parse_config
 
 PY = sys.executable
 SAMPLE = paths.SAMPLE_DIR
@@ -72,8 +74,8 @@ def _start_runner(tmp_path: Path, nbdir: Path, config_text: str, reports: Path |
     driver.write_text(textwrap.dedent(f"""\
         import sys
         from pathlib import Path
-        from pbc_analysis.cli import run_and_report
-        from pbc_analysis.config import parse_config
+        from pbc_analysis.pipeline.cli import run_and_report
+        from pbc_analysis.pipeline.config import parse_config
         cfg = parse_config(Path({str(tmp_path / 'cfg.yaml')!r}).read_text(), notebooks_dir=Path({str(nbdir)!r}))
         sys.exit(run_and_report(cfg, Path({str(reports or tmp_path / 'reports')!r})))
     """))
@@ -113,7 +115,7 @@ def _all_dead(pids, timeout: float = 15) -> list[int]:
 
 def _finished_run(reports: Path, name: str, finished: str) -> Path:
     """A complete run directory with an intact manifest (its hashes and its own hash)."""
-    from pbc_analysis.manifest import output_hashes, write_manifest
+    from pbc_analysis.pipeline.manifest import output_hashes, write_manifest
 
     d = reports / name
     (d / "tables").mkdir(parents=True)
@@ -256,7 +258,7 @@ def test_a_long_error_message_does_not_hang_the_runner(tmp_path):
     """A worker's error longer than a pipe buffer (64 KiB) is read while the worker waits to exit."""
     script = tmp_path / "big.py"
     script.write_text(textwrap.dedent("""\
-        from pbc_analysis import supervise
+        from pbc_analysis.pipeline import supervise
         got = {}
         supervise.run_jobs({"big": (200_000,)}, lambda n: (0.0, "x" * n), 1,
                            lambda name, seconds, err: got.setdefault(name, err) is None)
@@ -264,7 +266,7 @@ def test_a_long_error_message_does_not_hang_the_runner(tmp_path):
     """))
     proc = subprocess.run([PY, str(script)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    from pbc_analysis.supervise import MAX_MESSAGE
+    from pbc_analysis.pipeline.supervise import MAX_MESSAGE
 
     length, tail = proc.stdout.split(maxsplit=1)
     assert MAX_MESSAGE < int(length) < MAX_MESSAGE + 100 and tail.strip().endswith("(180,000 more characters cut)")

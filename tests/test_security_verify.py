@@ -25,11 +25,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pbc_analysis import compare, paths, results
-from pbc_analysis import manifest as mf
-from pbc_analysis import verify as vf
-from pbc_analysis.config import parse_config
-from pbc_analysis.report import ReportError, extract_tables
+from pbc_analysis.pipeline import compare
+
+from pbc_analysis.core import paths
+
+from pbc_analysis.publish import results
+from pbc_analysis.pipeline import manifest as mf
+from pbc_analysis.pipeline import verify as vf
+from pbc_analysis.pipeline.config import parse_config
+from pbc_analysis.publish.report import ReportError, extract_tables
 
 SAMPLE_CONFIG = paths.CONFIGS_DIR / "sample.yaml"
 CLEAN = {"commit": "a" * 40, "dirty": False, "changed_files": []}
@@ -37,7 +41,7 @@ CLEAN = {"commit": "a" * 40, "dirty": False, "changed_files": []}
 
 def pbc(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     env = dict(os.environ, MPLBACKEND="Agg", JUPYTER_PREFER_ENV_PATH="1")
-    return subprocess.run([sys.executable, "-m", "pbc_analysis.cli", *args], check=False, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "pbc_analysis.pipeline.cli", *args], check=False, capture_output=True, text=True,
                           timeout=timeout, env=env)
 
 
@@ -239,7 +243,7 @@ def test_paths_in_a_tampered_manifest_are_never_read_outside_the_run(tmp_path, s
 @pytest.mark.parametrize("now, expected", [
     ({"commit": "b" * 40, "dirty": False, "changed_files": []},
      "code differs from the run's: commit aaaaaaaaaaaa vs bbbbbbbbbbbb, 0 files modified"),
-    ({"commit": "a" * 40, "dirty": True, "changed_files": [" M pbc_analysis/funnel.py", "?? notes.txt", " M README.md"]},
+    ({"commit": "a" * 40, "dirty": True, "changed_files": [" M pbc_analysis/methods/funnel.py", "?? notes.txt", " M README.md"]},
      "code differs from the run's: commit aaaaaaaaaaaa vs aaaaaaaaaaaa, 3 files modified"),
 ], ids=["other-commit", "dirty"])
 def test_verify_reports_code_differences_first_and_fails_unless_allowed(tmp_path, sample_inputs, monkeypatch, now, expected):

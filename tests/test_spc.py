@@ -1,4 +1,4 @@
-"""Statistical process control (pbc_analysis.spc): XmR, u and p charts with Making Data Count rules.
+"""Statistical process control (pbc_analysis.methods.spc): XmR, u and p charts with Making Data Count rules.
 
 Hand-computed cases need nothing outside the repository; the reference tests reproduce NHSRplotthedots
 v0.2.2 (MIT) test vectors from ``../shared/reference/spc_nhsrplotthedots`` and skip when it is absent.
@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pbc_analysis import paths, spc
+from pbc_analysis.core import paths
+
+from pbc_analysis.methods import spc
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pbc_analysis.paths import PROJECT_ROOT, SAMPLE_DIR
+from pbc_analysis.core.paths import PROJECT_ROOT, SAMPLE_DIR
 from pbc_analysis.synth import (
     LARGE_TABLES,
     LMDI_FACTORS,

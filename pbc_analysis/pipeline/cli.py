@@ -1,0 +1,197 @@
+"""The ``pbc`` command.
+
+    pbc run --config configs/sample.yaml       run the pipeline and publish the report
+    pbc verify reports/<run_id> [--allow-dirty] [--no-rerun] [--keep]
+                                               check a published run's files, re-run it and compare
+    pbc synth --seed N --practices P --months M --out DIR
+                                               write a synthetic PCT (inputs + ground truth)
+    pbc validate --data-dir DIR --start YYYY-MM --end YYYY-MM [--config CONFIG]
+                                               validate input files without running anything
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from pbc_analysis.core import paths
+
+
+def run_and_report(cfg, reports_dir: Path, echo=print) -> int:
+    """Run a validated config and turn the outcome into an exit code and one message.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        A config from :func:`config.parse_config`.
+    reports_dir : Path
+        Where the run directory is made.
+    echo : callable
+        Progress printer.
+
+    Returns
+    -------
+    int
+        0: complete; 1: the inputs failed validation or a notebook failed (the message names it and
+        where its partial output is); 128 + N: stopped by signal N (130 for Ctrl-C, 143 for SIGTERM),
+        every notebook stopped and the run marked incomplete.
+    """
+    from pbc_analysis.pipeline.run import RunError, run_pipeline
+    from pbc_analysis.pipeline.supervise import Interrupted
+
+    start = time.perf_counter()
+    try:
+        run_dir = run_pipeline(cfg, reports_dir=reports_dir, echo=echo)
+    except RunError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Interrupted as exc:
+        print(f"\nstopped: {exc}; nothing is left running, and a run directory, if one was made, is marked "
+              "incomplete (reports/latest still points at the last complete run)", file=sys.stderr)
+        return exc.exit_code
+    print(f"run {run_dir.name} finished in {time.perf_counter() - start:.1f} s: {run_dir}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pbc_analysis.pipeline.run import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return run_and_report(cfg, paths.resolve(args.reports_dir, base=Path.cwd()))
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    """``pbc verify``: 0 verified (identical or within tolerance), 1 not (printed why), 2 refused, 128+N signal N."""
+    from pbc_analysis.pipeline.supervise import Interrupted
+    from pbc_analysis.pipeline.verify import VerifyRefused, verify
+
+    try:
+        report = verify(args.run_dir, echo=print, allow_dirty=args.allow_dirty, rerun=not args.no_rerun, keep=args.keep)
+    except VerifyRefused as exc:
+        print(f"error: refused: {exc}", file=sys.stderr)
+        return 2
+    except Interrupted as exc:
+        print(f"\nstopped: {exc}; the re-run was stopped", file=sys.stderr)
+        return exc.exit_code
+    if report.error:
+        sys.stdout.flush()
+        print(f"error: {report.error}", file=sys.stderr)
+    return report.exit_code
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from pbc_analysis.synth import write_synthetic_pct
+
+    start = time.perf_counter()
+    files = write_synthetic_pct(paths.resolve(args.out, base=Path.cwd()), seed=args.seed, n_practices=args.practices,
+                                n_months=args.months, start_month=args.start, fmt=args.format, progress=not args.quiet)
+    print(f"wrote {len(files)} tables and ground_truth.json to {args.out} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _validate_window(args: argparse.Namespace) -> tuple[str, str, str, object] | str:
+    """(data_dir, start, end, plausibility settings) for ``pbc validate``, or a one-line error."""
+    import re
+
+    from pbc_analysis.data import MONTH_PATTERN
+    from pbc_analysis.data.plausibility import PlausibilitySettings
+
+    settings, given = PlausibilitySettings(), {"data_dir": args.data_dir, "start_month": args.start,
+                                               "end_month": args.end}
+    if args.config:
+        from pbc_analysis.pipeline.config import ConfigError, load_config
+
+        try:
+            cfg = load_config(args.config)
+        except ConfigError as exc:
+            return str(exc)
+        settings = cfg.validation
+        for params in cfg.parameters.values():  # the config's data and window fill what is not given
+            for key, value in list(given.items()):
+                if value is None and params.get(key) is not None:
+                    given[key] = str(params[key])
+    for key, option in (("data_dir", "--data-dir"), ("start_month", "--start"), ("end_month", "--end")):
+        if given[key] is None:
+            return f"{option} is required (or give --config CONFIG, whose parameters set {key})"
+    for key, option in (("start_month", "--start"), ("end_month", "--end")):
+        if not re.fullmatch(MONTH_PATTERN, given[key]):
+            return f"{option} must be a month written YYYY-MM, e.g. 2003-04; got {given[key]!r}"
+    if given["start_month"] > given["end_month"]:
+        return f"--start {given['start_month']} is after --end {given['end_month']}"
+    return given["data_dir"], given["start_month"], given["end_month"], settings
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from pbc_analysis.data import DataValidationError
+    from pbc_analysis.data.plausibility import validate_inputs_for_cli
+
+    parsed = _validate_window(args)
+    if isinstance(parsed, str):
+        print(f"error: {parsed}", file=sys.stderr)
+        return 2
+    data_dir, start, end, settings = parsed
+    try:
+        inputs, accepted = validate_inputs_for_cli(paths.resolve(data_dir, base=Path.cwd()), start, end, settings)
+    except DataValidationError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for table, path in sorted(inputs.files.items()):
+        print(f"{table:20s} {len(getattr(inputs, table)):>12,d} rows  {path}")
+    for problem in accepted:
+        print(f"accepted (validation.accept: {problem.check}): " + str(problem).replace("\n", "\n  "))
+    print("all checks passed" + (f" ({len(accepted)} accepted plausibility exception"
+                                 f"{'s' if len(accepted) != 1 else ''})" if accepted else ""))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pbc", description="Evaluate practice based commissioning reproducibly.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run the notebooks for a config and publish the HTML report")
+    p.add_argument("--config", required=True, help="YAML run config, e.g. configs/sample.yaml")
+    p.add_argument("--reports-dir", default=str(paths.REPORTS_DIR), help="where run directories go (default: reports/)")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("verify", help="check a published run against its manifest, re-run it (report and published/ "
+                                      "bundle included) and compare what it publishes")
+    p.add_argument("run_dir", help="a run directory, e.g. reports/latest")
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="accept a checkout at another commit than the run's or with uncommitted changes (still reported)")
+    p.add_argument("--no-rerun", action="store_true", help="check the published files and the config only; do not re-run")
+    p.add_argument("--keep", action="store_true", help="keep the re-run's directory (always kept when the re-run fails)")
+    p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("synth", help="write a synthetic PCT with planted effects and its ground truth")
+    p.add_argument("--seed", type=int, default=20070401)
+    p.add_argument("--practices", type=int, default=60)
+    p.add_argument("--months", type=int, default=60)
+    p.add_argument("--start", default="2003-04", help="first month, YYYY-MM (default 2003-04)")
+    p.add_argument("--format", choices=("parquet", "csv"), default="parquet", help="format of the large tables")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("validate", help="validate a data directory against the data dictionary and the "
+                                        "plausibility checks")
+    p.add_argument("--data-dir", help="the folder of input tables (default: the config's data_dir)")
+    p.add_argument("--start", help="first month of the analysis window, YYYY-MM (default: the config's)")
+    p.add_argument("--end", help="last month of the analysis window, YYYY-MM (default: the config's)")
+    p.add_argument("--config", help="a run config whose validation: settings (thresholds, accept) are used")
+    p.set_defaults(func=_cmd_validate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
