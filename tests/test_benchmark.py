@@ -281,8 +281,7 @@ def test_open_data_deprivation_adjusted_ratio_for_every_practice(tmp_path):
     funnel position; the deprivation gradient agrees with statsmodels' GLM; a funnel plot is drawn."""
     if not OPEN_DATA.exists():
         pytest.skip(f"reference data absent: {OPEN_DATA} (see ../shared/reference/README.md)")
-    from pbc_analysis.methods import funnel
-    from pbc_analysis.publish import plots
+    from pbc_analysis.publish import figures
 
     df = pd.read_csv(OPEN_DATA, dtype={"practice_code": str})
     table, fit = B.deprivation_adjusted_ratios(df, "practice_code", "ae_attend_0_4_count_2021_22",
@@ -306,7 +305,7 @@ def test_open_data_deprivation_adjusted_ratio_for_every_practice(tmp_path):
     units["practice_code"] = d["practice_code"]
     lines = od_lines(fit, units["expected"].to_numpy())
     lines["panel"] = units["panel"].iloc[0]
-    fig = plots.funnel_grid_figure(units, lines, ncols=1)
+    fig = figures.funnel_grid_figure(units, lines, ncols=1)
     fig.savefig(tmp_path / "funnel.png")
     assert (tmp_path / "funnel.png").stat().st_size > 10_000
 

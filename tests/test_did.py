@@ -34,6 +34,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
+from pbc_analysis.publish import figures
 from pbc_analysis.methods import did
 
 from pbc_analysis.core import paths
@@ -508,8 +509,8 @@ def test_plot_event_study_deterministic():
     df = panel({0: 30, 3: 20, 5: 20}, periods=7, effect=lambda e: -0.5 - 0.1 * e, noise=0.5, seed=6)
     res = did.att_gt(df, "y", "unit", "t", "g")
     agg = did.aggregate(res, "dynamic")
-    fig1 = did.plot_event_study(agg)
-    fig2 = did.plot_event_study(agg)
+    fig1 = figures.plot_event_study(agg)
+    fig2 = figures.plot_event_study(agg)
     try:
         assert isinstance(fig1, plt.Figure)
         assert _png(fig1) == _png(fig2)
@@ -525,7 +526,7 @@ def test_plot_event_study_deterministic():
         plt.close(fig1)
         plt.close(fig2)
     with pytest.raises(ValueError, match="dynamic"):
-        did.plot_event_study(did.aggregate(res, "group"))
+        figures.plot_event_study(did.aggregate(res, "group"))
 
 
 # ----------------------------------------------------------------------------------------------------------

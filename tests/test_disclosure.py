@@ -1,4 +1,4 @@
-"""Tests for pbc_analysis.publish.disclosure: the NHS Digital rule, hand-computed."""
+"""Tests for pbc_analysis.methods.disclosure: the NHS Digital rule, hand-computed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pbc_analysis.publish.disclosure import (
+from pbc_analysis.methods.disclosure import (
     SUPPRESSED,
     TOTALS_FOOTNOTE,
     disclose_counts,

@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from pbc_analysis.publish import figures
 from pbc_analysis.methods import funnel
 
 from pbc_analysis.core import paths
@@ -645,7 +646,7 @@ def test_plot_funnel_overdispersion_result_is_deterministic_and_labels_outliers(
 
     res = funnel.funnel_overdispersion(FIVE, "observed", "expected", "practice", sr_method="CQC",
                                        overdispersion="none")
-    fig = funnel.plot_funnel(res.units, res.limits, title="Five practices", ylabel="O/E",
+    fig = figures.plot_funnel(res.units, res.limits, title="Five practices", ylabel="O/E",
                              caption="Source: synthetic")
     ax = fig.axes[0]
     assert ax.get_title() == "Five practices" and ax.get_ylabel() == "O/E"
@@ -656,7 +657,7 @@ def test_plot_funnel_overdispersion_result_is_deterministic_and_labels_outliers(
     assert {"95% limits", "99.8% limits", "target", "unit", "outside 95% limits", "outlier"} == set(legend)
     first = _png(fig)
     plt.close(fig)
-    again = funnel.plot_funnel(res.units, res.limits, title="Five practices", ylabel="O/E",
+    again = figures.plot_funnel(res.units, res.limits, title="Five practices", ylabel="O/E",
                                caption="Source: synthetic")
     assert _png(again) == first
     plt.close(again)
@@ -671,7 +672,7 @@ def test_plot_funnel_draws_adjusted_lines_and_phe_tables():
     at100 = lines[lines["x"] == 100.0]
     assert set(at100["value"].round(10)) == set(res.units.loc[0, ["lower95", "upper95", "lower998",
                                                                    "upper998"]].round(10))
-    fig = funnel.plot_funnel(res.units, res.limits)
+    fig = figures.plot_funnel(res.units, res.limits)
     assert len(fig.axes[0].lines) == 5  # four limits and the target
     plt.close(fig)
 
@@ -679,7 +680,7 @@ def test_plot_funnel_draws_adjusted_lines_and_phe_tables():
     limits = funnel.funnel_limits(data, "num", "den", statistic="proportion", multiplier=100)
     units = funnel.assign_funnel_significance(data, "num", "den", statistic="proportion")
     units = units.assign(value=100 * units["num"] / units["den"], name=list("uvwxyz"))
-    fig = funnel.plot_funnel(units, limits, x="den", y="value", label="name", outlier=None,
+    fig = figures.plot_funnel(units, limits, x="den", y="value", label="name", outlier=None,
                              xlabel="Population", ylabel="%")
     # labels only at the 99.8% level: Low (0.001) for u, High (0.001) for x; y (High (0.025)) unlabelled
     assert units["significance"].astype(str).tolist()[:5] == ["Low (0.001)", "Not significant", "Not significant",

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
+from pbc_analysis.publish import figures
 from pbc_analysis.methods import its
 
 from pbc_analysis.core import paths
@@ -224,9 +225,9 @@ def test_sicily_effects_and_plot(sicily):
     assert total_s["avoided_low"] == pytest.approx(total_d["avoided_low"], rel=0.03)
     assert total_s["avoided_high"] == pytest.approx(total_d["avoided_high"], rel=0.03)
     assert 0 < total_s["avoided_low"] < total_s["avoided"] < total_s["avoided_high"]
-    fig = its.plot_its(r, per=1e5, title="Sicily, 2002-2006")
+    fig = figures.plot_its(r, per=1e5, title="Sicily, 2002-2006")
     assert fig.axes[0].get_ylabel() == "aces per 100,000"
-    again = its.plot_its(r, per=1e5, title="Sicily, 2002-2006")
+    again = figures.plot_its(r, per=1e5, title="Sicily, 2002-2006")
     assert _png(fig) == _png(again)
     plt.close(fig)
     plt.close(again)
@@ -593,7 +594,7 @@ def test_plot_its_draws_counterfactual_band_and_interruption():
     d = series(b0=5.0)
     d["y"] = rng.poisson(d["y"])
     r = its.fit_segmented(d, "y", "t", "post", slope_change=True)
-    fig = its.plot_its(r, title="test")
+    fig = figures.plot_its(r, title="test")
     ax = fig.axes[0]
     styles = [line.get_linestyle() for line in ax.get_lines()]
     assert "--" in styles and ":" in styles and "-" in styles
@@ -602,11 +603,11 @@ def test_plot_its_draws_counterfactual_band_and_interruption():
     assert any(type(c).__name__ in ("PolyCollection", "FillBetweenPolyCollection") for c in ax.collections)
     labels = ax.get_legend_handles_labels()[1]
     assert {"observed", "fitted", "counterfactual", "interruption"} <= set(labels)
-    again = its.plot_its(r, title="test")
+    again = figures.plot_its(r, title="test")
     assert _png(fig) == _png(again)
     plt.close(fig)
     plt.close(again)
     rc = its.fit_controlled(_stack(d, d.assign(y=rng.poisson(d["y"]))), "y", "t", "post", "area", "pbc")
-    figc = its.plot_its(rc)
+    figc = figures.plot_its(rc)
     assert {"pbc: counterfactual", "comparison: fitted"} <= set(figc.axes[0].get_legend_handles_labels()[1])
     plt.close(figc)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pbc_analysis.publish import figures
 from pbc_analysis.core import paths
 
 from pbc_analysis.methods import spc
@@ -455,14 +456,14 @@ def _png(fig) -> bytes:
 
 def test_plot_spc_mdc_colours_and_deterministic():
     r = spc.xmr(frame(BASE + [1.2, 9.0, 0.8, -9.0]), "y", "month", baseline=8, target=5.0)
-    fig = spc.plot_spc(r, title="test")
+    fig = figures.plot_spc(r, title="test")
     ax = fig.axes[0]
     pal = sns.color_palette("colorblind")
     faces = {tuple(np.round(c.get_facecolors()[0][:3], 6)) for c in ax.collections}
     assert {tuple(np.round(pal[i], 6)) for i in (7, 1, 0)} <= faces  # grey common, orange concern, blue improvement
     assert any(line.get_linestyle() == "--" for line in ax.get_lines())
     assert "Assurance: inconsistent" in "".join(t.get_text() for t in ax.texts)
-    again = spc.plot_spc(r, title="test")
+    again = figures.plot_spc(r, title="test")
     assert _png(fig) == _png(again)
     plt.close(fig)
     plt.close(again)
@@ -472,8 +473,8 @@ def test_plot_spc_picks_one_series():
     panel = _panel(3)
     r = spc.u_chart(panel, "ev", "pop", "month", by="practice", rebase={"P001": ["2017-01"]}, multiplier=1000)
     with pytest.raises(ValueError, match="holds 3 series; pass series="):
-        spc.plot_spc(r)
-    fig = spc.plot_spc(r, series="P001")
+        figures.plot_spc(r)
+    fig = figures.plot_spc(r, series="P001")
     assert len(fig.axes[0].collections) >= 1
     plt.close(fig)
 

@@ -159,7 +159,6 @@ __all__ = [
     "bacon_decomposition",
     "bacon_summary",
     "fepois",
-    "plot_event_study",
     "pretrend_test",
     "relative_effect",
     "total_effect",
@@ -1063,46 +1062,6 @@ def total_effect(attgt_result, exposure: pd.DataFrame, by: str | None = None,
 # ----------------------------------------------------------------------------------------------------------
 # Event-study figure
 # ----------------------------------------------------------------------------------------------------------
-
-
-def plot_event_study(agg_dynamic: AggregateResult, ax=None, title: str | None = None,
-                     ylabel: str = "ATT", xlabel: str = "Periods since first treated"):
-    """Event-study figure of a ``dynamic`` :func:`aggregate`: estimates with their intervals by event
-    time, pre-treatment (``e < 0``) and post-treatment in two colours of the project palette, and a zero
-    line. Deterministic (no jitter or randomness). Returns the Figure."""
-    if not isinstance(agg_dynamic, AggregateResult) or agg_dynamic.kind != "dynamic":
-        raise ValueError("plot_event_study needs the result of aggregate(..., kind='dynamic')")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    from pbc_analysis.publish import plots
-
-    plots.set_theme()
-    colours = sns.color_palette(plots.PALETTE)
-    tab = agg_dynamic.table
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(7, 4))
-    else:
-        fig = ax.figure
-    e = tab["event_time"].to_numpy(dtype=float)
-    est = tab["estimate"].to_numpy(dtype=float)
-    lo, hi = tab["ci_low"].to_numpy(dtype=float), tab["ci_high"].to_numpy(dtype=float)
-    ax.axhline(0, color="0.3", lw=1, zorder=1)
-    for mask, colour, label in ((e < 0, colours[0], "Pre-treatment"), (e >= 0, colours[1], "Post-treatment")):
-        if mask.any():
-            ax.errorbar(e[mask], est[mask], yerr=np.vstack([est[mask] - lo[mask], hi[mask] - est[mask]]),
-                        fmt="o", color=colour, ecolor=colour, capsize=3, lw=1.5, label=label, zorder=3)
-    ax.axvline(-0.5, color="0.6", ls="--", lw=1, zorder=0)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    level = int(round(100 * (1 - 2 * stats.norm.sf(agg_dynamic.crit_val))))
-    band = "simultaneous" if agg_dynamic.crit_val > stats.norm.ppf(0.975) + 1e-9 else "pointwise"
-    ax.set_title(title if title is not None else f"Event study ({level}% {band} intervals)")
-    if e.size:
-        ax.set_xticks(np.unique(e))
-    ax.legend(frameon=False, loc="best")
-    fig.tight_layout()
-    return fig
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ bisections, and over the few outlier labels of a plot):
    numbers can be checked.
 
 3. **Plot** -- :func:`plot_funnel` draws units, target and the 95% / 99.8% lines in the project
-   theme (:func:`pbc_analysis.publish.plots.set_theme`, colour-blind palette) and labels outliers.
+   theme (:func:`pbc_analysis.publish.figures.set_theme`, colour-blind palette) and labels outliers.
 """
 
 from __future__ import annotations
@@ -947,96 +947,6 @@ def funnel_lines(limits: pd.DataFrame) -> pd.DataFrame:
                                         "bound": bound}))
     out = pd.concat(frames, ignore_index=True)
     return out[np.isfinite(out["x"].to_numpy(dtype=float)) & np.isfinite(out["value"].to_numpy(dtype=float))]
-
-
-def plot_funnel(units: pd.DataFrame, limits: pd.DataFrame, *, x: str = "denominator", y: str = "value",
-                label: str | None = "group", outlier: str | None = "outlier", target: float | None = None,
-                title: str | None = None, xlabel: str = "Expected count (precision)",
-                ylabel: str = "Indicator", caption: str | None = None, log_x: bool = False,
-                max_labels: int | None = 25, figsize: tuple[float, float] = (7.5, 4.8)) -> Any:
-    """Funnel plot: units, target line, 95% and 99.8% limits, outliers labelled.
-
-    ``units`` needs columns ``x`` and ``y`` (defaults suit :attr:`FunnelResult.units`); ``limits`` is
-    any table :func:`funnel_lines` accepts (PHE tables or :attr:`FunnelResult.limits`, whose lines are
-    the adjusted ones when an adjustment was used). ``target`` defaults to the limits table's
-    ``baseline``/``target`` column.
-
-    Points are coloured in three groups: inside the 95% limits; outside them only (FunnelPlotR-style
-    ``signif95`` column, or a PHE ``significance`` other than "Not significant"); and outliers (the
-    ``outlier`` column, or PHE's "(0.001)" levels), which are labelled from ``label`` -- the
-    ``max_labels`` furthest from the target when there are more. The y-axis spans the units and the
-    target (limits for tiny denominators run off it). Deterministic: no timestamps, fixed theme.
-    Returns the matplotlib Figure.
-    """
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    from pbc_analysis.publish import plots
-
-    plots.set_theme()
-    for col in (x, y):
-        if col not in units.columns:
-            raise ValueError(f"units has no column {col!r}")
-    palette = sns.color_palette(plots.PALETTE)
-    lines = funnel_lines(limits)
-    if target is None:
-        for col in ("baseline", "target"):
-            if col in limits.columns:
-                target = float(limits[col].iloc[0])
-                break
-
-    n = len(units)
-    if outlier is not None and outlier in units.columns:
-        out = units[outlier].astype(bool).to_numpy()
-        near = (units["signif95"] != "none").to_numpy() if "signif95" in units.columns else out
-    elif "significance" in units.columns:
-        sig = units["significance"].astype(str)
-        out = sig.str.contains("(0.001)", regex=False).to_numpy()
-        near = (sig.str.startswith("High") | sig.str.startswith("Low")).to_numpy()
-    else:
-        out = near = np.zeros(n, dtype=bool)
-    near = near & ~out
-
-    fig, ax = plt.subplots(figsize=figsize)
-    styles = {"95%": (palette[0], "--"), "99.8%": (palette[2], "-")}
-    for (level, bound), seg in lines.groupby(["level", "bound"], sort=False):
-        seg = seg.sort_values("x")
-        colour, ls = styles[level]
-        ax.plot(seg["x"], seg["value"], color=colour, ls=ls, lw=1.2,
-                label=f"{level} limits" if bound == "lower" else None)
-    if target is not None:
-        ax.axhline(target, color="0.3", lw=1, label="target")
-    xs, ys = units[x].to_numpy(dtype=float), units[y].to_numpy(dtype=float)
-    inside = ~(near | out)
-    ax.scatter(xs[inside], ys[inside], s=18, color=palette[7 % len(palette)], zorder=3, label="unit")
-    if near.any():
-        ax.scatter(xs[near], ys[near], s=22, color=palette[1], zorder=4, label="outside 95% limits")
-    if out.any():
-        ax.scatter(xs[out], ys[out], s=30, color=palette[3], zorder=5, label="outlier")
-        if label is not None and label in units.columns:
-            idx = np.flatnonzero(out)
-            centre = target if target is not None else float(np.nanmedian(ys))
-            idx = idx[np.argsort(-np.abs(ys[idx] - centre), kind="stable")][:max_labels]
-            names = units[label].astype(str).to_numpy()
-            for i in sorted(idx):  # only the few labelled outliers are annotated one by one
-                ax.annotate(names[i], (xs[i], ys[i]), xytext=(4, 4), textcoords="offset points",
-                            fontsize="x-small")
-    ax.set_xlim(left=None if log_x else 0, right=float(np.nanmax(xs)) * 1.05)
-    span = np.concatenate([ys[np.isfinite(ys)], [] if target is None else [target]])
-    lo, hi = float(span.min()), float(span.max())
-    pad = 0.1 * (hi - lo) if hi > lo else 0.1 * (abs(hi) or 1.0)
-    ax.set_ylim(lo - pad, hi + pad)
-    if log_x:
-        ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
-    if caption:
-        fig.text(0.01, 0.01, caption, fontsize="x-small", ha="left", va="bottom")
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize="small")
-    fig.tight_layout(rect=(0, 0.04 if caption else 0, 1, 1))
-    return fig
 
 
 def sr_overdispersion_by_group(observed: Any, expected: Any, group: Any, *, sr_method: Literal["SHMI", "CQC"] = "CQC",

@@ -124,7 +124,6 @@ __all__ = [
     "fit_controlled",
     "fit_segmented",
     "harmonic_terms",
-    "plot_its",
 ]
 
 Family = Literal["poisson", "quasipoisson", "negbin"]
@@ -589,57 +588,3 @@ def effect_summary(result: ITSResult, method: Literal["simulation", "delta"] = "
 # --------------------------------------------------------------------------------------------------
 # Plot
 # --------------------------------------------------------------------------------------------------
-
-def plot_its(result: ITSResult, per: float | None = None, ax: Any = None, title: str | None = None,
-             xlabel: str = "time", ylabel: str | None = None, figsize: tuple[float, float] = (8.0, 4.0)) -> Any:
-    """Counterfactual plot: observed points, fitted line, dashed counterfactual with its interval band over
-    the post period, and a vertical line at the interruption (midway between the last pre and first post
-    times), as the tutorial's figures (Lopez Bernal et al. 2017). ``per`` plots rates per ``per``
-    population (``count / population * per``) instead of counts. A controlled fit shows both series (the
-    comparison in the palette's second colour). Project theme (:func:`pbc_analysis.publish.plots.set_theme`);
-    deterministic for the same input. Returns the matplotlib Figure.
-    """
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    from pbc_analysis.publish import plots
-
-    plots.set_theme()
-    pal = sns.color_palette(plots.PALETTE)
-    if ax is None:
-        fig, ax = plt.subplots(figsize=figsize)
-    else:
-        fig = ax.figure
-    f = result.fitted
-    scale = (per / f["population"].to_numpy()) if per is not None else np.ones(len(f))
-    cols = ["observed", "fitted", "counterfactual", "counterfactual_low", "counterfactual_high"]
-    v = {c: f[c].to_numpy(dtype=float) * scale for c in cols}
-    t = f["time"].to_numpy(dtype=float)
-    if result.controlled:
-        series = [(f["treated"].to_numpy(dtype=bool), pal[0], f"{f.loc[f['treated'], 'group'].iloc[0]}", True),
-                  (~f["treated"].to_numpy(dtype=bool), pal[1], f"{f.loc[~f['treated'], 'group'].iloc[0]}", False)]
-    else:
-        series = [(np.ones(len(f), dtype=bool), pal[0], None, True)]
-    t0, t1 = result.last_pre_time, result.first_post_time
-    for rows, colour, name, treated in series:
-        prefix = f"{name}: " if name is not None else ""
-        ax.scatter(t[rows], v["observed"][rows], s=16, color=colour, alpha=0.7, zorder=3,
-                   label=f"{prefix}observed")
-        ax.plot(t[rows], v["fitted"][rows], color=colour, lw=1.6, zorder=4, label=f"{prefix}fitted")
-        if treated:
-            cf = rows & (t >= t0)  # from the last pre point so the dashed line leaves the fitted line
-            ax.plot(t[cf], v["counterfactual"][cf], color=colour, lw=1.4, ls="--", zorder=4,
-                    label=f"{prefix}counterfactual")
-            ax.fill_between(t[cf], v["counterfactual_low"][cf], v["counterfactual_high"][cf], color=colour,
-                            alpha=0.15, lw=0, zorder=2, label=f"{prefix}counterfactual {result.confidence:.0%} CI")
-    ax.axvline((t0 + t1) / 2, color="0.3", lw=1, ls=":", zorder=1, label="interruption")
-    ax.set_xlabel(xlabel)
-    if ylabel is None:
-        ylabel = result.outcome.replace("_", " ") + (f" per {per:,.0f}" if per is not None else "")
-    ax.set_ylabel(ylabel)
-    ax.set_ylim(bottom=0)
-    if title:
-        ax.set_title(title)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize="small")
-    fig.tight_layout()
-    return fig

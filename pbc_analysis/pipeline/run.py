@@ -316,7 +316,7 @@ def _mark_incomplete(run_dir: Path, reason: str) -> None:
 
 def _disclose_rows(summary: dict[str, Any]) -> dict[str, Any]:
     """The validation summary with its row counts under the disclosure rule (1-7 as "*", others to 5)."""
-    from pbc_analysis.publish.disclosure import disclose_counts
+    from pbc_analysis.methods.disclosure import disclose_counts
 
     def rounded(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [{**it, "rows": disclose_counts([it["rows"]]).iloc[0] if isinstance(it.get("rows"), int) else it.get("rows")}

@@ -48,7 +48,7 @@ import pandas as pd
 
 from pbc_analysis import data
 
-from pbc_analysis.publish import disclosure
+from pbc_analysis.methods import disclosure
 
 from pbc_analysis.publish import results
 

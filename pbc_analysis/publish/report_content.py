@@ -3,7 +3,7 @@
 The report notebook (``notebooks/09_evaluation_report.ipynb``) calls these. Nothing here recomputes an
 estimate: each function reads ``results.json``, a result table, a saved figure or the run's provenance,
 and formats it. Counts of events or patients below national level pass through
-:func:`pbc_analysis.publish.disclosure.disclose_counts` before they are shown; modelled figures (ratios,
+:func:`pbc_analysis.methods.disclosure.disclose_counts` before they are shown; modelled figures (ratios,
 intervals) are exempt, as the publishing rules in DOMAIN.md allow.
 
 Every value read from a run's files is treated as untrusted text: in Markdown it goes through
@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 from IPython.display import HTML
 
-from pbc_analysis.publish import disclosure
+from pbc_analysis.methods import disclosure
 
 from pbc_analysis.publish import results
 from pbc_analysis.publish.markdown import markdown_code, markdown_safe, markdown_text
@@ -96,7 +96,7 @@ def title_block(res: dict[str, Any], prov: dict[str, Any]) -> str:
     -------
     str
         Markdown; every value from the run's files escaped. The counts footnote is
-        :func:`pbc_analysis.publish.disclosure.disclosure_footnote`.
+        :func:`pbc_analysis.methods.disclosure.disclosure_footnote`.
 
     References
     ----------
@@ -502,11 +502,11 @@ def executive_summary_figure(res: dict[str, Any]) -> HTML | None:
         return None
     import io
 
-    from pbc_analysis.publish import plots
+    from pbc_analysis.publish import figures
 
     df = pd.DataFrame({"label": [p[0] for p in parts], "estimate": [p[1]["estimate"] / 1e6 for p in parts],
                        "ci_low": [p[1]["ci_low"] / 1e6 for p in parts], "ci_high": [p[1]["ci_high"] / 1e6 for p in parts]})
-    fig = plots.forest_figure(df, "label", "estimate", "ci_low", "ci_high", xlabel="GBP million", percent=False)
+    fig = figures.forest_figure(df, "label", "estimate", "ci_low", "ci_high", xlabel="GBP million", percent=False)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     import matplotlib.pyplot as plt

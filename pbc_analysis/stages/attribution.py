@@ -188,7 +188,6 @@ __all__ = [
     "shapley",
     "spend_cells",
     "spend_factors",
-    "waterfall_figure",
 ]
 
 #: factors of the spend identity, in chain order
@@ -1869,55 +1868,6 @@ def share_savings(ledger_table: pd.DataFrame, budgets: pd.DataFrame | None, flag
 # ==================================================================================================
 # Figure, headline, tables
 # ==================================================================================================
-
-def waterfall_figure(ledger_table: pd.DataFrame, year: str, level: str = "pct", unit: str = "PCT",
-                     title: str | None = None):
-    """Waterfall of the change in spend from the base year to ``year`` for one ledger row: base spend,
-    each line of :data:`LEDGER_LINES` with its interval, spend in ``year``. Returns the Figure."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    from pbc_analysis.publish import plots
-
-    row = ledger_table[(ledger_table["level"] == level) & (ledger_table["unit"] == unit)
-                       & (ledger_table["financial_year"] == year)]
-    if row.empty:
-        raise ValueError(f"no ledger row for level {level!r}, unit {unit!r}, year {year!r}; years are "
-                         f"{sorted(set(ledger_table['financial_year']))}")
-    r = row.iloc[0]
-    plots.set_theme()
-    col = sns.color_palette(plots.PALETTE)
-    labels = [f"Spend {r['base_year']}"] + [LINE_LABELS[k] for k in LEDGER_LINES] + [f"Spend {year}"]
-    vals = [float(r[k]) for k in LEDGER_LINES]
-    scale = 1e6
-    fig, ax = plt.subplots(figsize=(9, 4.8))
-    level0 = float(r["spend_base"])
-    ax.bar(0, level0 / scale, color="0.6", width=0.6)
-    running = level0
-    for i, (k, v) in enumerate(zip(LEDGER_LINES, vals), start=1):
-        bottom = running if v >= 0 else running + v
-        ax.bar(i, abs(v) / scale, bottom=bottom / scale, color=col[3] if v >= 0 else col[2], width=0.6)
-        lo, hi = r.get(f"{k}_ci_low", np.nan), r.get(f"{k}_ci_high", np.nan)
-        if np.isfinite(lo) and np.isfinite(hi):
-            ax.errorbar(i, (running + v) / scale, yerr=[[max(v - lo, 0) / scale], [max(hi - v, 0) / scale]],
-                        fmt="none", ecolor="0.15", capsize=4, lw=1.2)
-        ax.plot([i - 0.3, i + 1.3], [(running + v) / scale] * 2, color="0.4", lw=0.6, ls=":")
-        top = max(running, running + v, (running + hi) if np.isfinite(hi) else -np.inf)
-        ax.annotate(f"{v / scale:+.2f}", (i, top / scale), textcoords="offset points", xytext=(0, 3), ha="center",
-                    fontsize=8)
-        running += v
-    ax.bar(len(labels) - 1, float(r["spend"]) / scale, color="0.35", width=0.6)
-    lo_y = min(level0, float(r["spend"]), running) / scale
-    hi_y = max(level0, float(r["spend"])) / scale
-    span = max(hi_y - lo_y, 1e-9)
-    ax.set_ylim(lo_y - 0.6 * span - 0.05 * hi_y, hi_y + 0.25 * span)
-    ax.set_xticks(range(len(labels)))
-    ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("GBP million")
-    ax.set_title(title or f"{unit}: change in hospital spend, {r['base_year']} to {year} (bars: 95% intervals)")
-    fig.tight_layout()
-    return fig
-
 
 def _json_number(v: float | None, digits: int = 2) -> float | None:
     """A number for ``results.json``: rounded, None when missing or not finite (JSON has no NaN)."""

@@ -51,7 +51,7 @@ total in that month, so seasonality cancels) with :mod:`pbc_analysis.methods.spc
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -69,7 +69,6 @@ __all__ = [
     "funnel_lines",
     "funnel_panels",
     "funnel_table",
-    "monthly_ratios",
     "period_of_months",
     "peer_positions",
     "scorecard",
@@ -653,7 +652,7 @@ def funnel_table(ratios: pd.DataFrame, overdispersion: str = "auto", sr_method: 
 
 def funnel_lines(funnels: Funnels, period: str, measure: str, specialty_code: str, n_grid: int = 300) -> pd.DataFrame:
     """One funnel's target and 95%/99.8% limits (the adjustment in use) over a grid of expected
-    counts, for :func:`pbc_analysis.methods.funnel.plot_funnel` (columns ``denominator``, ``target``,
+    counts, for :func:`pbc_analysis.publish.figures.plot_funnel` (columns ``denominator``, ``target``,
     ``lower95``, ``upper95``, ``lower998``, ``upper998``)."""
     from pbc_analysis.methods.funnel import od_limits
 
@@ -677,7 +676,7 @@ def funnel_lines(funnels: Funnels, period: str, measure: str, specialty_code: st
 
 def funnel_panels(funnels: Funnels, period: str, measure: str | None = None, specialty_code: str | None = ALL,
                   labels: dict[str, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Units and limit lines of several funnels for small multiples (:func:`pbc_analysis.publish.plots.funnel_grid_figure`).
+    """Units and limit lines of several funnels for small multiples (:func:`pbc_analysis.publish.figures.funnel_grid_figure`).
 
     With ``measure`` given and ``specialty_code=None``: one panel per specialty of that measure; with
     ``measure=None``: one panel per measure at ``specialty_code`` (``all`` by default). Panels are

@@ -110,13 +110,11 @@ __all__ = [
     "compare_with_provided",
     "cost_curves",
     "describe",
-    "distance_figure",
     "fair_shares",
     "financial_year_of",
     "fit_need_model",
     "fy_months",
     "glide_path",
-    "glide_path_figure",
     "headline",
     "historic_budgets",
     "list_index",
@@ -1173,62 +1171,3 @@ def describe(head: Mapping[str, Any]) -> str:
         lines.append(txt + ".")
     return "\n\n".join(lines)
 
-
-def distance_figure(statement: pd.DataFrame, band: float):
-    """Historic budget (scaled to the envelope) against fair share, one point per practice, with the
-    line of equality and the allowed band; colour = this year's status."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    from pbc_analysis.publish.plots import PALETTE, set_theme
-
-    set_theme()
-
-    pal = sns.color_palette(PALETTE)
-    colour = {"gains": pal[0], "loses": pal[3], "unchanged": pal[7]}
-    fig, ax = plt.subplots(figsize=(6.5, 4.6))
-    x = statement["fair_share"].to_numpy(float) / 1e6
-    y = statement["historic_at_envelope"].to_numpy(float) / 1e6
-    grid = np.linspace(0, max(x.max(), y.max()) * 1.05, 50)
-    ax.plot(grid, grid, color="0.3", lw=1, label="historic = fair share")
-    ax.plot(grid, grid * (1 + band), color="0.5", lw=0.9, ls="--", label=f"band +/-{band:.0%}")
-    ax.plot(grid, grid * (1 - band), color="0.5", lw=0.9, ls="--")
-    for st in ("gains", "loses", "unchanged"):
-        m = (statement["status"] == st).to_numpy()
-        if m.any():
-            ax.scatter(x[m], y[m], s=22, color=colour[st], label=f"{st} this year", zorder=3)
-    far = statement.assign(a=statement["distance_from_target"].abs()).nlargest(4, "a")
-    for r in far.itertuples():
-        ax.annotate(r.practice_code, (r.fair_share / 1e6, r.historic_at_envelope / 1e6), xytext=(3, 3),
-                    textcoords="offset points", fontsize="x-small")
-    ax.set_xlabel("fair share (GBP million)")
-    ax.set_ylabel("historic budget at envelope (GBP million)")
-    ax.legend(frameon=False, fontsize="small")
-    fig.tight_layout()
-    return fig
-
-
-def glide_path_figure(path: pd.DataFrame, band: float):
-    """Each practice's distance from target (share / target - 1) over the years of the glide path, with
-    the allowed band shaded."""
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker as mt
-    import seaborn as sns
-
-    from pbc_analysis.publish.plots import PALETTE, set_theme
-
-    set_theme()
-
-    pal = sns.color_palette(PALETTE)
-    wide = path.pivot(index="year", columns="practice_code", values="distance")
-    labels = path.drop_duplicates("year").set_index("year")["financial_year"].reindex(wide.index)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.axhspan(-band, band, color=pal[2], alpha=0.15, label=f"allowed band +/-{band:.0%}")
-    ax.plot(wide.index, wide.to_numpy(), color=pal[0], lw=0.8, alpha=0.7)
-    ax.axhline(0, color="0.3", lw=1)
-    ax.set_xticks(wide.index, labels.tolist())
-    ax.yaxis.set_major_formatter(mt.PercentFormatter(1.0))
-    ax.set_ylabel("distance from fair share")
-    ax.legend(frameon=False, fontsize="small", loc="upper right")
-    fig.tight_layout()
-    return fig

@@ -85,11 +85,9 @@ __all__ = [
     "forecast_outturn",
     "headline",
     "monitor",
-    "monitoring_figure",
     "monitoring_headline",
     "monthly_costs",
     "pool_charges",
-    "pool_figure",
     "rag_status",
     "result_tables",
     "seasonal_profile",
@@ -550,7 +548,7 @@ class Monitoring:
     errors: pd.DataFrame
     spc: pd.DataFrame
     settings: dict[str, Any] = field(default_factory=dict)
-    #: the practices' XmR chart (for :func:`pbc_analysis.methods.spc.plot_spc`)
+    #: the practices' XmR chart (for :func:`pbc_analysis.publish.figures.plot_spc`)
     spc_practice: pd.DataFrame | None = field(default=None, repr=False)
 
 
@@ -694,8 +692,8 @@ def monitoring_headline(mon: Monitoring) -> dict:
 
 
 def _disclosed(n: float) -> str:
-    """A count of patients for publication: through :func:`pbc_analysis.publish.disclosure.disclose_counts`."""
-    from pbc_analysis.publish.disclosure import disclose_counts
+    """A count of patients for publication: through :func:`pbc_analysis.methods.disclosure.disclose_counts`."""
+    from pbc_analysis.methods.disclosure import disclose_counts
 
     v = disclose_counts([int(round(n))]).iloc[0]
     return v if isinstance(v, str) else f"{int(v):,}"
@@ -747,90 +745,3 @@ def result_tables(risk: RiskResult, mon: Monitoring) -> dict[str, pd.DataFrame]:
                     "risk_backtest_coverage": mon.coverage, "risk_spc": mon.spc[spc_cols]})
     return out
 
-
-def pool_figure(risk: RiskResult):
-    """Left: the simulated distribution of the year's pool charge with the pool and the actual charge;
-    right: P(pool exhausted) against the top-slice, with the chosen and the smallest adequate top-slice."""
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker as mt
-    import seaborn as sns
-
-    from pbc_analysis.publish.plots import PALETTE, set_theme
-
-    set_theme()
-
-    pal = sns.color_palette(PALETTE)
-    s = risk.settings
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    a1.hist(risk.totals / 1e6, bins=40, color=pal[0], alpha=0.8, histtype="stepfilled")
-    a1.axvline(s["pool"] / 1e6, color=pal[3], lw=1.5, label=f"pool ({s['top_slice']:.1%} top-slice)")
-    if s["actual_charge_target_year"] is not None:
-        a1.axvline(s["actual_charge_target_year"] / 1e6, color="0.2", lw=1.2, ls="--",
-                   label=f"actual {s['target_year']}")
-    a1.set_xlabel("pool charge in the year (GBP million)")
-    a1.set_ylabel("simulated years")
-    a1.legend(frameon=False, fontsize="small")
-    ad = risk.adequacy
-    a2.plot(ad["top_slice"], ad["probability_exhausted"], color=pal[0])
-    a2.axhline(s["max_probability"], color="0.4", lw=0.9, ls=":", label=f"accepted risk {s['max_probability']:.0%}")
-    a2.axvline(s["top_slice"], color=pal[3], lw=1.2, label=f"chosen {s['top_slice']:.1%}")
-    a2.axvline(s["smallest_top_slice"], color=pal[2], lw=1.2, ls="--", label=f"smallest adequate {s['smallest_top_slice']:.2%}")
-    a2.xaxis.set_major_formatter(mt.PercentFormatter(1.0))
-    a2.set_xlabel("top-slice of the envelope")
-    a2.set_ylabel("P(pool exhausted)")
-    a2.legend(frameon=False, fontsize="small", loc="upper right")
-    fig.tight_layout()
-    return fig
-
-
-def monitoring_figure(mon: Monitoring):
-    """Three panels: the PCT's year-to-date cost (adjusted) against the profiled budget; the forecast outturn
-    with its interval as it stood after each month, against the annual budget; each practice's forecast
-    variance at ``as_at`` with its interval, coloured red / amber / green."""
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker as mt
-    import seaborn as sns
-
-    from pbc_analysis.publish.plots import PALETTE, set_theme
-
-    set_theme()
-
-    pal = sns.color_palette(PALETTE)
-    rag = {"red": pal[3], "amber": pal[1], "green": pal[2]}
-    fig, (a0, a1, a2) = plt.subplots(1, 3, figsize=(13, 4), gridspec_kw={"width_ratios": [1, 1, 1.2]})
-    cm = mon.consortium.assign(half2=((mon.consortium["upper"] - mon.consortium["lower"]) / 2) ** 2)
-    pct = cm.groupby("month", sort=True)[["ytd", "profile_budget_ytd", "forecast_centre", "budget", "half2"]].sum()
-    half = np.sqrt(pct["half2"])  # consortia independent, as their intervals assume
-    x = np.arange(len(pct))
-    every = max(1, len(x) // 6)
-    a0.plot(x, pct["ytd"] / 1e6, "o-", color=pal[0], ms=3, label="year to date (adjusted)")
-    a0.plot(x, pct["profile_budget_ytd"] / 1e6, "--", color="0.4", label="profiled budget")
-    a0.set_ylabel("GBP million")
-    a0.set_title("year to date", fontsize="medium")
-    a0.legend(frameon=False, fontsize="small")
-    a1.fill_between(x, (pct["forecast_centre"] - half) / 1e6, (pct["forecast_centre"] + half) / 1e6, color=pal[4],
-                    alpha=0.25, label=f"{mon.settings['level']:.0%} interval")
-    a1.plot(x, pct["forecast_centre"] / 1e6, "o-", color=pal[4], ms=3, label="forecast outturn")
-    a1.axhline(float(pct["budget"].iloc[0]) / 1e6, color="0.2", lw=1, label="annual budget")
-    a1.set_title("forecast outturn after each month", fontsize="medium")
-    a1.legend(frameon=False, fontsize="small")
-    for ax in (a0, a1):
-        ax.set_xticks(x[::every], pct.index[::every].tolist(), rotation=45)
-    st = mon.status.sort_values("variance").reset_index(drop=True)
-    lo = (st["lower"] - st["budget"]) / st["budget"]
-    hi = (st["upper"] - st["budget"]) / st["budget"]
-    y = np.arange(len(st))
-    a2.hlines(y, lo, hi, color="0.6", lw=1.2)
-    a2.scatter(st["variance"], y, s=14, c=[rag[s] for s in st["status"]], zorder=3)
-    a2.axvline(0, color="0.3", lw=0.9)
-    a2.axvline(mon.settings["amber"], color=pal[1], lw=0.9, ls="--")
-    a2.axvline(mon.settings["red"], color=pal[3], lw=0.9, ls="--")
-    a2.set_yticks([])
-    a2.xaxis.set_major_formatter(mt.PercentFormatter(1.0))
-    a2.set_xlabel("forecast variance against budget")
-    a2.set_title(f"practices at {mon.settings['as_at']}", fontsize="medium")
-    for name, col in rag.items():
-        a2.scatter([], [], color=col, label=f"{name} ({int((st['status'] == name).sum())})")
-    a2.legend(frameon=False, fontsize="small", loc="lower right")
-    fig.tight_layout()
-    return fig

@@ -1,8 +1,7 @@
-"""Figures, all in one seaborn theme with a colour-blind-safe palette.
+"""Data-quality, benchmarking and evaluation panels: tidy DataFrame in, matplotlib Figure out.
 
-Every function takes a tidy DataFrame and returns a matplotlib Figure; saving is
-:func:`pbc_analysis.publish.results.save_figure`'s job. Notebooks call these so that no plotting code is
-written twice and every figure in the report looks alike.
+Saving is :func:`pbc_analysis.publish.results.save_figure`'s job. Notebooks call these so that no plotting
+code is written twice.
 """
 
 from __future__ import annotations
@@ -17,21 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-PALETTE = "colorblind"
-POD_LABELS = {
-    "gp_referral": "GP referrals",
-    "first_op": "First outpatient",
-    "followup_op": "Follow-up outpatient",
-    "elective": "Elective admissions",
-    "non_elective": "Non-elective admissions",
-    "ae": "A&E attendances",
-}
-
-
-def set_theme() -> None:
-    """The project's figure theme (seaborn whitegrid, colour-blind palette, fixed fonts and size)."""
-    sns.set_theme(style="whitegrid", palette=PALETTE, context="notebook", rc={"figure.dpi": 100, "savefig.dpi": 110})
-    plt.rcParams["svg.hashsalt"] = "pbc"  # stable ids if figures are ever saved as SVG
+from pbc_analysis.publish.figures.theme import PALETTE, POD_LABELS, set_theme  # noqa: E402,F401
 
 
 def _month_axis(months: pd.Series) -> pd.Series:
