@@ -21,7 +21,15 @@ __all__ = ["ArgumentError", "check_choice", "check_number", "choices_of", "choic
 
 
 class ArgumentError(ValueError):
-    """An analysis argument outside its allowed values (a ``ValueError``, so existing handlers still catch it)."""
+    """An analysis argument outside its allowed values (a ``ValueError``, so existing handlers still catch it).
+
+    ``problems`` lists each problem on its own (the message joins them), so a caller can report every
+    problem of every stage at once.
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems) if problems else [message]
 
 
 def choices_of(literal: Any) -> tuple[Any, ...]:

@@ -146,7 +146,7 @@ class StageParams:
     def __post_init__(self) -> None:
         problems = self.problems()
         if problems:
-            raise ArgumentError(f"{type(self).__module__}.{type(self).__qualname__}: " + "; ".join(problems))
+            raise ArgumentError(f"{type(self).__module__}.{type(self).__qualname__}: " + "; ".join(problems), problems)
 
     # ---- the declared settings ------------------------------------------------------------------
     @classmethod
@@ -285,11 +285,12 @@ class StageParams:
         values = self.derive(facts) if wanted else {}
         missing = [n for n in wanted if n not in values]
         if missing:
-            raise ArgumentError(f"{self.STAGE}: cannot derive {', '.join(missing)} from the data; set them in the config")
+            message = f"cannot derive {', '.join(missing)} from the data; set them in the config"
+            raise ArgumentError(f"{self.STAGE}: {message}", [message])
         resolved = dataclasses.replace(self, **{n: values[n] for n in wanted})
         problems = resolved.rules(facts)
         if problems:
-            raise ArgumentError(f"{self.STAGE}: " + "; ".join(problems))
+            raise ArgumentError(f"{self.STAGE}: " + "; ".join(problems), problems)
         settings = self.settings()
         return resolved, [Derived(n, values[n], settings[n].derive or "") for n in wanted]
 

@@ -706,6 +706,31 @@ def validate_run_inputs(data_dir: str | Path | None, start_month: str, end_month
     return summary
 
 
+def load_run_inputs(data_dir: str | Path | None, start_month: str, end_month: str,
+                    settings: PlausibilitySettings | None = None) -> tuple[dict[str, Any], _data.Inputs]:
+    """:func:`validate_run_inputs`, also returning the validated inputs (the runner derives settings from them).
+
+    Parameters
+    ----------
+    data_dir, start_month, end_month, settings
+        As for :func:`validate_run_inputs`.
+
+    Returns
+    -------
+    summary : dict
+        As :func:`validate_run_inputs` returns.
+    inputs : data.Inputs
+        The validated tables.
+
+    Raises
+    ------
+    data.DataValidationError
+        As :func:`validate_run_inputs`.
+    """
+    summary, inputs, _ = _validate(data_dir, start_month, end_month, settings)
+    return summary, inputs
+
+
 def validate_inputs_for_cli(data_dir: str | Path, start_month: str, end_month: str,
                             settings: PlausibilitySettings | None = None) -> tuple[_data.Inputs, list[Problem]]:
     """What ``pbc validate`` needs: the validated inputs and the accepted implausible values.

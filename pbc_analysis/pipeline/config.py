@@ -57,13 +57,11 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
-from pbc_analysis.core import names
-
-from pbc_analysis.core import paths
-
-from pbc_analysis.publish import results
-from pbc_analysis.pipeline.config_yaml import ConfigError, StrictLoader, load_yaml  # noqa: F401 (re-exported)
+from pbc_analysis.core import names, paths
+from pbc_analysis.core.params import AUTO
 from pbc_analysis.data.plausibility import PlausibilitySettings, parse_settings
+from pbc_analysis.pipeline.config_yaml import ConfigError, StrictLoader, load_yaml  # noqa: F401 (re-exported)
+from pbc_analysis.publish import results
 
 REPORT_NOTEBOOK = "09_evaluation_report"
 RESERVED_PARAMETERS = {"run_dir"}
@@ -104,15 +102,22 @@ class ParamType:
     scalar: str                  # "int" | "float" | "bool" | "str"
     is_list: bool = False
     optional: bool = False
+    auto: bool = False           # a list that may instead be the word "auto" (annotated `list[...] | str`)
 
     def __str__(self) -> str:
         text = f"list[{self.scalar}]" if self.is_list else self.scalar
+        text = f'{text} or "auto"' if self.auto else text
         return f"{text} | None" if self.optional else text
 
 
 def _parse_annotation(node: ast.expr) -> ParamType | None:
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
         sides = [node.left, node.right]
+        words = [s for s in sides if isinstance(s, ast.Name) and s.id == "str"]
+        lists = [s for s in sides if isinstance(s, ast.Subscript)]
+        if len(words) == 1 and len(lists) == 1:  # `list[...] | str`: a list, or "auto" (derived from the data)
+            other = _parse_annotation(sides[1] if words[0] is sides[0] else sides[0])
+            return dataclasses.replace(other, auto=True) if other and other.is_list and not other.optional else None
         nones = [s for s in sides if isinstance(s, ast.Constant) and s.value is None]
         inner = [s for s in sides if s not in nones]
         base = _parse_annotation(inner[0]) if len(nones) == 1 and len(inner) == 1 else None
@@ -190,6 +195,8 @@ def check_value(key: str, value: Any, ptype: ParamType, default: Any = None) -> 
         Each problem with the key (``key[i]`` for list elements) and the expected type; empty if valid.
     """
     expected = f"{ptype} (default {_show(default)})"
+    if ptype.auto and value == AUTO:
+        return value, []
     if value is None:
         return None, [] if ptype.optional else [f"{key} must be {expected}, got null; this parameter does not accept null"]
     if not ptype.is_list:
@@ -485,6 +492,33 @@ def _path_problems(effective: dict[str, dict[str, Any]], where: str) -> list[str
     return problems
 
 
+def _stage_problems(glob: dict[str, Any], per_nb: dict[str, Any], effective: dict[str, dict[str, Any]],
+                   where: str) -> list[str]:
+    """Each running notebook's settings checked by its stages' ``Params`` (choices, ranges, formats), and every
+    shared setting (``Setting.shared``: used by two stages) set once, under ``parameters:``."""
+    from pbc_analysis.core.checks import ArgumentError
+    from pbc_analysis.pipeline.derive import params_classes
+
+    problems: list[str] = []
+    users: dict[str, list[str]] = {}
+    for nb_name, params in effective.items():
+        for cls in params_classes(nb_name):
+            for name, info in cls.settings().items():
+                if info.shared:
+                    users.setdefault(name, []).append(nb_name)
+            try:
+                cls(**{k: v for k, v in params.items() if k in cls.settings()})
+            except ArgumentError as exc:
+                problems.extend(f"{where}: notebooks.{nb_name}: {p}" for p in exc.problems)
+    for name, nbs in sorted(users.items()):
+        nbs = sorted(set(nbs))
+        local = [n for n in nbs if isinstance(per_nb.get(n), dict) and name in per_nb[n]]
+        if len(nbs) > 1 and local:
+            problems.append(f"{where}: {name} is shared by {' and '.join(nbs)}, so that they use the same value; set it "
+                            f"once under parameters: (not under notebooks.{local[0]})")
+    return list(dict.fromkeys(problems))
+
+
 def _resolve_paths(params: dict[str, Any]) -> dict[str, Any]:
     return {k: (str(paths.resolve(v)) if is_path_parameter(k) and isinstance(v, str) and v else v)
             for k, v in params.items()}
@@ -659,6 +693,8 @@ def parse_config(text: str, path: Path | None = None, notebooks_dir: Path = path
     validation, found = parse_settings(raw.get("validation"), where)
     problems.extend(found)
     problems.extend(_path_problems(effective, where))
+    if not problems:
+        problems.extend(_stage_problems(glob, per_nb, effective, where))
     if not problems:
         effective = {n: _resolve_paths(params) for n, params in effective.items()}
         for nb_name, params in effective.items():

@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -327,6 +328,22 @@ def _disclose_rows(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def validate_inputs(cfg: RunConfig, echo: Any = print) -> dict[str, Any]:
+    """Validate every input the run reads (:func:`validate_and_derive` without the derived settings).
+
+    Parameters
+    ----------
+    cfg : RunConfig
+    echo : callable
+
+    Returns
+    -------
+    dict
+        The validation summary.
+    """
+    return validate_and_derive(cfg, echo)[0]
+
+
+def validate_and_derive(cfg: RunConfig, echo: Any = print) -> tuple[dict[str, Any], RunConfig, Any]:
     """Validate every input the run reads, once, before any notebook starts; return the summary.
 
     Each distinct (``data_dir``, ``start_month``, ``end_month``) of the selected notebooks is loaded and
@@ -340,36 +357,67 @@ def validate_inputs(cfg: RunConfig, echo: Any = print) -> dict[str, Any]:
     echo : callable
         Progress printer.
 
+    Then every setting that follows from the data (``"auto"``) is derived and every cross-setting rule checked
+    (:func:`pbc_analysis.pipeline.derive.resolve_settings`), still before any notebook starts.
+
     Returns
     -------
-    dict
+    summary : dict
         The summary of :func:`plausibility.validate_run_inputs` for the data used by most notebooks, with
         ``notebooks`` (which notebooks read it) and, when notebooks read different data, ``other_data``
         (the same for each other data directory); it becomes the ``validation`` section of results.json,
         with every row count under the disclosure rule.
+    resolved : RunConfig
+        ``cfg`` with the derived values in place of ``"auto"`` (what the notebooks are given).
+    resolution : pbc_analysis.pipeline.derive.Resolution
+        The derived settings with their rules, and the facts of the data they came from.
     """
+    from pbc_analysis.core.checks import ArgumentError
     from pbc_analysis.data import DataValidationError
-    from pbc_analysis.data.plausibility import validate_run_inputs
+    from pbc_analysis.data.plausibility import load_run_inputs
+    from pbc_analysis.pipeline.derive import resolve_settings
 
     uses: dict[tuple[str, str, str], list[str]] = {}
     for nb_name, params in cfg.parameters.items():
         if params.get("data_dir"):
             key = (params["data_dir"], params.get("start_month"), params.get("end_month"))
             uses.setdefault(key, []).append(nb_name)
-    summaries = []
+    summaries, inputs = [], {}
     for (data_dir, start, end), nbs in sorted(uses.items(), key=lambda kv: -len(kv[1])):
         echo(f"validating {_rel(Path(data_dir))} ({start} to {end}) ...", end="", flush=True)
         t0 = time.perf_counter()
         try:
-            summary = validate_run_inputs(data_dir, start, end, cfg.validation)
+            summary, inputs[data_dir] = load_run_inputs(data_dir, start, end, cfg.validation)
         except DataValidationError as exc:
             echo(" FAILED")
             raise RunError(f"the inputs did not pass validation; no notebook was run.\n{exc}") from None
         echo(f" {time.perf_counter() - t0:.1f} s")
         summaries.append({**_disclose_rows(summary), "notebooks": nbs})
+    t0 = time.perf_counter()
+    try:
+        resolution = resolve_settings(cfg.parameters, inputs, where=str(cfg.path or "config"))
+    except ArgumentError as exc:
+        raise RunError(str(exc)) from None
+    if resolution.derived:
+        echo(f"settings derived from the data ({time.perf_counter() - t0:.1f} s):")
+        for line in resolution.lines():
+            echo(line)
+    resolved = dataclasses.replace(cfg, parameters=resolution.parameters)
     if not summaries:
-        return {}
-    return {**summaries[0], "other_data": summaries[1:]} if len(summaries) > 1 else summaries[0]
+        return {}, resolved, resolution
+    summary = {**summaries[0], "other_data": summaries[1:]} if len(summaries) > 1 else summaries[0]
+    return summary, resolved, resolution
+
+
+def _settings_section(resolution: Any) -> dict[str, Any]:
+    """The ``settings`` section of results.json: each derived setting (value as text) with its rule, and the
+    dates of the data it was derived from (no counts: nothing here needs disclosure)."""
+    keep = ("start_month", "end_month", "first_engagement", "cohorts", "full_years", "activity_end", "referrals_end",
+            "completeness_note")
+    return {"derived": [{"notebook": d["notebook"], "setting": d["setting"],
+                         "value": d["value"] if isinstance(d["value"], str) else ", ".join(map(str, d["value"])),
+                         "rule": d["rule"]} for d in resolution.derived],
+            "data": {k: v for f in list(resolution.facts.values())[:1] for k, v in f.items() if k in keep}}
 
 
 def _provenance(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
@@ -473,14 +521,14 @@ def run_pipeline(cfg: RunConfig, reports_dir: Path = paths.REPORTS_DIR, render: 
 
     _check_kernel()
     with stop_on_signals():
-        validation = validate_inputs(cfg, echo=echo)
+        validation, resolved, resolution = validate_and_derive(cfg, echo=echo)
         run_dir = _make_run_dir(reports_dir, cfg, run_id)
-        _run_in(run_dir, cfg, render, validation, run_id is None, echo)
+        _run_in(run_dir, cfg, render, validation, run_id is None, echo, resolved, resolution)
     return run_dir
 
 
 def _run_in(run_dir: Path, cfg: RunConfig, render: bool, validation: dict[str, Any], point_latest: bool,
-            echo: Any) -> None:
+            echo: Any, resolved: RunConfig | None = None, resolution: Any = None) -> None:
     """Run into a new run directory: marked INCOMPLETE until its manifest is written, whatever happens."""
     from pbc_analysis.pipeline.supervise import Interrupted
 
@@ -491,7 +539,8 @@ def _run_in(run_dir: Path, cfg: RunConfig, render: bool, validation: dict[str, A
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     try:
-        _complete_run(cfg, run_dir, render, validation, dt.datetime.now(dt.timezone.utc), echo)
+        _complete_run(cfg, run_dir, render, validation, dt.datetime.now(dt.timezone.utc), echo,
+                      resolved or cfg, resolution)
     except Interrupted as exc:
         _mark_incomplete(run_dir, f"{exc}; stopped every notebook; partial output kept in {run_dir}")
         log.error("%s", exc)
@@ -509,19 +558,27 @@ def _run_in(run_dir: Path, cfg: RunConfig, render: bool, validation: dict[str, A
 
 
 def _complete_run(cfg: RunConfig, run_dir: Path, render: bool, validation: dict[str, Any], started: dt.datetime,
-                  echo: Any) -> None:
-    """The body of :func:`run_pipeline`: notebooks, report, bundle, manifest."""
+                  echo: Any, resolved: RunConfig, resolution: Any) -> None:
+    """The body of :func:`run_pipeline`: notebooks (given the derived settings), report, bundle, manifest.
+
+    ``cfg`` is the config as written (recorded in the manifest); ``resolved`` the same with every ``"auto"``
+    replaced by its derived value (what the notebooks are given); ``resolution`` the derived settings.
+    """
     provenance = _provenance(cfg, run_dir)
+    if resolution is not None:
+        provenance["derived"] = {"settings": resolution.derived, "facts": resolution.facts}
     (run_dir / "provenance.json").write_text(results.dumps(provenance), encoding="utf-8")
     if validation:
         results.write_section(run_dir, "validation", validation)
+    if resolution is not None:
+        results.write_section(run_dir, "settings", _settings_section(resolution))
     log.info("run %s: %d notebooks, parameters hash %s", run_dir.name, len(cfg.notebooks), cfg.parameters_hash)
     order = list(cfg.notebooks) + ([REPORT_NOTEBOOK] if render and REPORT_NOTEBOOK in cfg.parameters else [])
     workers = _workers(cfg.workers, len(cfg.notebooks))
-    timings = _run_notebooks(cfg, list(cfg.notebooks), run_dir, workers, len(order), echo) if cfg.notebooks else {}
+    timings = _run_notebooks(resolved, list(cfg.notebooks), run_dir, workers, len(order), echo) if cfg.notebooks else {}
     if REPORT_NOTEBOOK in order:
         results.merge_sections(run_dir)
-        timings |= _run_notebooks(cfg, [REPORT_NOTEBOOK], run_dir, 1, len(order), echo, first=len(order))
+        timings |= _run_notebooks(resolved, [REPORT_NOTEBOOK], run_dir, 1, len(order), echo, first=len(order))
     merged = results.merge_sections(run_dir)
     render_info = _render(cfg, run_dir, echo) if REPORT_NOTEBOOK in order else None
     if render_info is not None:

@@ -146,3 +146,58 @@ def missing_headlines_text(res: dict[str, Any], prov: dict[str, Any]) -> str | N
         return None
     return (f"*Not in this summary:* {'; '.join(missing)}. Only the figures of the notebooks that ran are shown; "
             f"{_selected_text(res, prov)}.")
+
+
+def derived_settings_text(res: dict[str, Any]) -> str:
+    """The methods section's paragraph on the settings the run derived from the data.
+
+    Parameters
+    ----------
+    res : dict
+        The run's ``results.json`` (its ``settings`` section, written by the runner).
+
+    Returns
+    -------
+    str
+        Markdown; names and values escaped.
+    """
+    section = res.get("settings") or {}
+    derived = section.get("derived") or []
+    data = section.get("data") or {}
+    window = (f" The data run from {markdown_code(data.get('start_month', '?'))} to {markdown_code(data.get('end_month', '?'))}; "
+              f"the first practice engaged in {markdown_code(data.get('first_engagement') or 'none')}; hospital activity is "
+              f"complete to {markdown_code(data.get('activity_end', '?'))} (measured by the data-quality model).") if data else ""
+    note = f" {markdown_code(data['completeness_note'])}" if data.get("completeness_note") else ""
+    if not derived:
+        return ("**Settings.** Every window, year and month setting was given in the config; none was derived from "
+                "the data." + window + note)
+    return (f"**Settings derived from the data.** {len(derived)} settings were set to `auto` (or left at their "
+            "default) and derived from the validated inputs before any notebook ran, by the rules below; every "
+            "cross-setting rule (base year before the first engagement, windows inside the data, complete years, "
+            "enough comparison practices) was checked against the data at the same time." + window + note)
+
+
+def derived_settings_table(res: dict[str, Any]) -> Any:
+    """The derived settings, their values and rules, as an escaped HTML table (None when there are none).
+
+    Parameters
+    ----------
+    res : dict
+        The run's ``results.json``.
+
+    Returns
+    -------
+    IPython.display.HTML or None
+    """
+    import html
+
+    import pandas as pd
+    from IPython.display import HTML
+
+    derived = (res.get("settings") or {}).get("derived") or []
+    if not derived:
+        return None
+    df = pd.DataFrame(derived, columns=["notebook", "setting", "value", "rule"]).astype(str)
+    body = df.to_html(index=False, border=0, classes="pbc-table", na_rep="", escape=True)
+    caption = html.escape("Settings derived from the data (value and rule)")
+    return HTML(body.replace('<table class="dataframe pbc-table">', f'<table class="pbc-table"><caption>{caption}</caption>', 1))

@@ -22,25 +22,153 @@ real activity, not lag.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Sequence
+import dataclasses
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
 
+from pbc_analysis.core import calendar
+from pbc_analysis.core.params import StageParams, setting
+
 if TYPE_CHECKING:
     from pbc_analysis.data import Inputs
 
 POD_ORDER = ["first_op", "followup_op", "elective", "non_elective", "ae"]
+MIN_FIT_MONTHS = 24   # months before the recent ones that the completeness model is fitted on (two seasonal cycles)
+#: the result tables of the stage and the columns each is sorted by when written
+TABLE_KEYS: dict[str, list[str] | None] = {
+    "dq_table_summary": ["table"], "dq_monthly_totals": ["pod", "month"], "dq_completeness": ["pod", "month"],
+    "dq_latest_complete_month": ["pod"], "dq_practice_consistency": ["practice_code"],
+    "dq_totals_provider_pod_year": None, "dq_totals_specialty_pod_year": None,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Params(StageParams):
+    """Settings of the data-quality stage (notebook 01).
+
+    Its completeness model also gives the runner the last complete month of hospital activity, from which
+    notebook 03's ``activity_end`` and notebook 04's evaluation year are derived
+    (:func:`pbc_analysis.stages.facts.data_facts`).
+    """
+
+    STAGE = "data_quality"
+    completeness_recent_months: int = setting(
+        6, "latest months whose completeness (observed / expected from trend and season) is measured", low=1, high=24)
+    completeness_threshold: float = setting(
+        0.95, "a month is incomplete when observed / expected is below this and its whole interval below 1",
+        low=0.0, high=1.0, low_open=True)
+
+    def rules(self, facts: Any) -> list[str]:
+        """The window must hold :data:`MIN_FIT_MONTHS` months before the recent ones.
+
+        Parameters
+        ----------
+        facts : pbc_analysis.stages.facts.DataFacts
+
+        Returns
+        -------
+        list of str
+        """
+        months = calendar.months_between(facts.start_month, facts.end_month)
+        if months - self.completeness_recent_months < MIN_FIT_MONTHS:
+            return [f"completeness_recent_months = {self.completeness_recent_months} leaves "
+                    f"{months - self.completeness_recent_months} months before the recent ones in the {months}-month "
+                    f"window ({facts.start_month} to {facts.end_month}); the completeness model needs {MIN_FIT_MONTHS} "
+                    f"(two seasonal cycles): lower completeness_recent_months to at most {months - MIN_FIT_MONTHS} "
+                    "or give a longer window"]
+        return []
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """The data-quality stage's outputs (:func:`run`)."""
+
+    summary: pd.DataFrame
+    monthly: pd.DataFrame
+    completeness: pd.DataFrame
+    latest: pd.DataFrame
+    consistency: pd.DataFrame
+    by_provider: pd.DataFrame
+    by_specialty: pd.DataFrame
+    head: dict[str, Any]
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The result tables, by name (written sorted by :data:`TABLE_KEYS`).
+
+        Returns
+        -------
+        dict
+        """
+        return {"dq_table_summary": self.summary, "dq_monthly_totals": self.monthly, "dq_completeness": self.completeness,
+                "dq_latest_complete_month": self.latest, "dq_practice_consistency": self.consistency,
+                "dq_totals_provider_pod_year": self.by_provider, "dq_totals_specialty_pod_year": self.by_specialty}
+
+    def headline(self) -> dict[str, Any]:
+        """The ``data_quality`` section of results.json (:func:`headline`).
+
+        Returns
+        -------
+        dict
+        """
+        return self.head
+
+    def describe(self) -> str:
+        """The plain-language reading of completeness (:func:`describe_completeness`).
+
+        Returns
+        -------
+        str
+        """
+        return describe_completeness(self.latest, self.completeness)
+
+
+def run(inputs: Inputs, params: Params) -> Result:
+    """The data-quality stage: table summary, monthly totals, completeness, list consistency and totals.
+
+    Parameters
+    ----------
+    inputs : pbc_analysis.data.Inputs
+        Validated inputs.
+    params : Params
+        The stage's settings.
+
+    Returns
+    -------
+    Result
+
+    References
+    ----------
+    The completeness model: McCullagh P, Nelder JA (1989), *Generalized Linear Models*, quasi-likelihood
+    (as R's ``quasipoisson``); see the module docstring.
+    """
+    monthly = monthly_totals(inputs, by=["pod"])
+    comp = completeness(monthly, by=["pod"], recent_months=params.completeness_recent_months,
+                        threshold=params.completeness_threshold)
+    latest = latest_complete_month(comp, by=["pod"])
+    consistency = population_consistency(inputs)
+    return Result(summary=table_summary(inputs), monthly=monthly, completeness=comp, latest=latest,
+                  consistency=consistency, by_provider=totals_by(inputs, ["provider_code", "pod"]),
+                  by_specialty=totals_by(inputs, ["specialty_code", "pod"]),
+                  head=headline(inputs, latest, consistency))
 
 
 def financial_year(month: pd.Series) -> pd.Series:
-    """Financial year ``YYYY/YY`` (April to March) of ``YYYY-MM`` month strings."""
-    year = month.str.slice(0, 4).astype(int)
-    mon = month.str.slice(5, 7).astype(int)
-    start = year - (mon < 4).astype(int)
-    return start.astype(str) + "/" + ((start + 1) % 100).astype(str).str.zfill(2)
+    """Financial year ``YYYY/YY`` (April to March) of ``YYYY-MM`` month strings (:func:`calendar.financial_year_of`).
+
+    Parameters
+    ----------
+    month : pandas.Series of str
+
+    Returns
+    -------
+    pandas.Series of str
+        With ``month``'s index.
+    """
+    return pd.Series(calendar.financial_year_of(month), index=month.index, dtype="str")
 
 
 def table_summary(inputs: Inputs) -> pd.DataFrame:
@@ -97,7 +225,7 @@ def completeness(monthly: pd.DataFrame, value: str = "activity", by: Sequence[st
         months = s["month"].to_numpy()
         y = s[value].to_numpy(dtype=float)
         n_fit = len(y) - recent_months
-        if n_fit < 24:
+        if n_fit < MIN_FIT_MONTHS:
             raise ValueError(f"completeness needs at least 24 months before the last {recent_months}; series {key} has {n_fit}")
         t = np.arange(len(y), dtype=float)
         moy = pd.Categorical(pd.Series(months).str.slice(5, 7), categories=[f"{m:02d}" for m in range(1, 13)])

@@ -1,0 +1,140 @@
+"""Settings that follow from the data: derived, checked against every cross-setting rule, before any notebook runs.
+
+Each analysis notebook's settings are the fields of its stages' ``Params`` (:data:`NOTEBOOK_STAGES`). After the
+inputs are validated, :func:`resolve_settings`
+
+1. reads the facts of the validated data once per data directory (:func:`pbc_analysis.stages.facts.data_facts`,
+   with notebook 01's completeness settings so the last complete month is the one 01 reports);
+2. builds each stage's ``Params`` from the config's values (so every type, choice and range is checked), and
+   resolves every ``"auto"`` by its rule (``Params.derive``);
+3. checks every cross-setting rule against the data (``Params.rules``: base year before the first engagement,
+   windows inside the data, evaluation year complete, enough comparison practices, ...);
+
+and reports every problem at once, with its fix. The notebooks are then given the derived values (nothing is
+``"auto"`` by the time papermill runs them); the derived values, each with its rule, are printed, recorded in
+the manifest and shown in the report's methods section.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any, Mapping
+
+from pbc_analysis.core.checks import ArgumentError
+from pbc_analysis.core.params import StageParams
+from pbc_analysis.stages import facts as _facts
+
+__all__ = ["DATA_PARAMETERS", "NOTEBOOK_STAGES", "Resolution", "params_classes", "resolve_settings"]
+
+#: notebook -> the stage modules (pbc_analysis.stages.<name>) whose Params make up its parameters cell
+NOTEBOOK_STAGES: dict[str, tuple[str, ...]] = {
+    "01_data_quality": ("quality",),
+    "02_benchmarking": ("benchmark",),
+    "03_referral_evaluation": ("evaluation",),
+    "04_savings_attribution": ("attribution", "benchmark"),
+    "05_budgets_and_risk": ("budgets", "risk"),
+}
+#: parameters every analysis notebook declares besides its stages' settings (and run_dir, set by the runner)
+DATA_PARAMETERS = ("data_dir", "start_month", "end_month")
+QUALITY_NOTEBOOK = "01_data_quality"
+
+
+def params_classes(notebook: str) -> list[type[StageParams]]:
+    """The ``Params`` classes of a notebook's stages.
+
+    Parameters
+    ----------
+    notebook : str
+        E.g. ``"03_referral_evaluation"``.
+
+    Returns
+    -------
+    list of StageParams subclasses
+        Empty for a notebook without stages (the report).
+    """
+    out = []
+    for name in NOTEBOOK_STAGES.get(notebook, ()):
+        module = importlib.import_module(f"pbc_analysis.stages.{name}")
+        if hasattr(module, "Params"):  # TRANSITION: every stage gets one in this change
+            out.append(module.Params)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolution:
+    """The outcome of :func:`resolve_settings`."""
+
+    parameters: dict[str, dict[str, Any]]          # notebook -> parameters to inject (no "auto" left)
+    derived: list[dict[str, Any]]                  # notebook, setting, value, rule: every derived setting
+    facts: dict[str, dict[str, Any]]               # data directory -> DataFacts.summary()
+
+    def lines(self) -> list[str]:
+        """The derived settings as printable lines (``notebook.setting = value   (rule)``).
+
+        Returns
+        -------
+        list of str
+        """
+        return [f"  {d['notebook']}.{d['setting']} = {d['value']!r}   ({d['rule']})" for d in self.derived]
+
+
+def _quality_settings(parameters: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    from pbc_analysis.stages import quality
+
+    given = parameters.get(QUALITY_NOTEBOOK, {})
+    cls = quality.Params
+    values = {**cls.defaults(), **{k: v for k, v in given.items() if k in cls.settings()}}
+    return {"completeness_recent_months": values["completeness_recent_months"],
+            "completeness_threshold": values["completeness_threshold"]}
+
+
+def resolve_settings(parameters: Mapping[str, Mapping[str, Any]], inputs_by_data: Mapping[str, Any],
+                     where: str = "config") -> Resolution:
+    """Derive every ``"auto"`` setting of the running notebooks from their data and check every cross-setting rule.
+
+    Parameters
+    ----------
+    parameters : mapping
+        Notebook -> the config's checked parameters for it (:attr:`pbc_analysis.pipeline.config.RunConfig.parameters`).
+    inputs_by_data : mapping
+        ``data_dir`` -> the validated :class:`~pbc_analysis.data.Inputs` read from it (once per directory).
+    where : str
+        The config's name, for messages.
+
+    Returns
+    -------
+    Resolution
+
+    Raises
+    ------
+    ArgumentError
+        Listing every invalid setting and broken rule of every notebook at once, each with its fix.
+    """
+    quality_settings = _quality_settings(parameters)
+    facts = {d: _facts.data_facts(inp, **quality_settings) for d, inp in inputs_by_data.items()}
+    resolved: dict[str, dict[str, Any]] = {}
+    derived: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for notebook, given in parameters.items():
+        params = dict(given)
+        data_facts = facts.get(str(given.get("data_dir", "")))
+        for cls in params_classes(notebook):
+            values = {k: v for k, v in given.items() if k in cls.settings()}
+            try:
+                stage = cls(**values)
+                if data_facts is None:
+                    continue
+                stage, found = stage.resolve(data_facts)
+            except ArgumentError as exc:
+                problems.extend(f"{where}: {notebook}: {p}" for p in exc.problems)
+                continue
+            for d in found:
+                if d.name in params and params[d.name] != "auto":
+                    continue  # shared setting already derived by another stage of this notebook
+                params[d.name] = d.value
+                derived.append({"notebook": notebook, "setting": d.name, "value": d.value, "rule": d.rule})
+        resolved[notebook] = params
+    if problems:
+        raise ArgumentError("the settings do not fit the data; no notebook was run:\n  - " + "\n  - ".join(problems), problems)
+    return Resolution(parameters=resolved, derived=derived, facts={d: f.summary() for d, f in facts.items()})
