@@ -5,6 +5,8 @@
                                                check a published run's files, re-run it and compare
     pbc synth --seed N --practices P --months M --out DIR
                                                write a synthetic PCT (inputs + ground truth)
+    pbc init --data-dir DIR [--out CONFIG] [--name NAME] [--force]
+                                               validate DIR and write a config with every setting
     pbc validate --data-dir DIR --start YYYY-MM --end YYYY-MM [--config CONFIG]
                                                validate input files without running anything
 """
@@ -150,6 +152,18 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_init(args: argparse.Namespace) -> int:
+    from pbc_analysis.pipeline.init import InitError, init_config
+
+    try:
+        init_config(paths.resolve(args.data_dir, base=Path.cwd()), out=args.out and paths.resolve(args.out, base=Path.cwd()),
+                    name=args.name, force=args.force)
+    except InitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pbc", description="Evaluate practice based commissioning reproducibly.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -177,6 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("init", help="validate a data directory and write a config with every setting (derived "
+                                    "values as comments)")
+    p.add_argument("--data-dir", required=True, help="the folder of input tables")
+    p.add_argument("--out", help="the config to write (default: configs/<name>.yaml)")
+    p.add_argument("--name", help="run.name (default: the --out file's name, else the data folder's)")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.set_defaults(func=_cmd_init)
 
     p = sub.add_parser("validate", help="validate a data directory against the data dictionary and the "
                                         "plausibility checks")

@@ -25,14 +25,17 @@ from pbc_analysis.core.checks import ArgumentError
 from pbc_analysis.core.params import StageParams
 from pbc_analysis.stages import facts as _facts
 
-__all__ = ["DATA_PARAMETERS", "NOTEBOOK_STAGES", "Resolution", "params_classes", "resolve_settings"]
+__all__ = ["DATA_PARAMETERS", "NOTEBOOK_STAGES", "Resolution", "WINDOW_RULE", "notebook_settings", "params_classes",
+           "resolve_settings",
+           "resolve_windows"]
 
-#: notebook -> the stage modules (pbc_analysis.stages.<name>) whose Params make up its parameters cell
+#: notebook -> the stage modules (pbc_analysis.stages.<name>) whose Params make up its parameters cell; a name
+#: ending in ``:shared`` contributes only its shared settings (04 gates on benchmarking's under-referrers)
 NOTEBOOK_STAGES: dict[str, tuple[str, ...]] = {
     "01_data_quality": ("quality",),
     "02_benchmarking": ("benchmark",),
     "03_referral_evaluation": ("evaluation",),
-    "04_savings_attribution": ("attribution", "benchmark"),
+    "04_savings_attribution": ("attribution", "benchmark:shared"),
     "05_budgets_and_risk": ("budgets", "risk"),
 }
 #: parameters every analysis notebook declares besides its stages' settings (and run_dir, set by the runner)
@@ -55,9 +58,30 @@ def params_classes(notebook: str) -> list[type[StageParams]]:
     """
     out = []
     for name in NOTEBOOK_STAGES.get(notebook, ()):
-        module = importlib.import_module(f"pbc_analysis.stages.{name}")
+        module = importlib.import_module(f"pbc_analysis.stages.{name.split(':')[0]}")
         if hasattr(module, "Params"):  # TRANSITION: every stage gets one in this change
             out.append(module.Params)
+    return out
+
+
+def notebook_settings(notebook: str) -> dict[str, tuple[type[StageParams], Any]]:
+    """The settings a notebook's parameters cell declares besides :data:`DATA_PARAMETERS` and ``run_dir``.
+
+    Parameters
+    ----------
+    notebook : str
+
+    Returns
+    -------
+    dict
+        Setting name -> (its Params class, its :class:`~pbc_analysis.core.params.Setting`), in cell order:
+        every field of the notebook's own stages, and the shared fields of a ``:shared`` stage.
+    """
+    out: dict[str, tuple[type[StageParams], Any]] = {}
+    for name, cls in zip(NOTEBOOK_STAGES.get(notebook, ()), params_classes(notebook)):
+        for field, info in cls.settings().items():
+            if not name.endswith(":shared") or info.shared:
+                out.setdefault(field, (cls, info))
     return out
 
 
@@ -79,6 +103,47 @@ class Resolution:
         return [f"  {d['notebook']}.{d['setting']} = {d['value']!r}   ({d['rule']})" for d in self.derived]
 
 
+WINDOW_RULE = ("the months every monthly table (population, activity, referrals) covers: from the latest of their "
+               "first months to the earliest of their last months")
+
+
+def resolve_windows(parameters: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Replace ``start_month``/``end_month`` ``"auto"`` by the data window of each notebook's ``data_dir``.
+
+    Parameters
+    ----------
+    parameters : mapping
+        Notebook -> the config's checked parameters.
+
+    Returns
+    -------
+    parameters : dict
+        With the window filled in.
+    derived : list of dict
+        ``notebook, setting, value, rule`` of each window month derived.
+
+    Raises
+    ------
+    pbc_analysis.data.window.WindowError
+        When a window cannot be read from the files.
+    """
+    from pbc_analysis.data.window import resolve_window
+
+    out, derived, cache = {}, [], {}
+    for notebook, given in parameters.items():
+        params = dict(given)
+        if "auto" in (params.get("start_month"), params.get("end_month")) and params.get("data_dir"):
+            key = (params["data_dir"], params.get("start_month"), params.get("end_month"))
+            if key not in cache:
+                cache[key] = resolve_window(params["data_dir"], params["start_month"], params["end_month"])
+            for name, value in zip(("start_month", "end_month"), cache[key]):
+                if params[name] == "auto":
+                    params[name] = value
+                    derived.append({"notebook": notebook, "setting": name, "value": value, "rule": WINDOW_RULE})
+        out[notebook] = params
+    return out, derived
+
+
 def _quality_settings(parameters: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     from pbc_analysis.stages import quality
 
@@ -90,7 +155,7 @@ def _quality_settings(parameters: Mapping[str, Mapping[str, Any]]) -> dict[str, 
 
 
 def resolve_settings(parameters: Mapping[str, Mapping[str, Any]], inputs_by_data: Mapping[str, Any],
-                     where: str = "config") -> Resolution:
+                     where: str = "config", window_derived: list[dict[str, Any]] | None = None) -> Resolution:
     """Derive every ``"auto"`` setting of the running notebooks from their data and check every cross-setting rule.
 
     Parameters
@@ -101,6 +166,8 @@ def resolve_settings(parameters: Mapping[str, Mapping[str, Any]], inputs_by_data
         ``data_dir`` -> the validated :class:`~pbc_analysis.data.Inputs` read from it (once per directory).
     where : str
         The config's name, for messages.
+    window_derived : list of dict, optional
+        The window months :func:`resolve_windows` derived (recorded first).
 
     Returns
     -------
@@ -114,7 +181,7 @@ def resolve_settings(parameters: Mapping[str, Mapping[str, Any]], inputs_by_data
     quality_settings = _quality_settings(parameters)
     facts = {d: _facts.data_facts(inp, **quality_settings) for d, inp in inputs_by_data.items()}
     resolved: dict[str, dict[str, Any]] = {}
-    derived: list[dict[str, Any]] = []
+    derived: list[dict[str, Any]] = list(window_derived or [])
     problems: list[str] = []
     for notebook, given in parameters.items():
         params = dict(given)

@@ -377,8 +377,15 @@ def validate_and_derive(cfg: RunConfig, echo: Any = print) -> tuple[dict[str, An
     from pbc_analysis.data.plausibility import load_run_inputs
     from pbc_analysis.pipeline.derive import resolve_settings
 
+    from pbc_analysis.data.window import WindowError
+    from pbc_analysis.pipeline.derive import resolve_windows
+
+    try:
+        windowed, window_derived = resolve_windows(cfg.parameters)
+    except (WindowError, DataValidationError) as exc:
+        raise RunError(f"the data window (start_month / end_month auto) cannot be derived; no notebook was run.\n{exc}") from None
     uses: dict[tuple[str, str, str], list[str]] = {}
-    for nb_name, params in cfg.parameters.items():
+    for nb_name, params in windowed.items():
         if params.get("data_dir"):
             key = (params["data_dir"], params.get("start_month"), params.get("end_month"))
             uses.setdefault(key, []).append(nb_name)
@@ -395,7 +402,7 @@ def validate_and_derive(cfg: RunConfig, echo: Any = print) -> tuple[dict[str, An
         summaries.append({**_disclose_rows(summary), "notebooks": nbs})
     t0 = time.perf_counter()
     try:
-        resolution = resolve_settings(cfg.parameters, inputs, where=str(cfg.path or "config"))
+        resolution = resolve_settings(windowed, inputs, where=str(cfg.path or "config"), window_derived=window_derived)
     except ArgumentError as exc:
         raise RunError(str(exc)) from None
     if resolution.derived:
