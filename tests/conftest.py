@@ -37,3 +37,30 @@ def sample_run(tmp_path_factory):
     reports = tmp_path_factory.mktemp("sample_reports")
     return run_pipeline(load_config(paths.CONFIGS_DIR / "sample.yaml"), reports_dir=reports, run_id="sample",
                         echo=lambda *a, **k: None)
+
+
+@pytest.fixture(scope="session")
+def sample_inputs():
+    """The embedded sample (data/sample), validated, over its whole window: read once for the whole session.
+
+    Read-only: a test that changes a table copies it first.
+    """
+    from pbc_analysis import data
+
+    return data.load_inputs(paths.SAMPLE_DIR, "2003-04", "2008-03")
+
+
+@pytest.fixture(scope="session")
+def sample_truth():
+    """The ground truth the generator planted in the sample (data/sample/ground_truth.json)."""
+    import json
+
+    return json.loads((paths.SAMPLE_DIR / "ground_truth.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def sample_facts(sample_inputs):
+    """The facts of the sample that settings are derived from (:func:`pbc_analysis.stages.facts.data_facts`)."""
+    from pbc_analysis.stages import facts
+
+    return facts.data_facts(sample_inputs)
