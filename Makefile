@@ -10,11 +10,12 @@ CONFIG ?= configs/sample.yaml
 PYTEST_ARGS ?=
 VERIFY_ARGS ?=
 
-.PHONY: help venv report test test-fast lab lock sample expected clean-reports bench simulate-benchmark simulate-evaluation simulate-attribution verify
+.PHONY: help venv report test lint test-fast lab lock sample expected clean-reports bench simulate-benchmark simulate-evaluation simulate-attribution verify
 
 help:
 	@echo "make report   run the full pipeline on the embedded sample (reports/latest/)"
-	@echo "make test     run the whole test suite (unit, notebook, back tests)"
+	@echo "make test     lint (ruff, mypy) and run the whole test suite (unit, notebook, back tests)"
+	@echo "make lint     ruff (pycodestyle, pyflakes, import order, numpy docstrings) and mypy on the package"
 	@echo "make verify RUN=reports/<run_id> [VERIFY_ARGS=--allow-dirty]  check a published run's files, re-run it, compare (auditors)"
 	@echo "make lab      open JupyterLab on notebooks/ with the project's kernel"
 	@echo "make lock     re-resolve requirements.lock from pyproject.toml (needs network)"
@@ -38,8 +39,12 @@ $(STAMP): requirements.lock pyproject.toml
 report: $(STAMP)
 	$(BIN)/pbc run --config $(CONFIG)
 
-test: $(STAMP)
+test: lint
 	JUPYTER_PREFER_ENV_PATH=1 MPLBACKEND=Agg $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check pbc_analysis tests scripts
+	$(BIN)/mypy
 
 verify: $(STAMP)
 	@test -n "$(RUN)" || { echo "usage: make verify RUN=path/to/reports/<run_id>"; exit 2; }
