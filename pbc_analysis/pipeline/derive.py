@@ -100,7 +100,14 @@ class Resolution:
         -------
         list of str
         """
-        return [f"  {d['notebook']}.{d['setting']} = {d['value']!r}   ({d['rule']})" for d in self.derived]
+        groups: dict[tuple[str, str, str], list[str]] = {}
+        for d in self.derived:
+            groups.setdefault((d["setting"], repr(d["value"]), d["rule"]), []).append(d["notebook"])
+        lines = []
+        for (setting, value, rule), notebooks in groups.items():
+            where = notebooks[0] if len(notebooks) == 1 else f"{len(notebooks)} notebooks"
+            lines.append(f"  {setting} = {value}  [{where}]: {rule}")
+        return lines
 
 
 WINDOW_RULE = ("the months every monthly table (population, activity, referrals) covers: from the latest of their "
