@@ -165,6 +165,12 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``pbc`` command's argument parser (subcommands run, verify, synth, init, validate).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
     parser = argparse.ArgumentParser(prog="pbc", description="Evaluate practice based commissioning reproducibly.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -211,6 +217,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``pbc`` command.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit code: 0 success, 1 a run, check or validation failed, 2 a usage error.
+    """
     args = build_parser().parse_args(argv)
     return args.func(args)
 

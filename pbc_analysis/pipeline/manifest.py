@@ -19,12 +19,9 @@ from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pbc_analysis.core import names
-
-from pbc_analysis.core import paths
-
-from pbc_analysis.publish import results
+from pbc_analysis.core import names, paths
 from pbc_analysis.pipeline.config import RunConfig
+from pbc_analysis.publish import results
 
 MANIFEST = "manifest.json"
 MANIFEST_HASH = "manifest_sha256"
@@ -117,8 +114,8 @@ def input_files(cfg: RunConfig) -> dict[str, Path]:
     dict of str to Path
         Path relative to the project root (absolute when outside it) -> file, sorted.
     """
-    from pbc_analysis.pipeline.config import is_path_parameter
     from pbc_analysis.data import find_table_files
+    from pbc_analysis.pipeline.config import is_path_parameter
 
     files: dict[str, Path] = {}
     for params in cfg.parameters.values():

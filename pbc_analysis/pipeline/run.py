@@ -35,15 +35,27 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pbc_analysis.core import names
-
-from pbc_analysis.core import paths
-
+from pbc_analysis.core import names, paths
+from pbc_analysis.pipeline.config import (  # noqa: F401
+    REPORT_NOTEBOOK,
+    ConfigError,
+    RunConfig,
+    list_notebooks,
+    load_config,
+    notebook_parameters,
+    parse_config,
+)
+from pbc_analysis.pipeline.manifest import (  # noqa: F401
+    _package_version,
+    _rel,
+    git_info,
+    input_files,
+    output_hashes,
+    package_versions,
+    sha256_file,
+    write_manifest,
+)
 from pbc_analysis.publish import results
-from pbc_analysis.pipeline.config import (REPORT_NOTEBOOK, ConfigError, RunConfig, list_notebooks, load_config, notebook_parameters,  # noqa: F401
-                     parse_config)
-from pbc_analysis.pipeline.manifest import (_package_version, _rel, git_info, input_files, output_hashes, package_versions,  # noqa: F401
-                       sha256_file, write_manifest)
 
 KERNEL_NAME = "python3"
 
@@ -375,10 +387,8 @@ def validate_and_derive(cfg: RunConfig, echo: Any = print) -> tuple[dict[str, An
     from pbc_analysis.core.checks import ArgumentError
     from pbc_analysis.data import DataValidationError
     from pbc_analysis.data.plausibility import load_run_inputs
-    from pbc_analysis.pipeline.derive import resolve_settings
-
     from pbc_analysis.data.window import WindowError
-    from pbc_analysis.pipeline.derive import resolve_windows
+    from pbc_analysis.pipeline.derive import resolve_settings, resolve_windows
 
     try:
         windowed, window_derived = resolve_windows(cfg.parameters)
@@ -546,7 +556,7 @@ def _run_in(run_dir: Path, cfg: RunConfig, render: bool, validation: dict[str, A
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     try:
-        _complete_run(cfg, run_dir, render, validation, dt.datetime.now(dt.timezone.utc), echo,
+        _complete_run(cfg, run_dir, render, validation, dt.datetime.now(dt.UTC), echo,
                       resolved or cfg, resolution)
     except Interrupted as exc:
         _mark_incomplete(run_dir, f"{exc}; stopped every notebook; partial output kept in {run_dir}")
@@ -593,7 +603,7 @@ def _complete_run(cfg: RunConfig, run_dir: Path, render: bool, validation: dict[
     manifest = {
         **provenance,
         "started_utc": started.isoformat(timespec="seconds"),
-        "finished_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "finished_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "notebooks": {"order": order, "seconds": timings},
         "report": render_info,
         "outputs": output_hashes(run_dir),

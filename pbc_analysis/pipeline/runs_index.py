@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from pbc_analysis.core.names import INCOMPLETE, LATEST, is_safe_name
 from pbc_analysis.pipeline.manifest import check_published
 from pbc_analysis.publish.report_content import changed_count
-from pbc_analysis.core.names import INCOMPLETE, LATEST, is_safe_name
 
 if sys.platform != "win32":
     import fcntl

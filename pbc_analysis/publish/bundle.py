@@ -47,9 +47,7 @@ from typing import Any
 import pandas as pd
 
 from pbc_analysis import data
-
 from pbc_analysis.methods import disclosure
-
 from pbc_analysis.publish import results
 
 __all__ = [

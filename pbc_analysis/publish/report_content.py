@@ -25,7 +25,6 @@ import pandas as pd
 from IPython.display import HTML
 
 from pbc_analysis.methods import disclosure
-
 from pbc_analysis.publish import results
 from pbc_analysis.publish.markdown import markdown_code, markdown_safe, markdown_text
 
@@ -153,6 +152,17 @@ def data_quality_text(res: dict[str, Any]) -> str:
 
 
 def table_summary(run_dir: str | Path) -> HTML:
+    """The input tables of the run (rows disclosed) as an escaped HTML table.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run directory.
+
+    Returns
+    -------
+    IPython.display.HTML
+    """
     df = results.read_table(run_dir, "dq_table_summary")
     df["practices"] = df["practices"].astype("Int64").astype("string").fillna("")
     df = df.rename(columns={"table": "Table", "file": "File", "rows": "Rows", "columns": "Columns",
@@ -161,6 +171,17 @@ def table_summary(run_dir: str | Path) -> HTML:
 
 
 def completeness_table(run_dir: str | Path) -> HTML:
+    """Completeness of the latest months by point of delivery (``dq_completeness``) as an HTML table.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run directory.
+
+    Returns
+    -------
+    IPython.display.HTML
+    """
     df = results.read_table(run_dir, "dq_completeness")
     shown = pd.DataFrame({
         "Series": df["pod"], "Month": df["month"],
@@ -173,6 +194,17 @@ def completeness_table(run_dir: str | Path) -> HTML:
 
 
 def flagged_practices_table(run_dir: str | Path) -> HTML:
+    """Practices whose registered list and activity disagree (``dq_practice_consistency`` flags).
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run directory.
+
+    Returns
+    -------
+    IPython.display.HTML
+    """
     df = results.read_table(run_dir, "dq_practice_consistency")
     df = df[df["flag"].fillna("") != ""]
     if df.empty:
@@ -189,6 +221,17 @@ def flagged_practices_table(run_dir: str | Path) -> HTML:
 
 
 def activity_by_provider_table(run_dir: str | Path) -> HTML:
+    """Activity by provider, point of delivery and financial year, one column per year.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run directory.
+
+    Returns
+    -------
+    IPython.display.HTML
+    """
     df = results.read_table(run_dir, "dq_totals_provider_pod_year")
     wide = df.pivot_table(index=["provider_code", "pod"], columns="financial_year", values="activity", aggfunc="sum").reset_index()
     years = [c for c in wide.columns if c not in ("provider_code", "pod")]
@@ -310,6 +353,17 @@ def evaluation_figures(run_dir: str | Path) -> list[HTML]:
 
 
 def evaluation_effects_table(run_dir: str | Path) -> HTML:
+    """The difference-in-differences effects by specialty (``ev_did_effects``) with their intervals.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run directory.
+
+    Returns
+    -------
+    IPython.display.HTML
+    """
     d = results.read_table(run_dir, "ev_did_effects")
     shown = pd.DataFrame({
         "Specialty": (d["specialty_code"].where(d["specialty_code"] == "all", d["specialty_code"] + " ")
@@ -324,6 +378,17 @@ def evaluation_effects_table(run_dir: str | Path) -> HTML:
 
 
 def evaluation_avoided_table(run_dir: str | Path) -> HTML:
+    """Referrals avoided by financial year (``ev_avoided``) with their intervals.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run directory.
+
+    Returns
+    -------
+    IPython.display.HTML
+    """
     d = results.read_table(run_dir, "ev_avoided")
     shown = pd.DataFrame({"Financial year": d["financial_year"].replace({"total": "Total"}),
                           "GP referrals avoided": d["avoided"].map(lambda v: f"{v:,.0f}"),
@@ -366,6 +431,17 @@ def attribution_text(res: dict[str, Any]) -> str:
 
 
 def attribution_figures(run_dir: str | Path) -> list[HTML]:
+    """The attribution section's figures with their captions.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run directory.
+
+    Returns
+    -------
+    list of IPython.display.HTML
+    """
     caps = [("att_waterfall", "The PCT's change in spend from the base year to the evaluation year, part by part "
              "(population, need, tariff, provider change, practice action, unexplained), GBP with 95% intervals.")]
     return _figures(run_dir, caps)
@@ -413,8 +489,7 @@ def budgets_text(res: dict[str, Any]) -> str:
     b = res.get("budgets")
     if not b:
         return "Budgets were not set in this run."
-    from pbc_analysis.stages import budgets
-    from pbc_analysis.stages import risk
+    from pbc_analysis.stages import budgets, risk
 
     b = markdown_safe(b)
     text = budgets.describe(b)
@@ -424,6 +499,17 @@ def budgets_text(res: dict[str, Any]) -> str:
 
 
 def budgets_figures(run_dir: str | Path) -> list[HTML]:
+    """The budgets section's figures with their captions.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run directory.
+
+    Returns
+    -------
+    list of IPython.display.HTML
+    """
     caps = [("bud_distance", "Each practice's historic budget (scaled to the envelope) against its fair share; the "
              "solid line is target, dashed lines the allowed band. GBP."),
             ("bud_glide_path", "Distance from fair share over the pace-of-change path, one line per practice; the "
@@ -452,6 +538,17 @@ def budget_statement_table(run_dir: str | Path) -> HTML:
 
 
 def monitoring_status_table(run_dir: str | Path) -> HTML | None:
+    """In-year monitoring status by consortium, or None when the run has no monitoring table.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run directory.
+
+    Returns
+    -------
+    IPython.display.HTML or None
+    """
     p = Path(run_dir) / results.TABLES / "risk_monitoring_consortium.csv"
     if not p.exists():
         return None
@@ -526,12 +623,12 @@ def verdict_text(res: dict[str, Any]) -> str:
     if ev.get("relative_effect_full"):
         rel, av = ev["relative_effect_full"], ev["referrals_avoided"]
         clear = rel["ci_high"] < 0
-        out.append(("**Verdict on referrals.** " + (
+        out.append("**Verdict on referrals.** " + (
             f"Engaged practices did refer less than comparable practices: about {-rel['estimate']:.0%} fewer GP "
             f"referrals once the change had built up ({-rel['ci_high']:.0%} to {-rel['ci_low']:.0%}), "
             f"{av['estimate']:,.0f} referrals in all." if clear else
             "The data do not show that engaged practices referred less than comparable practices: the interval "
-            f"for the change in their referral rate ({rel['ci_low']:+.0%} to {rel['ci_high']:+.0%}) includes no change.")))
+            f"for the change in their referral rate ({rel['ci_low']:+.0%} to {rel['ci_high']:+.0%}) includes no change."))
     p = att.get("practice_action_savings")
     if p:
         out.append(f"**Verdict on savings.** Practice action saved GBP {p['estimate'] / 1e6:,.2f} million "

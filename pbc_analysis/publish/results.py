@@ -53,6 +53,19 @@ def resolve_run_dir(run_dir: str | Path) -> Path:
 
 
 def table_path(run_dir: str | Path, name: str) -> Path:
+    """The path of result table ``name`` in a run directory (``tables/<name>.csv``).
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run directory.
+    name : str
+        The table's name.
+
+    Returns
+    -------
+    Path
+    """
     return _run_dir(run_dir) / TABLES / f"{name}.csv"
 
 

@@ -13,11 +13,10 @@ import matplotlib
 matplotlib.use("Agg")  # no display on servers; notebooks still show figures inline
 
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker as mt  # noqa: E402,F401
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-
-import matplotlib.ticker as mt  # noqa: E402,F401
 from scipy import stats  # noqa: E402
 
 from pbc_analysis.methods.did import AggregateResult  # noqa: E402

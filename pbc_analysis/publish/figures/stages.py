@@ -10,15 +10,14 @@ import matplotlib
 matplotlib.use("Agg")  # no display on servers; notebooks still show figures inline
 
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker as mt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-import matplotlib.ticker as mt  # noqa: E402
-
+from pbc_analysis.publish.figures.theme import PALETTE, set_theme  # noqa: E402
 from pbc_analysis.stages.attribution import LEDGER_LINES, LINE_LABELS  # noqa: E402
 from pbc_analysis.stages.risk import Monitoring, RiskResult  # noqa: E402
-from pbc_analysis.publish.figures.theme import PALETTE, set_theme  # noqa: E402
 
 
 def waterfall_figure(ledger_table: pd.DataFrame, year: str, level: str = "pct", unit: str = "PCT",
