@@ -170,7 +170,7 @@ class StageParams:
         """
         out = {}
         for f in dataclasses.fields(cls):
-            out[f.name] = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+            out[f.name] = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         return out
 
     @classmethod

@@ -17,6 +17,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from pbc_analysis.core import paths
 
@@ -97,7 +98,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _validate_window(args: argparse.Namespace) -> tuple[str, str, str, object] | str:
+def _validate_window(args: argparse.Namespace) -> tuple[str, str, str, Any] | str:
     """(data_dir, start, end, plausibility settings) for ``pbc validate``, or a one-line error."""
     import re
 

@@ -79,7 +79,8 @@ _TYPES_TEXT = "int, float, bool, str, list[int], list[float] or list[str], optio
 def _type_name(value: Any) -> str:
     if value is None:
         return "null"
-    return {dict: "mapping", list: "list"}.get(type(value), type(value).__name__)
+    kinds: dict[type, str] = {dict: "mapping", list: "list"}
+    return kinds.get(type(value), type(value).__name__)
 
 
 def _show(value: Any, limit: int = 80) -> str:
@@ -253,6 +254,7 @@ def _parameters_cell(path: Path) -> list[tuple[str, Any, ast.expr | None, int]]:
         else:
             raise ConfigError(f"{path.name}: the parameters cell may only hold `name = literal` or `name: type = literal` "
                               f"lines (line {node.lineno})")
+        assert node.value is not None  # an AnnAssign without a value was refused above
         try:
             default = ast.literal_eval(node.value)
         except ValueError as exc:

@@ -394,7 +394,7 @@ def validate_and_derive(cfg: RunConfig, echo: Any = print) -> tuple[dict[str, An
         windowed, window_derived = resolve_windows(cfg.parameters)
     except (WindowError, DataValidationError) as exc:
         raise RunError(f"the data window (start_month / end_month auto) cannot be derived; no notebook was run.\n{exc}") from None
-    uses: dict[tuple[str, str, str], list[str]] = {}
+    uses: dict[tuple[str, Any, Any], list[str]] = {}
     for nb_name, params in windowed.items():
         if params.get("data_dir"):
             key = (params["data_dir"], params.get("start_month"), params.get("end_month"))

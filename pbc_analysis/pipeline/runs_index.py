@@ -98,8 +98,8 @@ def headline_cells(res: Any) -> dict[str, str]:
     envelope = _number(bud.get("envelope_gbp"))
     flagged = ""
     if bm:
-        codes = [c for key in ("high_referrers", "possible_under_referrers")
-                 for c in (bm.get(key) if isinstance(bm.get(key), list) else []) if isinstance(c, str)]
+        lists = [bm.get(key) for key in ("high_referrers", "possible_under_referrers")]
+        codes = [c for values in lists if isinstance(values, list) for c in values if isinstance(c, str)]
         flagged = f"{len(set(codes))} ({bm.get('latest_period', '')})"
     return {
         "GP referrals avoided (95% CI)": _interval(ev.get("referrals_avoided")),
@@ -125,7 +125,8 @@ def _check(run: Path) -> list[str]:
 
 
 def _complete_row(run: Path, man: dict[str, Any]) -> dict[str, Any]:
-    code = man.get("code") if isinstance(man.get("code"), dict) else {}
+    recorded = man.get("code")
+    code: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
     commit = str(code.get("commit") or "no git commit recorded")[:12]
     if code.get("dirty") is True:
         n = changed_count(code)

@@ -170,7 +170,7 @@ def run_jobs(jobs: Mapping[str, Sequence[Any]], target: Callable[..., tuple[floa
     """
     ctx = mp.get_context("fork")
     queue = list(jobs)
-    running: dict[Any, tuple[str, mp.Process, Any]] = {}     # result pipe -> (name, process, pipe)
+    running: dict[Any, tuple[str, Any, Any]] = {}     # result pipe -> (name, process, pipe)
     accepting = True
     try:
         while running or (queue and accepting):
@@ -185,8 +185,8 @@ def run_jobs(jobs: Mapping[str, Sequence[Any]], target: Callable[..., tuple[floa
             # A worker's result is read as soon as it is sent (a long message must never wait for the
             # worker to exit, which it cannot do while the pipe is full); a worker that dies without
             # sending closes its end, which also wakes the wait.
-            for recv in multiprocessing.connection.wait(list(running)):
-                name, proc, _ = running.pop(recv)
+            for ready in multiprocessing.connection.wait(list(running)):
+                name, proc, recv = running.pop(ready)
                 try:
                     seconds, err = recv.recv()
                 except (EOFError, OSError):

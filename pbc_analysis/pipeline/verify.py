@@ -152,8 +152,8 @@ def code_difference(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> str 
         line += " (this checkout's changes are unknown: not a git checkout?)"
     if run_dirty:
         n = changed_count(recorded)
-        n = "?" if n is None else n
-        line += f"; the run itself was made from a checkout with uncommitted changes ({n} files), which no commit holds"
+        line += (f"; the run itself was made from a checkout with uncommitted changes ({'?' if n is None else n} files), "
+                 "which no commit holds")
     return line
 
 
@@ -250,7 +250,8 @@ def _rerun(cfg: RunConfig, manifest: Mapping[str, Any], keep: bool, tol: compare
            say: Callable[[str], None], echo: Any, run_dir: Path) -> tuple[list[compare.Comparison], Path | None, str | None]:
     """Re-run ``cfg`` in a new temporary directory and compare; (comparisons, kept directory, error line)."""
     work = Path(tempfile.mkdtemp(prefix="pbc-verify-"))
-    run_id = manifest.get("run_id") if names.is_safe_name(manifest.get("run_id")) else "rerun"   # as named in the report
+    recorded_id = manifest.get("run_id")
+    run_id = recorded_id if isinstance(recorded_id, str) and names.is_safe_name(recorded_id) else "rerun"   # as named in the report
     say(f"re-running {_shown(manifest.get('run_id'))} in {work} (notebooks, report and published/ bundle)")
     try:
         new_dir = run_pipeline(cfg, reports_dir=work, render=True, run_id=run_id, echo=echo)

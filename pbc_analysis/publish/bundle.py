@@ -38,7 +38,7 @@ import json
 import math
 import re
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -170,7 +170,7 @@ PATIENT_LEVEL_INPUTS: frozenset[str] = _patient_level_inputs()
 
 def _t(description: str, *, withhold: str = "", ratio: Mapping[str, tuple[str, str, float]] | None = None,
        withheld: Mapping[str, str] | None = None, counts_where: Mapping[str, tuple[str, frozenset[str]]] | None = None,
-       **kinds: Iterable[str]) -> TableSpec:
+       **kinds: Any) -> TableSpec:
     cols: dict[str, Column] = {}
 
     def add(name: str, col: Column) -> None:
@@ -193,17 +193,17 @@ def _t(description: str, *, withhold: str = "", ratio: Mapping[str, tuple[str, s
 
 
 _PRACTICE = ("practice_code", "consortium")
-_SPC = {  # Making Data Count chart columns (bm_spc, risk_spc)
+_SPC: dict[str, Any] = {  # Making Data Count chart columns (bm_spc, risk_spc)
     "modelled": ("moving_range", "average_moving_range", "mean", "sigma", "lpl", "upl", "lower_2sigma",
                  "upper_2sigma", "relative_to_mean", "target"),
     "flag": ("outside_limits", "close_to_limits", "run", "trend", "two_in_three", "special_cause_flag"),
     "text": ("special_cause_type", "point_type", "special_cause", "variation_icon", "assurance_icon")}
-_MONITOR = {  # risk_monitoring, risk_monitoring_consortium, risk_status
+_MONITOR: dict[str, Any] = {  # risk_monitoring, risk_monitoring_consortium, risk_status
     "key": ("practice_code", "consortium", "financial_year", "month", "k"),
     "money": ("actual", "ytd", "forecast", "forecast_centre", "lower", "upper", "budget", "profile_budget_ytd"),
     "modelled": ("profile_ytd", "ytd_variance", "variance", "probability_overspend"),
     "flag": ("spc_concern", "spc_concern_to_date"), "text": ("status",)}
-_DID = {  # ev_did_effects, ev_placebo
+_DID: dict[str, Any] = {  # ev_did_effects, ev_placebo
     "key": ("specialty_code", "specialty_name"),
     "modelled": ("att", "att_std_error", "att_ci_low", "att_ci_high", "treated_rate", "counterfactual_rate",
                  "relative", "relative_ci_low", "relative_ci_high", "pretrend_p", "pretrend_p_chi2"),
@@ -462,7 +462,7 @@ def _disclose_cells(cells: list[str], what: str) -> list[str]:
                            f"fix the table, or classify the column correctly in pbc_analysis/publish/bundle.py TABLES")
     nums = [p for p in parsed if isinstance(p, int)]
     done = iter(disclosure.disclose_counts(nums).tolist())
-    return [str(next(done)) if isinstance(p, int) else p for p in parsed]
+    return [str(next(done)) if isinstance(p, int) else str(p) for p in parsed]
 
 
 def _ratio_input(cell: str) -> object:
@@ -517,8 +517,9 @@ def disclose_table_text(name: str, df: pd.DataFrame, spec: TableSpec | None = No
     spec = spec or TABLES.get(name)
     if spec is None:
         raise PublishError(f"table {name!r} is not in pbc_analysis/publish/bundle.py TABLES; classify each of its columns")
-    rules = {c: spec.column(c) for c in df.columns}
-    missing = [c for c, r in rules.items() if r is None]
+    found = {c: spec.column(c) for c in df.columns}
+    missing = [c for c, r in found.items() if r is None]
+    rules = {c: r for c, r in found.items() if r is not None}
     if missing:
         raise PublishError(f"table {name!r}: column(s) {missing} are not classified in pbc_analysis/publish/bundle.py "
                            f"TABLES[{name!r}]; add each with its kind ({', '.join(KINDS)})")
@@ -534,8 +535,9 @@ def disclose_table_text(name: str, df: pd.DataFrame, spec: TableSpec | None = No
         out[col] = values
     for col, rule in rules.items():
         if rule.kind == "ratio":
-            num, den, mult = rule.ratio  # type: ignore[misc]
-            kinds = {c: (spec.column(c).kind if spec.column(c) else None) for c in (num, den)}
+            assert rule.ratio is not None, "a ratio column names its inputs"
+            num, den, mult = rule.ratio
+            kinds = {c: (found_col.kind if (found_col := spec.column(c)) else None) for c in (num, den)}
             if kinds[num] != "count" or kinds[den] not in ("count", "public") or num not in df or den not in df:
                 raise PublishError(f"table {name!r}, ratio column {col!r}: inputs {num!r} ({kinds[num]}) and {den!r} "
                                    f"({kinds[den]}) must be a count and a count or public column of the table")

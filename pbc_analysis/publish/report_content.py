@@ -19,7 +19,7 @@ import html
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pandas as pd
 from IPython.display import HTML
@@ -703,7 +703,7 @@ def packages_table(prov: dict[str, Any]) -> HTML:
                   f"Key package versions ({len(pk)} packages in all, listed in manifest.json)")
 
 
-def changed_count(code: dict[str, Any]) -> int | None:
+def changed_count(code: Mapping[str, Any]) -> int | None:
     """How many files a run's checkout had modified (``code.changed_files`` of its provenance or manifest).
 
     Parameters
@@ -740,7 +740,8 @@ def code_warning(prov: dict[str, Any]) -> str | None:
     """
     if not prov:
         return None
-    code = prov.get("code") if isinstance(prov.get("code"), dict) else {}
+    recorded = prov.get("code")
+    code: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
     commit = code.get("commit")
     if not commit or code.get("dirty") is None:
         return ("No git information was recorded for this run (not run from a git checkout, or git was not "
@@ -770,7 +771,8 @@ def reproducibility_text(prov: dict[str, Any]) -> str:
     """
     if not prov:
         return "This notebook was run by hand, not by `pbc run`; it has no provenance record."
-    code = prov.get("code") if isinstance(prov.get("code"), dict) else {}
+    recorded = prov.get("code")
+    code: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
     warning = code_warning(prov)
     head = [f"> **Warning.** {warning}", ""] if warning else []
     state = ("uncommitted changes" if code.get("dirty") else "clean checkout" if code.get("dirty") is False

@@ -338,11 +338,12 @@ def headline(inputs: Inputs, latest: pd.DataFrame, consistency: pd.DataFrame) ->
     """Headline data-quality figures for ``results.json`` (section ``data_quality``)."""
     hospital = latest[latest["pod"] != "gp_referral"]
     complete = hospital["latest_complete_month"].dropna()
+    window = inputs.window
+    assert window is not None, "inputs from data.load_inputs always have a window"
     fy = (inputs.activity.assign(financial_year=financial_year(inputs.activity["month"]))
           .groupby("financial_year", sort=True)[["activity", "cost"]].sum())
     return {
-        "window": {"start_month": inputs.window.start_month, "end_month": inputs.window.end_month,
-                   "months": len(inputs.window.months)},
+        "window": {"start_month": window.start_month, "end_month": window.end_month, "months": len(window.months)},
         "practices": int(inputs.practices["practice_code"].nunique()),
         "consortia": int(inputs.practices["consortium"].nunique()),
         "providers": int(inputs.providers["provider_code"].nunique()),

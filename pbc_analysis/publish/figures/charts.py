@@ -238,6 +238,7 @@ def plot_its(result: ITSResult, per: float | None = None, ax: Any = None, title:
     cols = ["observed", "fitted", "counterfactual", "counterfactual_low", "counterfactual_high"]
     v = {c: f[c].to_numpy(dtype=float) * scale for c in cols}
     t = f["time"].to_numpy(dtype=float)
+    series: list[tuple[Any, Any, str | None, bool]]
     if result.controlled:
         series = [(f["treated"].to_numpy(dtype=bool), pal[0], f"{f.loc[f['treated'], 'group'].iloc[0]}", True),
                   (~f["treated"].to_numpy(dtype=bool), pal[1], f"{f.loc[~f['treated'], 'group'].iloc[0]}", False)]
