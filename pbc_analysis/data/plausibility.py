@@ -229,7 +229,8 @@ def _bands(where: str, value: Any, problems: list[str]) -> dict[str, tuple[float
 
 def _accept(where: str, value: Any, problems: list[str]) -> tuple[str, ...] | None:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        shown = {dict: "mapping", list: "list"}.get(type(value), type(value).__name__)
+        kinds: dict[type, str] = {dict: "mapping", list: "list"}
+        shown = kinds.get(type(value), type(value).__name__)
         hint = f"; write it as a list: accept: [{value}]" if isinstance(value, str) else ""
         problems.append(f"{where}: validation.accept must be a list of rule names (of {list(RULES)}), "
                         f"got {shown} {value!r}{hint}")
@@ -268,6 +269,7 @@ def parse_settings(raw: Mapping[str, Any] | None, where: str) -> tuple[Plausibil
     problems: list[str] = []
     values: dict[str, Any] = {}
     for key, value in raw.items():
+        parsed: Any
         if key in _NUMBER_KEYS:
             parsed = _number(where, key, value, problems)
         elif key == "activity_rate":

@@ -97,7 +97,7 @@ def _as_count(v: object) -> int | None:
     if isinstance(v, (bool, np.bool_)):
         return None
     if isinstance(v, numbers.Integral):
-        return int(v) if v >= 0 else None
+        return int(v) if int(v) >= 0 else None
     if isinstance(v, numbers.Real):
         f = float(v)
         if math.isfinite(f) and f >= 0 and f.is_integer():
@@ -267,7 +267,7 @@ def _ratio(n: object, d: object, mult: float, decimals: int | None) -> object:
         return pd.NA
     if _as_number(n) is None or _as_number(d) is None:
         raise ValueError(f"ratio inputs must be numbers, got {n!r} / {d!r}")
-    n, d = float(n), float(d)
+    n, d = float(n), float(d)  # type: ignore[arg-type]  # checked numbers just above
     if d == 0:
         return pd.NA
     value = n / d * float(mult)
