@@ -10,11 +10,12 @@ CONFIG ?= configs/sample.yaml
 PYTEST_ARGS ?=
 VERIFY_ARGS ?=
 
-.PHONY: help venv report test lint test-fast lab lock sample expected clean-reports bench simulate-benchmark simulate-evaluation simulate-attribution verify
+.PHONY: help venv report test lint docs test-fast lab lock sample expected clean-reports bench simulate-benchmark simulate-evaluation simulate-attribution verify
 
 help:
 	@echo "make report   run the full pipeline on the embedded sample (reports/latest/)"
 	@echo "make test     lint (ruff, mypy) and run the whole test suite (unit, notebook, back tests)"
+	@echo "make docs     regenerate docs/settings.md from the stages' Params (every setting, default, rule)"
 	@echo "make lint     ruff (pycodestyle, pyflakes, import order, numpy docstrings) and mypy on the package"
 	@echo "make verify RUN=reports/<run_id> [VERIFY_ARGS=--allow-dirty]  check a published run's files, re-run it, compare (auditors)"
 	@echo "make lab      open JupyterLab on notebooks/ with the project's kernel"
@@ -41,6 +42,9 @@ report: $(STAMP)
 
 test: lint
 	JUPYTER_PREFER_ENV_PATH=1 MPLBACKEND=Agg $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+docs: $(STAMP)
+	$(BIN)/python -c "from pbc_analysis.pipeline.derive import settings_markdown; open('docs/settings.md', 'w', encoding='utf-8').write(settings_markdown())"
 
 lint: $(STAMP)
 	$(BIN)/ruff check pbc_analysis tests scripts

@@ -71,3 +71,10 @@ def test_derivable_settings_default_to_auto():
         for name, (cls, info) in notebook_settings(notebook).items():
             if info.derive:
                 assert cls.defaults()[name] == AUTO, f"{notebook}.{name} has a rule but defaults to {cls.defaults()[name]!r}"
+
+
+def test_docs_settings_is_current():
+    from pbc_analysis.pipeline.derive import settings_markdown
+
+    doc = paths.PROJECT_ROOT / "docs" / "settings.md"
+    assert doc.read_text(encoding="utf-8") == settings_markdown(), "docs/settings.md is out of date: run `make docs`"

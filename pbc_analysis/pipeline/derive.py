@@ -212,3 +212,40 @@ def resolve_settings(parameters: Mapping[str, Mapping[str, Any]], inputs_by_data
     if problems:
         raise ArgumentError("the settings do not fit the data; no notebook was run:\n  - " + "\n  - ".join(problems), problems)
     return Resolution(parameters=resolved, derived=derived, facts={d: f.summary() for d, f in facts.items()})
+
+
+def settings_markdown() -> str:
+    """``docs/settings.md``: every setting of every notebook, from the stages' ``Params`` (the one source).
+
+    One table per notebook: name, default, type, allowed values and what it does; settings that follow from
+    the data are marked ``auto`` with their rule. ``make docs`` writes it; a test checks it is current.
+
+    Returns
+    -------
+    str
+        Markdown.
+    """
+    from pbc_analysis.core.params import describe_settings
+
+    def cell(value: Any) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["# Settings", "",
+             "Every setting of every analysis notebook, written from the stages' `Params` classes (the one source of",
+             "each setting's type, default, allowed values and rule; `make docs` regenerates this file). A config sets",
+             "them per notebook under `notebooks:` (shared settings once, under `parameters:`); `pbc init` writes them",
+             "all. A setting whose default is `auto` follows from the validated data by the rule given, before any",
+             "notebook runs; the derived values are printed, recorded in the run's manifest (`derived`) and shown in",
+             "the report's methods section. Write a value instead of `auto` to fix it; every cross-setting rule is",
+             "checked against the data either way.", "",
+             "Every notebook also takes `data_dir`, `start_month` and `end_month` (`auto`: " + WINDOW_RULE + ").", ""]
+    for notebook in NOTEBOOK_STAGES:
+        declared = notebook_settings(notebook)
+        rows = [r for r in describe_settings(list(dict.fromkeys(cls for cls, _ in declared.values())))
+                if r["name"] in declared and declared[r["name"]][0].STAGE == r["stage"]]
+        lines += [f"## {notebook}", "", "| setting | default | type | allowed | what it does |", "|---|---|---|---|---|"]
+        for r in rows:
+            what = r["help"] + (f". **auto**: {r['derive']}" if r["derive"] else "") + (" (shared: set once)" if r["shared"] else "")
+            lines.append(f"| `{r['name']}` | `{cell(r['default'])}` | {cell(r['type'])} | {cell(r['allowed'])} | {cell(what)} |")
+        lines.append("")
+    return "\n".join(lines)
