@@ -3,37 +3,37 @@ synthetic PCT's planted budget rule and deprivation weights."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api  # noqa: F401  (imported first so that its warning filters do not override the tests')
 
-from pbc_analysis.stages import budgets as B
 from pbc_analysis import data as D
-from pbc_analysis.core import paths
+from pbc_analysis.core import calendar
+from pbc_analysis.core.checks import ArgumentError
+from pbc_analysis.core.params import AUTO
 from pbc_analysis.publish import results
-
-SAMPLE = paths.SAMPLE_DIR
-
+from pbc_analysis.stages import budgets as B
+from pbc_analysis.stages.budgets.params import derive_target_year
+from pbc_analysis.stages.facts import DataFacts
 
 # --------------------------------------------------------------------------------------------------
 # helpers and small rules
 # --------------------------------------------------------------------------------------------------
 
-def test_financial_year_helpers():
-    assert B.shift_year("2007/08", 1) == "2008/09" and B.shift_year("1999/00", 1) == "2000/01"
-    assert B.shift_year("2007/08", -2) == "2005/06"
-    assert B.fy_months("2007/08")[0] == "2007-04" and B.fy_months("2007/08")[-1] == "2008-03"
-    assert len(B.fy_months("2007/08")) == 12
-    assert B.financial_year_of(["2008-03", "2008-04", "2007-12"]).tolist() == ["2007/08", "2008/09", "2007/08"]
+def test_base_years_for():
     assert B.base_years_for("2007/08", ["2005/06", "2006/07", "2007/08"]) == ["2005/06", "2006/07"]
+    assert B.base_years_for("2000/01", ["1999/00"], 1) == ["1999/00"]
     with pytest.raises(ValueError, match="2004/05 is not in the data"):
         B.base_years_for("2006/07", ["2005/06", "2006/07"], 2)
     with pytest.raises(ValueError, match="target_year must be a financial year 'YYYY/YY'.*'2007'"):
         B.base_years_for("2007", ["2005/06"])
-    with pytest.raises(ValueError, match="base_years must be a whole number"):
+    with pytest.raises(ValueError, match="base_years must be >= 1, got 0"):
         B.base_years_for("2007/08", ["2006/07"], 0)
 
 
@@ -69,15 +69,15 @@ def test_recost_price_index_and_tariff_by_hand():
     10 x 110 = 1,100."""
     act = _activity([["P1", "RA1", "110", "first_op", "2005-04", 10, 1050.0]])
     cells = B.practice_cells(act)
-    a = B.recost(cells, TARIFF, "2007/08", "price_index")
-    b = B.recost(cells, TARIFF, "2007/08", "tariff")
+    a = B.recost_cells(cells, TARIFF, "2007/08", "price_index")
+    b = B.recost_cells(cells, TARIFF, "2007/08", "tariff")
     assert a["cost_at_target"].iloc[0] == pytest.approx(1155.0)
     assert b["cost_at_target"].iloc[0] == pytest.approx(1100.0)
     with pytest.raises(ValueError, match="recost must be one of.*did you mean 'tariff'"):
-        B.recost(cells, TARIFF, "2007/08", "tarif")
+        B.recost_cells(cells, TARIFF, "2007/08", "tarif")
     # no 2008/09 price: an error that names the fix, or a projection by an explicit uplift
     with pytest.raises(ValueError, match="tariff_uplift"):
-        B.recost(cells, TARIFF, "2008/09")
+        B.recost_cells(cells, TARIFF, "2008/09")
     proj = B.project_tariff(TARIFF, "2008/09", 0.025)
     assert proj.loc[proj["financial_year"] == "2008/09", "price"].iloc[0] == pytest.approx(round(110 * 1.025, 2))
     with pytest.raises(ValueError, match="already has prices"):
@@ -108,13 +108,13 @@ def test_historic_budget_by_hand():
     act = _activity([["P1", "RA1", "110", "first_op", "2005-11", 10, 1000.0],
                      ["P1", "RA1", "110", "first_op", "2006-06", 11, 1200.0],
                      ["P2", "RA1", "110", "first_op", "2006-06", 20, 2100.0]])
-    cells = B.recost(B.practice_cells(act), TARIFF, "2007/08")
+    cells = B.recost_cells(B.practice_cells(act), TARIFF, "2007/08")
     annual = B.annual_costs(cells, ["2005/06", "2006/07"], months)
     p1 = annual[annual["practice_code"] == "P1"].set_index("financial_year")
     assert p1.loc["2005/06", "months"] == 6 and p1.loc["2005/06", "annual_at_target"] == pytest.approx(2200.0)
     lists = pd.DataFrame({"practice_code": ["P1"] * len(months) + ["P2"] * len(months), "month": months * 2,
                           "registered": [1000.0] * (len(months) - 1) + [1050.0] + [500.0] * len(months)})
-    idx = B.list_index(lists, "2007/08", ["2005/06", "2006/07"], "registered")
+    idx = B.list_growth(lists, "2007/08", ["2005/06", "2006/07"], "registered")
     assert idx.set_index("practice_code").loc["P1", "list_index"] == pytest.approx(1.05)
     assert (idx["list_month"] == "2007-04").all()
     h = B.historic_budgets(annual, idx, ["2005/06", "2006/07"], "2007/08").set_index("practice_code")
@@ -127,7 +127,7 @@ def test_historic_budget_by_hand():
 def test_list_index_beyond_the_data_uses_the_latest_month():
     lists = pd.DataFrame({"practice_code": ["P1"] * 3, "month": ["2007-02", "2007-03", "2007-04"],
                           "registered": [100.0, 100.0, 110.0]})
-    idx = B.list_index(lists, "2008/09", ["2006/07"], "registered")
+    idx = B.list_growth(lists, "2008/09", ["2006/07"], "registered")
     assert idx["list_month"].iloc[0] == "2007-04"  # named in the statement
     assert idx["list_index"].iloc[0] == pytest.approx(110 / 100)
 
@@ -307,7 +307,7 @@ def test_glide_path_parameter_errors_name_the_parameter():
         _path([1.0, 1.0], [0.5, 0.5], band=-0.1)
     with pytest.raises(ValueError, match="band must be >= 0 and < 1, got 1.0"):
         _path([1.0, 1.0], [0.5, 0.5], band=1.0)
-    with pytest.raises(ValueError, match="pace_years must be a whole number"):
+    with pytest.raises(ValueError, match="pace_years must be >= 1, got 0"):
         _path([1.0, 1.0], [0.5, 0.5], years=0)
     with pytest.raises(ValueError, match="fund_from must be one of.*did you mean 'above_target'"):
         _path([1.0, 1.0], [0.5, 0.5], fund_from="above_targt")
@@ -328,12 +328,13 @@ def test_winners_and_losers_by_hand():
 # the embedded synthetic PCT
 # --------------------------------------------------------------------------------------------------
 
+def _params(**kw) -> B.Params:
+    return B.Params(**{"target_year": "2007/08", **kw})
+
+
 @pytest.fixture(scope="module")
-def sample():
-    inputs = D.load_inputs(SAMPLE, start_month="2003-04", end_month="2008-03")
-    truth = json.loads((SAMPLE / "ground_truth.json").read_text())
-    res = B.set_budgets(inputs, "2007/08")
-    return inputs, truth, res
+def sample(sample_inputs, sample_truth):
+    return sample_inputs, sample_truth, B.set_budgets(sample_inputs, _params())
 
 
 def test_historic_rule_reproduces_budgets_csv_up_to_poisson_noise(sample):
@@ -347,7 +348,7 @@ def test_historic_rule_reproduces_budgets_csv_up_to_poisson_noise(sample):
     inputs, truth, _ = sample
     assert "re-costed at the new year's tariff" in truth["budget_rule"]
     for year in ("2005/06", "2006/07", "2007/08"):
-        r = B.set_budgets(inputs, year, list_index_kind="registered")
+        r = B.set_budgets(inputs, _params(target_year=year, list_index="registered"))
         c = r.cells[r.cells["financial_year"].isin(r.settings["base_years"])]
         unit = np.where(c["activity"] > 0, c["cost_at_target"] / c["activity"].where(c["activity"] > 0, 1), 0.0)
         var = c.assign(v=c["activity"] * unit ** 2).groupby("practice_code")["v"].sum() / 4
@@ -385,7 +386,7 @@ def test_deprivation_improves_the_practice_level_fit(sample):
     """Deprivation is planted in every component, so the need-only prediction with it must fit cost per
     patient better than age and sex alone; and the fit statistics are proper proportions."""
     inputs, _, res = sample
-    plain = B.set_budgets(inputs, "2007/08", formula="")
+    plain = B.set_budgets(inputs, _params(formula=""))
     f_dep = res.fit.set_index("component")
     f_plain = plain.fit.set_index("component")
     assert f_dep.loc["all", "r_squared_need"] > f_plain.loc["all", "r_squared_need"] + 0.05
@@ -397,7 +398,7 @@ def test_weighted_lists_keep_the_pct_total(sample):
     """Weights are normalised over the PCT's base-year population: the weighted list of each component sums
     (over practices, averaged over base months) to the registered list."""
     _, _, res = sample
-    base = [m for y in res.settings["base_years"] for m in B.fy_months(y)]
+    base = [m for y in res.settings["base_years"] for m in calendar.fy_months(y)]
     lb = B.weighted_lists(res.lists, base)
     for comp in ("planned", "non_elective", "ae", "all"):
         assert lb[f"weighted_{comp}"].sum() == pytest.approx(lb["registered"].sum(), rel=1e-9)
@@ -409,7 +410,7 @@ def test_envelope_conservation_on_the_sample(sample):
     assert E == pytest.approx(res.historic["historic_budget"].sum(), abs=0.01)  # envelope 0 -> historic total
     assert int(np.round(res.statement["budget"] * 100).sum()) == round(E * 100)
     assert res.statement["fair_share"].sum() == pytest.approx(E)
-    r2 = B.set_budgets(inputs, "2007/08", envelope=200_000_000.37, envelope_growth=0.03, pace_years=2)
+    r2 = B.set_budgets(inputs, _params(envelope=200_000_000.37, envelope_growth=0.03, pace_years=2))
     for year, g in r2.path.groupby("year"):
         env = 200_000_000.37 * 1.03 ** max(year - 1, 0)
         assert int(np.round(g["budget"] * 100).sum()) == round(env * 100)
@@ -438,22 +439,16 @@ def test_statement_explains_each_number(sample):
 def test_set_budgets_bad_parameters(sample):
     inputs, _, _ = sample
     with pytest.raises(ValueError, match="unknown term 'deprivaton'"):
-        B.set_budgets(inputs, "2007/08", formula="deprivaton")
-    with pytest.raises(ValueError, match="list_index must be one of.*did you mean 'weighted'"):
-        B.set_budgets(inputs, "2007/08", list_index_kind="wieghted")
-    with pytest.raises(ValueError, match="envelope must be >= 0, got -1"):
-        B.set_budgets(inputs, "2007/08", envelope=-1)
-    with pytest.raises(ValueError, match="components must be one of"):
-        B.set_budgets(inputs, "2007/08", components="pods")
+        B.set_budgets(inputs, _params(formula="deprivaton"))
     with pytest.raises(ValueError, match="2008/09.*tariff_uplift"):
-        B.set_budgets(inputs, "2008/09")
+        B.set_budgets(inputs, _params(target_year="2008/09"))
 
 
 def test_target_year_beyond_the_data_with_a_projected_tariff(sample):
     """2008/09 is after the window: its tariff is projected by an explicit uplift and its list is the latest
     month in the data, both recorded."""
     inputs, _, _ = sample
-    r = B.set_budgets(inputs, "2008/09", tariff_uplift=0.025, pace_years=1)
+    r = B.set_budgets(inputs, _params(target_year="2008/09", tariff_uplift=0.025, pace_years=1))
     assert r.settings["tariff_projected"] and r.settings["list_month"] == "2008-03"
     assert r.settings["base_years"] == ["2006/07", "2007/08"]
     assert (r.statement["list_month"] == "2008-03").all()
@@ -462,20 +457,191 @@ def test_target_year_beyond_the_data_with_a_projected_tariff(sample):
 
 def test_total_component_model_runs_and_conserves(sample):
     inputs, _, _ = sample
-    r = B.set_budgets(inputs, "2007/08", components="total", curves="reference")
+    r = B.set_budgets(inputs, _params(components="total", curves="reference"))
     assert r.coefficients["component"].unique().tolist() == ["all"]
     assert r.shares["target_share"].sum() == pytest.approx(1.0)
 
 
 def test_result_tables_and_headline(sample):
     _, _, res = sample
-    tables = B.result_tables(res)
-    assert all(name.startswith("bud_") for name in tables)
+    tables = res.tables()
+    assert list(tables) == ["bud_statement", "bud_historic", "bud_curves", "bud_need_model", "bud_model_fit",
+                            "bud_glide_path", "bud_winners_losers", "bud_provided_comparison"]
     assert all(isinstance(t, pd.DataFrame) for t in tables.values())
-    head = B.headline(res)
+    assert tables["bud_statement"] is res.statement
+    head = res.headline()
+    assert head == B.headline(res) and "risk" not in head
     json.loads(results.dumps(head))  # JSON-able
     assert head["budgets_total_gbp"] == head["envelope_gbp"]
     assert head["winners"] + head["losers"] + head["unchanged"] == 60
     assert set(head["need_model"]) >= {"planned:deprivation", "non_elective:deprivation", "ae:deprivation"}
-    text = B.describe(head)
+    text = res.describe()
+    assert text == B.describe(head)
     assert head["target_year"] in text and f"{head['winners']} practices gain" in text
+
+
+# --------------------------------------------------------------------------------------------------
+# the stage's settings: Params, derivation from the data, cross-setting rules, one source of defaults
+# --------------------------------------------------------------------------------------------------
+
+ALL_YEARS = ("2002/03", "2003/04", "2004/05", "2005/06", "2006/07", "2007/08")
+
+
+def _facts(start: str, end: str, tariff_years=ALL_YEARS, engaged=("2005-04", None)) -> DataFacts:
+    """Hand-built facts: a window, practices engaged at the given months (None: never), tariff years."""
+    return DataFacts(start_month=start, end_month=end, n_practices=len(engaged),
+                     engaged_from={f"P{i}": m for i, m in enumerate(engaged)}, latest_complete={},
+                     tariff_years=tuple(tariff_years))
+
+
+def test_params_defaults_and_notebook_names():
+    d = B.Params.defaults()
+    assert d["target_year"] == AUTO and d["as_at"] == AUTO
+    assert (d["base_years"], d["recost"], d["list_index"], d["pace_cap"], d["band"]) == (2, "price_index", "weighted", 0.05, 0.10)
+    assert d["completeness_factors"] == [] and d["tariff_uplift"] is None and d["completeness_months"] == 3
+    # the notebook's names, not the old function's (recost_method, list_index_kind)
+    assert {"recost", "list_index"} <= set(d) and not {"recost_method", "list_index_kind"} & set(d)
+    assert all(info.help for info in B.Params.settings().values())
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("recost", "tarif", r"recost must be one of 'price_index', 'tariff'; got 'tarif' \(did you mean 'tariff'\?\)"),
+    ("list_index", "wieghted", r"list_index must be one of 'weighted', 'registered'.*did you mean 'weighted'"),
+    ("curves", "calibrate", r"curves must be one of 'calibrated', 'reference', 'supplied', 'none'"),
+    ("components", "pods", r"components must be one of 'pod_group', 'total'"),
+    ("fund_from", "above", r"fund_from must be one of 'above_target', 'outside_band'"),
+    ("envelope", -1, r"envelope must be >= 0, got -1"),
+    ("band", 1.0, r"band must be >= 0 and < 1, got 1.0"),
+    ("pace_years", 0, r"pace_years must be >= 1 and <= 20, got 0"),
+    ("base_years", 2.0, r"base_years must be int, got float 2.0"),
+    ("envelope_growth", -1.0, r"envelope_growth must be > -1"),
+    ("tariff_uplift", 0.9, r"tariff_uplift must be >= -0.5 and <= 0.5, got 0.9"),
+    ("completeness_months", 7, r"completeness_months must be >= 1 and <= 6, got 7"),
+    ("completeness_factors", [0.9, 1.2], r"completeness_factors must be numbers in \(0, 1\]"),
+    ("target_year", "2007", r"target_year must be a financial year \"YYYY/YY\""),
+    ("as_at", "2008-13", r"as_at must be a month \"YYYY-MM\""),
+])
+def test_params_refuse_bad_values_naming_the_setting(field, value, message):
+    with pytest.raises(ArgumentError, match=message):
+        B.Params(**{field: value})
+
+
+def test_params_report_every_problem_at_once():
+    with pytest.raises(ArgumentError) as err:
+        B.Params(recost="x", band=-0.1, pace_years=0)
+    assert len(err.value.problems) == 3
+    assert all(any(p.startswith(name) for p in err.value.problems) for name in ("recost", "band", "pace_years"))
+
+
+def test_derive_target_year_and_as_at_by_hand():
+    """April start, 60 months: full years 2003/04 .. 2007/08, the last with two full years before it is 2007/08
+    and its latest month in the window 2008-03. January start (2004-01 to 2007-12): full years 2004/05 ..
+    2006/07, so 2006/07 and 2007-03. An explicit target year keeps as_at inside it; one beyond the window
+    (monitoring skipped) takes the window's last month."""
+    assert B.Params().derive(_facts("2003-04", "2008-03")) == {"target_year": "2007/08", "as_at": "2008-03"}
+    assert B.Params().derive(_facts("2004-01", "2007-12")) == {"target_year": "2006/07", "as_at": "2007-03"}
+    assert B.Params(target_year="2006/07").derive(_facts("2003-04", "2008-03")) == {"as_at": "2007-03"}
+    assert B.Params(target_year="2008/09", tariff_uplift=0.025).derive(_facts("2003-04", "2008-03")) == {"as_at": "2008-03"}
+    assert B.Params(as_at="2007-09").derive(_facts("2003-04", "2008-03")) == {"target_year": "2007/08"}
+
+
+def test_derive_on_a_short_window_needs_enough_full_years():
+    """2005-10 to 2008-03 (30 months) holds two full years, 2006/07 and 2007/08: too few for a target year with two
+    full base years before it, so the derivation says what to do; with base_years = 1 it is 2007/08."""
+    short = _facts("2005-10", "2008-03")
+    with pytest.raises(ArgumentError, match=r"2 full financial year\(s\) \(2006/07, 2007/08\).*base_years = 2.*set target_year"):
+        B.Params().derive(short)
+    assert B.Params(base_years=1).derive(short)["target_year"] == "2007/08"
+    with pytest.raises(ArgumentError, match=r"0 full financial year\(s\) \(none\)"):
+        derive_target_year([], 2)
+    assert derive_target_year(["2005/06", "2006/07", "2007/08"], 2) == "2007/08"
+
+
+def test_derive_and_rules_do_not_need_never_engaged_practices():
+    """Budgets are set for every practice: a PCT whose practices all engage derives and checks the same."""
+    all_engaged = _facts("2003-04", "2008-03", engaged=("2005-04", "2006-10", "2003-04"))
+    assert all_engaged.n_never_engaged == 0
+    params, derived = B.Params().resolve(all_engaged)
+    assert (params.target_year, params.as_at) == ("2007/08", "2008-03")
+    assert [d.name for d in derived] == ["target_year", "as_at"] and all(d.rule for d in derived)
+
+
+def test_rules_on_the_sample_window_pass():
+    assert B.Params(target_year="2007/08", as_at="2008-03").rules(_facts("2003-04", "2008-03")) == []
+
+
+@pytest.mark.parametrize("params, facts, message", [
+    (dict(target_year="2004/05", as_at="2005-03"), ("2003-04", "2008-03"),
+     r"needs activity in 2002/03, 2003/04, but 2002/03 is outside the window 2003-04 to 2008-03; choose a later target_year"),
+    (dict(target_year="2007/08", as_at="2008-03"), ("2003-04", "2008-03", ALL_YEARS[:-1]),
+     r"target_year = '2007/08': the tariff has no prices for it .*set tariff_uplift"),
+    (dict(target_year="2007/08", as_at="2008-03", tariff_uplift=0.02), ("2003-04", "2008-03"),
+     r"tariff_uplift = 0.02, but the tariff already has prices for 2007/08; set tariff_uplift to None"),
+    (dict(target_year="2007/08", as_at="2008-03"), ("2003-04", "2008-03", ("2003/04", "2004/05", "2007/08")),
+     r"recost = 'price_index' .* no prices for 2005/06, 2006/07; add them, or set recost = 'tariff'"),
+    (dict(target_year="2007/08", as_at="2007-03"), ("2003-04", "2008-03"),
+     r"as_at = '2007-03' is not a month of 2007/08 in the window \(they run 2007-04 to 2008-03\)"),
+    (dict(target_year="2007/08", as_at="2008-03", base_years=1), ("2006-01", "2008-03"),
+     r"the 27-month window is too short for the data-quality model \(it needs 30 months\); set completeness_factors"),
+    (dict(target_year="2007/08", as_at="2008-03", base_years=1, completeness_factors=[0.9]), ("2006-01", "2008-03"),
+     r"in-year monitoring of 2007/08 needs two complete financial years before it.*the window has 2006/07"),
+])
+def test_rules_catch_each_broken_rule(params, facts, message):
+    problems = B.Params(**params).rules(_facts(*facts))
+    assert any(re.search(message, p) for p in problems), problems
+
+
+def test_rules_price_index_only_needs_base_year_prices():
+    facts = _facts("2003-04", "2008-03", tariff_years=("2003/04", "2004/05", "2007/08"))
+    assert B.Params(target_year="2007/08", as_at="2008-03", recost="tariff").rules(facts) == []
+
+
+def test_rules_months_adjusted_for_completeness_do_not_count_as_complete():
+    """A window ending in 2007-06: the model adjusts 2007-04 .. 2007-06, which are in the target year 2007/08
+    itself, so 2005/06 and 2006/07 stay complete; with six supplied factors 2007-01 .. 2007-06, 2006/07 is no
+    longer complete and monitoring has one year."""
+    facts = _facts("2003-04", "2007-06")
+    assert B.Params(target_year="2007/08", base_years=1, as_at="2007-06").rules(facts) == []
+    six = B.Params(target_year="2007/08", base_years=1, as_at="2007-06", completeness_factors=[0.99] * 6)
+    assert any("needs two complete financial years" in p for p in six.rules(_facts("2005-04", "2007-06")))
+
+
+def test_resolve_reports_the_rule_with_the_fix(sample_facts):
+    with pytest.raises(ArgumentError, match="budgets: as_at = '2006-03' is not a month of 2007/08"):
+        B.Params(as_at="2006-03").resolve(sample_facts)
+
+
+def test_derived_values_on_the_sample_equal_the_config(sample_facts):
+    """configs/sample.yaml spelt out target_year "2007/08"; as_at was "" (the latest month of the target year)."""
+    params, derived = B.Params().resolve(sample_facts)
+    assert (params.target_year, params.as_at) == ("2007/08", "2008-03")
+    assert {d.name: d.value for d in derived} == {"target_year": "2007/08", "as_at": "2008-03"}
+
+
+def test_function_defaults_are_the_params_defaults():
+    """No second copy of a default: the building blocks default to the stage's settings."""
+    d = B.Params.defaults()
+    sig = inspect.signature(B.glide_path).parameters
+    assert (sig["years"].default, sig["cap"].default, sig["band"].default, sig["envelope_growth"].default,
+            sig["fund_from"].default) == (d["pace_years"], d["pace_cap"], d["band"], d["envelope_growth"], d["fund_from"])
+    assert inspect.signature(B.recost_cells).parameters["recost"].default == d["recost"]
+    assert inspect.signature(B.cost_curves).parameters["curves"].default == d["curves"]
+    assert inspect.signature(B.annual_costs).parameters["components"].default == d["components"]
+    assert inspect.signature(B.base_years_for).parameters["n"].default == d["base_years"]
+    assert inspect.signature(B.completeness_for).parameters["completeness_months"].default == d["completeness_months"]
+
+
+def test_run_resolves_auto_and_carries_its_settings(sample, sample_inputs):
+    """run() with every setting at its default derives target_year and as_at from the data, measures the
+    completeness of the latest months and sets the budgets with it."""
+    res = B.run(sample_inputs, B.Params())
+    assert res.params.target_year == "2007/08" and res.params.as_at == "2008-03" and not res.params.auto()
+    assert res.completeness["month"].tolist() == ["2008-01", "2008-02", "2008-03"]
+    assert res.settings["completeness_months"] == ["2008-01", "2008-02", "2008-03"]
+    assert (res.cells.loc[res.cells["month"] == "2008-03", "factor"] < 1).all()
+    # the adjusted months are in the target year, not the base years: the budgets are those set without them
+    assert res.settings["historic_total"] == pytest.approx(sample[2].settings["historic_total"], rel=1e-12)
+    march = res.cells[res.cells["month"] == "2008-03"]
+    assert (march["cost_adjusted"] > march["cost"]).any()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        res.params.band = 0.05  # type: ignore[misc]

@@ -3,6 +3,7 @@ by hand and on the synthetic PCT (back-test coverage, planted data lag)."""
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import numpy as np
@@ -10,14 +11,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from pbc_analysis.stages import budgets as B
-from pbc_analysis import data as D
-from pbc_analysis.core import paths
+from pbc_analysis.core import calendar
+from pbc_analysis.core.checks import ArgumentError
 from pbc_analysis.publish import results
+from pbc_analysis.stages import budgets as B
 from pbc_analysis.stages import risk as R
-
-SAMPLE = paths.SAMPLE_DIR
-
 
 # --------------------------------------------------------------------------------------------------
 # the pool
@@ -89,9 +87,11 @@ def test_compound_poisson_moments():
     again = R.simulate_pool(x, lam, n_sims=n, seed=5)
     assert np.array_equal(s, again)  # the seed is the only source of randomness
     assert not np.array_equal(s, R.simulate_pool(x, lam, n_sims=n, seed=6))
-    with pytest.raises(ValueError, match="seed must be a non-negative whole number.*'abc'"):
+    with pytest.raises(ValueError, match="seed must be a whole number, got 'abc'"):
         R.simulate_pool(x, lam, seed="abc")
-    with pytest.raises(ValueError, match="n_sims must be a whole number >= 100, got 10"):
+    with pytest.raises(ValueError, match="seed must be >= 0, got -1"):
+        R.simulate_pool(x, lam, seed=-1)
+    with pytest.raises(ValueError, match="n_sims must be >= 100, got 10"):
         R.simulate_pool(x, lam, n_sims=10)
 
 
@@ -123,23 +123,25 @@ def test_completeness_from_snapshots_by_hand():
         "extract": ["2007-01", "2007-02", "2007-03", "2007-04", "2007-02", "2007-03", "2007-04", "2007-03", "2007-04"],
         "month": ["2007-01"] * 4 + ["2007-02"] * 3 + ["2007-03"] * 2,
         "value": [50, 90, 100, 100, 30, 54, 60, 20, 40]})
-    f2 = R.completeness_from_snapshots(snap, max_lag=2).set_index("lag")["factor"]
+    f2 = B.completeness_from_snapshots(snap, max_lag=2).set_index("lag")["factor"]
     assert f2.to_dict() == pytest.approx({0: 0.5, 1: 0.9})
-    f3 = R.completeness_from_snapshots(snap).set_index("lag")["factor"]
+    f3 = B.completeness_from_snapshots(snap).set_index("lag")["factor"]
     assert f3.to_dict() == pytest.approx({0: 0.5, 1: 0.9, 2: 1.0})
 
 
 def test_completeness_table_supplied():
-    t = R.completeness_table([0.97, 0.85, 0.55], "2008-03")
+    t = B.completeness_table([0.97, 0.85, 0.55], "2008-03")
     assert t["month"].tolist() == ["2008-01", "2008-02", "2008-03"] and t["lag"].tolist() == [2, 1, 0]
+    across = B.completeness_table([0.9, 0.5], "2008-01")  # across a calendar year
+    assert across["month"].tolist() == ["2007-12", "2008-01"]
     with pytest.raises(ValueError, match=r"in \(0, 1\]"):
-        R.completeness_table([0.9, 1.2], "2008-03")
+        B.completeness_table([0.9, 1.2], "2008-03")
 
 
 def _monthly(values: dict[str, list[float]]) -> pd.DataFrame:
     rows = []
     for fy, v in values.items():
-        for m, x in zip(B.fy_months(fy), v):
+        for m, x in zip(calendar.fy_months(fy), v):
             rows.append({"practice_code": "P1", "month": m, "financial_year": fy, "cost_adjusted": x,
                          "cost_at_target": x, "consortium": "C"})
     return pd.DataFrame(rows)
@@ -187,9 +189,9 @@ def test_prediction_interval_by_hand():
     completeness factors widens it to 1.6449 x sqrt(200^2 + 300^2)."""
     em = pd.DataFrame({"k": [3, 12], "mean": [1.0, 0.0], "sd": [2.0, 0.0], "n": [10, 0]})
     z = stats.norm.ppf(0.95)
-    c, lo, hi, _ = R._interval(np.array([10000.0]), np.array([3]), em, z)
+    c, lo, hi, _ = R.prediction_interval(np.array([10000.0]), np.array([3]), em, z)
     assert c[0] == pytest.approx(10100.0) and hi[0] - c[0] == pytest.approx(z * 200)
-    _, lo2, hi2, _ = R._interval(np.array([10000.0]), np.array([3]), em, z, np.array([300.0 ** 2]))
+    _, lo2, hi2, _ = R.prediction_interval(np.array([10000.0]), np.array([3]), em, z, np.array([300.0 ** 2]))
     assert hi2[0] - lo2[0] == pytest.approx(2 * z * np.hypot(200, 300))
 
 
@@ -210,27 +212,25 @@ def test_rag_status_by_hand():
 # --------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def sample():
-    inputs = D.load_inputs(SAMPLE, start_month="2003-04", end_month="2008-03")
-    truth = json.loads((SAMPLE / "ground_truth.json").read_text())
-    comp = R.completeness_for(inputs, months=3)
-    res = B.set_budgets(inputs, "2007/08", completeness=comp)
+def sample(sample_inputs, sample_truth):
+    inputs, truth = sample_inputs, sample_truth
+    res = B.run(inputs, B.Params(target_year="2007/08", completeness_months=3))
     # the truth's high-cost threshold is the table's reporting floor
-    risk = R.assess_pool(inputs, res, threshold=15000, top_slice=0.03, n_sims=5000, seed=1,
+    risk = R.assess_pool(inputs, res, R.Params(threshold=15000.0, top_slice=0.03, n_sims=5000, seed=1),
                          reporting_floor=truth["high_cost"]["threshold"])
-    mon = R.monitor(inputs, res, comp, level=0.90)
-    return inputs, truth, comp, res, risk, mon
+    mon = R.monitor(inputs, res, R.Params(interval_level=0.90), as_at=res.params.as_at)
+    return inputs, truth, res.completeness, res, risk, mon
 
 
 def test_completeness_sources(sample):
     """Supplied factors end at the window's last month; snapshots give factors by lag (lag 0 = last month);
     without either, the data-quality model is used."""
     inputs, _, comp, _, _, _ = sample
-    sup = R.completeness_for(inputs, factors=[0.9, 0.5])
+    sup = B.completeness_for(inputs, completeness_factors=[0.9, 0.5])
     assert sup["month"].tolist() == ["2008-02", "2008-03"] and (sup["source"] == "supplied").all()
     snap = pd.DataFrame({"extract": ["2008-01", "2008-02", "2008-02", "2008-03"],
                          "month": ["2008-01", "2008-01", "2008-02", "2008-02"], "value": [60.0, 100.0, 50.0, 100.0]})
-    fs = R.completeness_for(inputs, snapshots=snap)
+    fs = B.completeness_for(inputs, completeness_snapshots=snap)
     assert fs["month"].tolist() == ["2008-03"] and fs["factor"].iloc[0] == pytest.approx(0.55)  # (60 + 50) / 200
     assert (comp["source"] == "model").all()
 
@@ -295,11 +295,12 @@ def test_monitoring_status_and_consortia(sample):
 
 def test_monitoring_as_at_an_earlier_month(sample):
     inputs, _, comp, res, _, _ = sample
-    mon = R.monitor(inputs, res, comp, as_at="2007-09")
+    mon = R.monitor(inputs, res, R.Params(), as_at="2007-09")
     assert mon.settings["months_elapsed"] == 6 and mon.status["month"].eq("2007-09").all()
     assert (mon.status["upper"] > mon.status["lower"]).all()
+    assert mon.completeness is comp
     with pytest.raises(ValueError, match="as_at '2008-09' is not a month of 2007/08"):
-        R.monitor(inputs, res, comp, as_at="2008-09")
+        R.monitor(inputs, res, R.Params(), as_at="2008-09")
 
 
 def test_pool_on_the_sample(sample):
@@ -319,14 +320,100 @@ def test_pool_on_the_sample(sample):
 
 def test_tables_headline_and_no_patient_rows(sample):
     _, _, _, res, risk, mon = sample
-    tables = R.result_tables(risk, mon)
-    assert all(name.startswith("risk_") for name in tables)
+    stage = R.Result(risk, mon, R.Params(n_sims=5000, seed=1))
+    tables = stage.tables()
+    assert list(tables) == ["risk_pool_charges", "risk_pool_years", "risk_adequacy", "risk_net_budgets",
+                            "risk_completeness", "risk_profile", "risk_monitoring", "risk_monitoring_consortium",
+                            "risk_status", "risk_backtest_coverage", "risk_spc"]
     for t in tables.values():
         assert "patient_id" not in t.columns
-    head = B.headline(res, R.headline(risk), R.monitoring_headline(mon))
+    head = {**res.headline(), **stage.headline()}
+    assert list(head)[-2:] == ["risk", "monitoring"]
+    assert stage.describe() == R.describe(head["risk"], head["monitoring"])
+    assert "**Risk pool.**" in stage.describe() and "as at 2008-03" in stage.describe()
     json.loads(results.dumps(head))
     assert head["risk"]["pool_gbp"] == pytest.approx(risk.settings["pool"])
     assert head["monitoring"]["backtest_coverage_overall"] == pytest.approx(
         mon.coverage.loc[mon.coverage["k"] == 0, "covered"].sum() / mon.coverage.loc[mon.coverage["k"] == 0, "n"].sum(),
         abs=1e-4)
     assert sum(head["monitoring"]["practices"].values()) == 60
+
+
+# --------------------------------------------------------------------------------------------------
+# the stage's settings and entry point
+# --------------------------------------------------------------------------------------------------
+
+def test_params_defaults_are_the_notebooks():
+    d = R.Params.defaults()
+    assert d == {"threshold": 15000.0, "top_slice": 0.03, "max_probability": 0.05, "n_sims": 10000, "seed": 20070401,
+                 "interval_level": 0.90, "amber": 0.02, "red": 0.05, "max_spc_charts": 4}
+    assert not set(d) & set(B.Params.defaults())  # no name in both stages of the notebook
+    assert all(not info.derive for info in R.Params.settings().values())
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("threshold", 0.0, r"threshold must be > 0, got 0.0"),
+    ("top_slice", 1.0, r"top_slice must be >= 0 and < 1, got 1.0"),
+    ("max_probability", 0.0, r"max_probability must be > 0 and < 1, got 0.0"),
+    ("n_sims", 10, r"n_sims must be >= 100, got 10"),
+    ("n_sims", 1e4, r"n_sims must be int, got float 10000.0"),
+    ("seed", -1, r"seed must be >= 0, got -1"),
+    ("interval_level", 1.0, r"interval_level must be > 0 and < 1, got 1.0"),
+    ("amber", -0.01, r"amber must be >= 0, got -0.01"),
+    ("max_spc_charts", -1, r"max_spc_charts must be >= 0, got -1"),
+])
+def test_params_refuse_bad_values_naming_the_setting(field, value, message):
+    with pytest.raises(ArgumentError, match=message):
+        R.Params(**{field: value})
+
+
+def test_params_red_must_be_at_least_amber():
+    with pytest.raises(ArgumentError, match=r"red \(0.02\) must be at least amber \(0.05\)"):
+        R.Params(amber=0.05, red=0.02)
+    assert R.Params(amber=0.05, red=0.05).red == 0.05
+
+
+def test_params_resolve_on_the_sample_changes_nothing(sample_facts):
+    params, derived = R.Params().resolve(sample_facts)
+    assert params == R.Params() and derived == [] and params.rules(sample_facts) == []
+
+
+def test_function_defaults_are_the_params_defaults():
+    d = R.Params.defaults()
+    assert inspect.signature(R.pool_charges).parameters["threshold"].default == d["threshold"]
+    sim = inspect.signature(R.simulate_pool).parameters
+    assert (sim["n_sims"].default, sim["seed"].default) == (d["n_sims"], d["seed"])
+    assert inspect.signature(R.smallest_top_slice).parameters["max_probability"].default == d["max_probability"]
+    assert inspect.signature(R.backtest_coverage).parameters["level"].default == d["interval_level"]
+    rag = inspect.signature(R.rag_status).parameters
+    assert (rag["amber"].default, rag["red"].default) == (d["amber"], d["red"])
+
+
+def test_month_of_year():
+    assert R.month_of_year(pd.Series(["2007-04", "2007-12", "2008-01", "2008-03", "2007-04"])).tolist() == [1, 9, 10, 12, 1]
+
+
+def test_run_is_the_pool_and_monitoring_with_its_settings(sample):
+    """run() = assess_pool + monitor at the budget stage's as_at, with the risk stage's settings."""
+    inputs, _, _, res, _, _ = sample
+    params = R.Params(n_sims=2000, seed=3, interval_level=0.8)
+    out = R.run(inputs, params, res)
+    assert out.params is params and out.pool.settings["n_sims"] == 2000 and out.pool.settings["seed"] == 3
+    direct = R.assess_pool(inputs, res, params)
+    assert np.array_equal(out.pool.totals, direct.totals)
+    assert out.monitoring.settings["as_at"] == res.params.as_at == "2008-03"
+    assert out.monitoring.settings["level"] == 0.8 and (out.monitoring.coverage["level"] == 0.8).all()
+
+
+def test_run_without_a_month_of_the_target_year_skips_monitoring(sample):
+    """Budgets for 2008/09 (after the window, tariff projected): the pool is assessed, monitoring is not
+    available, and the monitoring tables are not written."""
+    inputs = sample[0]
+    res = B.run(inputs, B.Params(target_year="2008/09", tariff_uplift=0.025, pace_years=1))
+    assert res.params.as_at == "2008-03"
+    out = R.run(inputs, R.Params(n_sims=500), res)
+    assert not out.monitoring.available and "no month of 2008/09" in out.monitoring.note
+    assert set(out.tables()) == {"risk_pool_charges", "risk_pool_years", "risk_adequacy", "risk_net_budgets",
+                                 "risk_completeness"}
+    assert out.headline()["monitoring"] == {"available": False, "note": out.monitoring.note}
+    assert "**In-year monitoring.** The data hold no month of 2008/09" in out.describe()
