@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import json
+import inspect
 
 import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
 
-from pbc_analysis.stages import benchmark as B
 from pbc_analysis import data as D
-from pbc_analysis.core import paths
+from pbc_analysis.core import calendar, paths
+from pbc_analysis.core.checks import ArgumentError, choices_of
+from pbc_analysis.core.params import AUTO
 from pbc_analysis.methods.indicators import byars_lower, byars_upper
+from pbc_analysis.stages import benchmark as B
+from pbc_analysis.stages.facts import DataFacts
 
-SAMPLE = paths.SAMPLE_DIR
 OPEN_DATA = paths.REFERENCE_DIR / "nhs-open-data" / "HEEC_practice_reference_england_2022-23.csv"
 
 
@@ -48,7 +50,7 @@ def test_period_labels():
     assert B.period_of_months(months, "quarter").tolist() == ["2004/05 Q4", "2005/06 Q1", "2005/06 Q2",
                                                              "2005/06 Q4", "2005/06 Q4"]
     assert B.period_of_months(["1999-12"], "financial_year").tolist() == ["1999/00"]
-    with pytest.raises(B.BenchmarkError, match="period must be one of"):
+    with pytest.raises(ValueError, match="period must be one of"):
         B.period_of_months(months, "fiscal")
 
 
@@ -87,7 +89,7 @@ def test_crude_standardisation_is_proportional_to_person_years():
 def test_age_sex_without_reference_rates_is_a_clear_error():
     with pytest.raises(B.BenchmarkError, match="reference_rates"):
         B.expected_counts(hand_cube(rates=False), standardisation="age_sex")
-    with pytest.raises(B.BenchmarkError, match="standardisation must be one of"):
+    with pytest.raises(ValueError, match="standardisation must be one of"):
         B.expected_counts(hand_cube(), standardisation="age-sex")
     with pytest.raises(B.BenchmarkError, match="periods"):
         B.expected_counts(hand_cube(), periods=["2009/10"])
@@ -176,7 +178,7 @@ def test_flags_persistence_by_hand():
     assert out["possible_under_referrer"].tolist() == [False] * 4 + [True]
     assert out["persistent_outlier"].tolist() == [False, True, True, True, True]
     assert out["flag"].tolist() == ["high", "high, persistent", "", "high, persistent", "under, persistent"]
-    with pytest.raises(B.BenchmarkError, match="persistent_min_periods"):
+    with pytest.raises(ValueError, match="persistent_min_periods must be >= 1 and <= 3, got 4"):
         B.flags(f, persistent_min_periods=4, persistent_window=3)
 
 
@@ -185,10 +187,8 @@ def test_flags_persistence_by_hand():
 # --------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def sample():
-    inputs = D.load_inputs(SAMPLE, "2003-04", "2008-03")
-    truth = json.loads((SAMPLE / "ground_truth.json").read_text())
-    return inputs, B.build_cube(inputs), truth
+def sample(sample_inputs, sample_truth):
+    return sample_inputs, B.build_cube(sample_inputs), sample_truth
 
 
 def test_cube_totals_equal_the_input_tables(sample):
@@ -319,3 +319,150 @@ def od_lines(fit: dict, expected: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"denominator": grid, "target": 1.0, "lower95": lim[prefix + "ll95"],
                          "upper95": lim[prefix + "ul95"], "lower998": lim[prefix + "ll998"],
                          "upper998": lim[prefix + "ul998"]})
+
+
+# --------------------------------------------------------------------------------------------------
+# the stage's settings (Params), its entry point and notebook 04's gate
+# --------------------------------------------------------------------------------------------------
+
+def _facts(start: str, end: str, engaged: dict[str, str | None] | None = None) -> DataFacts:
+    engaged = engaged if engaged is not None else {"P1": "2005-04", "P2": None, "P3": None}
+    return DataFacts(start_month=start, end_month=end, n_practices=len(engaged), engaged_from=engaged,
+                     latest_complete={})
+
+
+def test_params_defaults_choices_and_one_source_of_defaults():
+    p = B.Params()
+    assert (p.period, p.periods, p.standardisation, p.target, p.confidence, p.under_level, p.high_level) == \
+        ("financial_year", AUTO, "age_sex+deprivation", "pct", [0.95, 0.998], 0.95, 0.998)
+    assert choices_of(B.Measure) == D.MEASURES and choices_of(B.Period) == calendar.PERIODS
+    assert B.STANDARDISATIONS == ("none", "age_sex", "deprivation", "age_sex+deprivation")
+    shared = {n for n, s in B.Params.settings().items() if s.shared}
+    assert shared == {"standardisation", "target", "overdispersion", "sr_method", "trim_by", "consistency", "under_level"}
+    # the method functions' defaults are the stage's: no second copy that could drift
+    defaults = B.Params.defaults()
+    for func in (B.expected_counts, B.funnel_table, B.flags, B.deprivation_adjusted_ratios):
+        for name, par in inspect.signature(func).parameters.items():
+            if name == "periods":  # None: every period, the value "auto" derives
+                assert par.default is None
+            elif name in defaults and par.default is not inspect.Parameter.empty:
+                want = tuple(defaults[name]) if isinstance(par.default, tuple) else defaults[name]
+                assert par.default == want, f"{func.__name__}({name}={par.default!r}) but Params says {defaults[name]!r}"
+    assert set(inspect.signature(B.benchmark_practices).parameters) == {"cube", "params", "improvement", "settings"}
+
+
+def test_params_refuse_bad_values_naming_each_setting():
+    with pytest.raises(ArgumentError) as err:
+        B.Params(standardisation="age-sex", period="fiscal", trim_by=0.6, under_level=95.0, confidence=[95.0],
+                 spc_measure="referral", periods=[], persistent_window=0, overdispersion="tau")
+    problems = err.value.problems
+    assert len(problems) == 9, problems
+    for text in ("standardisation must be one of 'none', 'age_sex', 'deprivation', 'age_sex+deprivation'; got 'age-sex'",
+                 "period must be one of", "trim_by must be > 0 and < 0.5, got 0.6", "under_level must be > 0.5 and < 1",
+                 "(give it as a fraction, e.g. 0.95, not a percentage)", "did you mean 'referrals'",
+                 'periods = [] selects no period: write "auto"', "persistent_window must be >= 1",
+                 "overdispersion must be one of"):
+        assert any(text in p for p in problems), text
+    with pytest.raises(ArgumentError, match="high_level must be float"):
+        B.Params(high_level="0.998")
+    with pytest.raises(ArgumentError, match="confidence levels must be distinct"):
+        B.Params(confidence=[0.95, 0.95])
+    with pytest.raises(ValueError, match="benchmarking has no setting 'under_levl' \\(did you mean 'under_level'\\?\\)"):
+        B.benchmark_practices(hand_cube(), under_levl=0.9)
+
+
+def test_periods_derived_from_the_window():
+    # a financial-year window, a January start, a short window and quarters
+    assert B.Params().derive(_facts("2003-04", "2008-03"))["periods"] == ["2003/04", "2004/05", "2005/06", "2006/07", "2007/08"]
+    jan = _facts("2004-01", "2007-12")
+    assert B.Params().derive(jan)["periods"] == ["2003/04", "2004/05", "2005/06", "2006/07", "2007/08"]
+    assert B.Params(period="calendar_year").derive(jan)["periods"] == ["2004", "2005", "2006", "2007"]
+    short = _facts("2006-04", "2006-09")
+    assert B.Params().derive(short)["periods"] == ["2006/07"]
+    assert B.Params(period="quarter").derive(short)["periods"] == ["2006/07 Q1", "2006/07 Q2"]
+    # a PCT where every practice engaged (none never engaged): benchmarking needs no comparison group
+    all_engaged = _facts("2004-01", "2007-12", {"P1": "2005-01", "P2": "2006-01"})
+    resolved, derived = B.Params().resolve(all_engaged)
+    assert resolved.periods == ["2003/04", "2004/05", "2005/06", "2006/07", "2007/08"]
+    assert [(d.name, d.rule) for d in derived] == [("periods", B.params.PERIODS_RULE)]
+
+
+def test_rules_catch_each_broken_rule_with_its_fix():
+    facts = _facts("2004-01", "2007-12")
+    assert B.Params().rules(facts) == []
+    with pytest.raises(ArgumentError, match=r"periods \['2008/09'\] are not financial_year periods of the data window "
+                                            r"\(2004-01 to 2007-12: 2003/04, .*\); use those labels"):
+        B.Params(periods=["2005/06", "2008/09"]).resolve(facts)
+    with pytest.raises(ArgumentError, match="periods .* are not quarter periods"):
+        B.Params(period="quarter", periods=["2005/06"]).resolve(facts)
+    with pytest.raises(ArgumentError, match="persistent_min_periods = 4 is more than persistent_window = 3"):
+        B.Params(persistent_min_periods=4).resolve(facts)
+    with pytest.raises(ArgumentError, match="persistent_min_periods = 2 but only 1 financial_year period"):
+        B.Params().resolve(_facts("2006-04", "2007-03"))
+    assert B.Params(persistent_min_periods=1).rules(_facts("2006-04", "2007-03")) == []
+    with pytest.raises(ArgumentError, match="spc_baseline_months = 24 is longer than the 12-month data window"):
+        B.Params(spc_baseline_months=24, persistent_min_periods=1).resolve(_facts("2006-04", "2007-03"))
+
+
+def test_sample_derived_settings_are_the_values_used_until_now(sample_facts):
+    """The config never set periods: the empty list meant every period, which is what "auto" derives; the
+    settings configs/sample.yaml spells out are the defaults."""
+    resolved, derived = B.Params().resolve(sample_facts)
+    assert [d.name for d in derived] == ["periods"]
+    assert resolved.periods == ["2003/04", "2004/05", "2005/06", "2006/07", "2007/08"]
+    config = {"standardisation": "age_sex+deprivation", "target": "pct", "overdispersion": "auto", "high_level": 0.998,
+              "under_level": 0.95}
+    assert B.Params(**config) == B.Params()
+
+
+def test_run_equals_the_call_notebook_02_used_to_make(sample):
+    inputs, cube, _ = sample
+    params, _ = B.Params().resolve(DataFacts(start_month="2003-04", end_month="2008-03", n_practices=60,
+                                             engaged_from={}, latest_complete={}))
+    res = B.run(inputs, params, cube=cube)
+    old = B.benchmark_practices(cube)  # periods "auto": every period
+    for name, table in res.tables().items():
+        pd.testing.assert_frame_equal(table, old.tables()[name], check_exact=True, obj=name)
+    assert res.headline() == old.headline() and res.describe() == B.describe(old.headline())
+    assert res.settings["periods"] == ["2003/04", "2004/05", "2005/06", "2006/07", "2007/08"]
+
+
+def test_under_referrer_gate_is_benchmarking_with_the_shared_settings(sample):
+    """Notebook 04's gate: the referral flags of a full benchmarking run with the same settings; a shared setting
+    changed (under_level, overdispersion) changes the gate as it changes notebook 02's flags."""
+    inputs, cube, truth = sample
+    keys = ["period", "practice_code", "consortium", "measure", "specialty_code"]
+
+    def tidy(f: pd.DataFrame) -> pd.DataFrame:
+        return f.astype({k: str for k in keys}).reset_index(drop=True)
+
+    for params in (B.Params(), B.Params(under_level=0.9, overdispersion="phi", standardisation="age_sex")):
+        gate = B.under_referrer_flags(inputs, params, cube)
+        full = B.benchmark_practices(cube, params).flags
+        pd.testing.assert_frame_equal(tidy(gate), tidy(full[full["measure"] == "referrals"]))
+    # the gate ignores 02's period choice: it always works on every financial year
+    quarterly = B.under_referrer_flags(inputs, B.Params(period="quarter", periods=["2007/08 Q4"]), cube)
+    pd.testing.assert_frame_equal(tidy(quarterly), tidy(B.under_referrer_flags(inputs, B.Params(), cube)))
+    # a looser screen flags more practices (a superset), a stricter one fewer
+    allr = {}
+    for level in (0.9, 0.95, 0.998):
+        f = B.under_referrer_flags(inputs, B.Params(under_level=level), cube)
+        f = f[(f["specialty_code"] == B.ALL)]
+        allr[level] = set(f.loc[f["possible_under_referrer"], ["practice_code", "period"]].astype(str).itertuples(index=False))
+    assert allr[0.998] <= allr[0.95] <= allr[0.9] and allr[0.998] < allr[0.9]
+    planted = set(truth["under_referrers"]["practices"])
+    assert planted <= {p for p, y in allr[0.95] if y == "2007/08"}
+
+
+def test_any_flag_level_gets_its_own_funnel_limits(sample):
+    _, cube, _ = sample
+    bm = B.benchmark_practices(cube, under_level=0.9, high_level=0.99)
+    r = bm.ratios
+    for col in ("limit_lower_90_0", "limit_upper_99_0"):
+        assert col in r.columns and r[col].notna().any()
+    ok = r["limit_lower_95_0"].notna()
+    assert (r.loc[ok, "limit_lower_90_0"] >= r.loc[ok, "limit_lower_95_0"]).all()
+    assert (r.loc[ok, "limit_upper_99_0"] <= r.loc[ok, "limit_upper_99_8"]).all()
+    assert (bm.flags["possible_under_referrer"] == (r["ratio"] < r["limit_lower_90_0"]).to_numpy()).all()
+    # the written tables keep their columns
+    assert list(bm.tables()["bm_ratios"].columns) == [c for c in B.RATIO_COLUMNS]

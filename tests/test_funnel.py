@@ -19,10 +19,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from pbc_analysis.publish import figures
-from pbc_analysis.methods import funnel
-
 from pbc_analysis.core import paths
+from pbc_analysis.methods import funnel
+from pbc_analysis.publish import figures
 
 matplotlib.use("Agg")
 
@@ -339,16 +338,16 @@ def test_r_round_rounds_the_binary_value_half_to_even():
 def test_r_nchar_and_phe_axis_rounding():
     """``nchar`` of R doubles switches to scientific when shorter: nchar(1e5) = 5, nchar(120000) = 6;
     PHE's signif.floor/ceiling round 0.95 x down to 1 and 1.05 x up to 2 significant figures."""
-    assert funnel._r_nchar_number(100000) == 5
-    assert funnel._r_nchar_number(120000) == 6
-    assert funnel._r_nchar_number(10000) == 5
-    assert funnel._r_nchar_number(3) == 1
-    assert funnel._signif_floor(10600) == 10000  # 0.95 x = 10070 -> 10000
-    assert funnel._signif_floor(16386) == 10000  # 15566.7 -> 10000 (PHE axis-variation vector)
-    assert funnel._signif_ceiling(102950) == 110000  # 1.05 x = 108097.5 -> 110000 (PHE vector)
-    assert funnel._signif_ceiling(104762) == 120000  # 110000.1 -> 12 x 10^4
-    assert funnel._signif_ceiling(31000) == 33000  # 32550 -> 33000
-    assert funnel._signif_floor(0) == 0
+    assert funnel.phe._r_nchar_number(100000) == 5
+    assert funnel.phe._r_nchar_number(120000) == 6
+    assert funnel.phe._r_nchar_number(10000) == 5
+    assert funnel.phe._r_nchar_number(3) == 1
+    assert funnel.phe._signif_floor(10600) == 10000  # 0.95 x = 10070 -> 10000
+    assert funnel.phe._signif_floor(16386) == 10000  # 15566.7 -> 10000 (PHE axis-variation vector)
+    assert funnel.phe._signif_ceiling(102950) == 110000  # 1.05 x = 108097.5 -> 110000 (PHE vector)
+    assert funnel.phe._signif_ceiling(104762) == 120000  # 110000.1 -> 12 x 10^4
+    assert funnel.phe._signif_ceiling(31000) == 33000  # 32550 -> 33000
+    assert funnel.phe._signif_floor(0) == 0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -363,7 +362,7 @@ def test_wilson_funnel_limit_is_where_the_wilson_interval_reaches_the_average():
         lo = funnel.wilson_funnel_limit(p, n, avg, "low", 1)
         hi = funnel.wilson_funnel_limit(p, n, avg, "high", 1)
 
-        def wilson(q, sign):
+        def wilson(q, sign, z=z):
             return (q + z**2 / (2 * n) + sign * z * np.sqrt(q * (1 - q) / n + z**2 / (4 * n**2))) / (1 + z**2 / n)
         _close(wilson(lo, +1), avg, rtol=1e-10)
         _close(wilson(hi, -1), avg, rtol=1e-10)
@@ -399,7 +398,7 @@ def test_phe_proportion_axis_and_limits_small_example():
     ``max(round(step), previous + 1)`` climbs by one: 90, 91, ..., 189 (past the maximum)."""
     data = pd.DataFrame({"num": [30, 40, 45], "den": [100, 120, 150]})
     got = funnel.funnel_limits(data, "num", "den", statistic="proportion", multiplier=100)
-    assert funnel._signif_ceiling(150) == 160
+    assert funnel.phe._signif_ceiling(150) == 160
     assert got["Population"].tolist() == list(range(90, 190))
     assert got["baseline"].iloc[0] == pytest.approx(100 * 115 / 370)
     assert (got["lower_3s_limit"] < got["lower_2s_limit"]).all()
@@ -600,7 +599,7 @@ def test_overdispersion_input_validation():
         funnel.funnel_overdispersion(FIVE, "observed", "expected", overdispersion="both")
     with pytest.raises(ValueError, match="data_type must be"):
         funnel.funnel_overdispersion(FIVE, "observed", "expected", data_type="XX")
-    with pytest.raises(ValueError, match="limit must be 95 or 99"):
+    with pytest.raises(ValueError, match="limit must be one of 95, 99"):
         funnel.funnel_overdispersion(FIVE, "observed", "expected", limit=90)
     with pytest.raises(ValueError, match="z-scores must be finite"):
         funnel.funnel_overdispersion(FIVE.assign(observed=[0, 81, 100, 121, 144]), "observed", "expected",
@@ -759,3 +758,50 @@ def test_consistency_corrected_phi_estimates_the_full_variance():
     assert raw["phi"].iloc[0] == pytest.approx(4 * 0.67865, rel=0.03)
     assert cor["phi"].iloc[0] == pytest.approx(4.0, rel=0.03)
     assert bool(cor["consistency_corrected"].iloc[0]) and not bool(raw["consistency_corrected"].iloc[0])
+
+
+def test_limits_at_any_level_by_hand():
+    """Levels besides 95% and 99.8% get their own limits: for additive (tau2) limits on the square-root scale at
+    90%, (1 -/+ z sqrt(s^2 + tau2))^2 with z = 1.6449 and s = 1/(2 sqrt(E)); unadjusted limits are the exact
+    Poisson ones chi2_{0.05}(2E)/(2E) and chi2_{0.95}(2E+2)/(2E); the 95% and 99.8% columns are unchanged."""
+    from pbc_analysis.methods.funnel import level_tag, sr_overdispersion_by_group
+
+    assert [level_tag(v) for v in (0.95, 0.998, 0.9, 0.99)] == ["95", "998", "90", "99"]
+    rng = np.random.default_rng(3)
+    e = rng.uniform(50, 500, 40)
+    o = rng.poisson(e * np.exp(rng.normal(0, 0.3, e.size))).astype(float)
+    g = np.zeros(e.size, int)
+    base, summary = sr_overdispersion_by_group(o, e, g, overdispersion="tau2")
+    more, _ = sr_overdispersion_by_group(o, e, g, overdispersion="tau2", extra_levels=[0.9])
+    pd.testing.assert_frame_equal(base, more[base.columns])
+    tau2 = summary["tau2"].iloc[0]
+    z = stats.norm.ppf(0.95)
+    se = np.sqrt(1 / (4 * e) + tau2)
+    assert np.allclose(more["lower90"], np.maximum(1 - z * se, 0) ** 2)
+    assert np.allclose(more["upper90"], (1 + z * se) ** 2)
+    assert (more["lower90"] > more["lower95"]).all() and (more["upper90"] < more["upper95"]).all()
+    plain, _ = sr_overdispersion_by_group(o, e, g, overdispersion="none", extra_levels=[0.9])
+    assert np.allclose(plain["lower90"], stats.chi2.ppf(0.05, 2 * e) / (2 * e))
+    assert np.allclose(plain["upper90"], stats.chi2.ppf(0.95, 2 * e + 2) / (2 * e))
+    with pytest.raises(ValueError, match="extra_levels must be > 0 and < 1, got 90"):
+        sr_overdispersion_by_group(o, e, g, extra_levels=[90])
+
+
+def test_choice_arguments_are_checked_by_one_helper_naming_the_allowed_values():
+    df = pd.DataFrame({"o": [5.0, 8.0, 12.0], "e": [6.0, 7.0, 10.0]})
+    with pytest.raises(ValueError, match="sr_method must be one of 'SHMI', 'CQC'; got 'cqc'"):
+        funnel.funnel_overdispersion(df, "o", "e", sr_method="cqc")
+    with pytest.raises(ValueError, match="auto_rule must be one of 'test', 'funnelplotr'"):
+        funnel.funnel_overdispersion(df, "o", "e", auto_rule="fpr")
+    with pytest.raises(ValueError, match="compat must be one of 'funnelplotr'"):
+        funnel.funnel_overdispersion(df, "o", "e", compat="r")
+    with pytest.raises(ValueError, match="trim_by must be > 0 and < 0.5, got 0.5"):
+        funnel.funnel_overdispersion(df, "o", "e", trim_by=0.5)
+    with pytest.raises(ValueError, match="method must be one of 'winsorisation', 'truncation'"):
+        funnel.trimmed_normal_second_moment(0.1, "trim")
+    with pytest.raises(ValueError, match="rate_type must be one of 'dsr', 'crude'"):
+        funnel.funnel_points(df, "o", "e", rate_type="direct", years_of_data=1, multiplier=1)
+    with pytest.raises(ValueError, match="type must be one of 'full', 'standard'"):
+        funnel.funnel_limits(df, "o", "e", statistic="ratio", ratio_type="isr", multiplier=1, type="short")
+    with pytest.raises(ValueError, match="n_points must be >= 2"):
+        funnel.funnel_limits(df, "o", "e", statistic="ratio", ratio_type="isr", multiplier=1, n_points=1)

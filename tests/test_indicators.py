@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from pbc_analysis.methods import indicators as ind
 from pbc_analysis.core import paths
+from pbc_analysis.methods import indicators as ind
 
 RTOL = 1e-9  # every reference row is reproduced to this relative tolerance (the brief asks for 1e-6)
 Z95 = 1.959963984540054  # qnorm(0.975)

@@ -15,10 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pbc_analysis.publish import figures
 from pbc_analysis.core import paths
-
 from pbc_analysis.methods import spc
+from pbc_analysis.publish import figures
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -413,7 +412,7 @@ def test_validation_errors():
         spc.xmr(pd.concat([df.iloc[:1], df]), "y", "month")
     with pytest.raises(ValueError, match="baseline of 12 points is longer than the series, which has 10 points"):
         spc.xmr(df, "y", "month", baseline=12)
-    with pytest.raises(ValueError, match="improvement must be 'increase', 'decrease' or 'neither', got 'up'"):
+    with pytest.raises(ValueError, match="improvement must be one of 'increase', 'decrease', 'neither', 'neutral'; got 'up'"):
         spc.xmr(df, "y", "month", improvement="up")
     with pytest.raises(ValueError, match="baseline must be at least 2 points"):
         spc.xmr(df, "y", "month", baseline=1)

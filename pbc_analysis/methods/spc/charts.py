@@ -1,65 +1,15 @@
-"""Statistical process control (SPC) for monthly monitoring: XmR, u and p charts.
+"""XmR, u and p charts with the Making Data Count rules, for many series at once.
 
-Follows NHS England's *Making Data Count* (MDC: "Making Data Count: strengthening your decisions", NHS
-Improvement 2019) as implemented by NHSRplotthedots v0.2.2 (NHS-R Community, MIT licence; functions
-``ptd_spc``, ``ptd_spc_standard``, ``ptd_calculate_point_type``, ``ptd_calculate_assurance_type``). The
-XmR calculations, the special-cause rules, their precedence and the point, variation and assurance
-labels match that package exactly (see ``tests/test_spc.py`` for its test vectors).
+Rows are sorted by series and time once (:func:`_prepare`, which also checks the data and lays out segments
+and baselines); every per-segment quantity is then a ``numpy.bincount`` on the sorted arrays. See
+:mod:`pbc_analysis.methods.spc` for the limits, the rules and their precedence.
 
-Process limits (XmR chart)
---------------------------
-Within each *segment* (a series, or the part of it between two change points when rebased) the centre
-line is the mean of the baseline points and the moving ranges are ``|y_t - y_{t-1}|`` between consecutive
-baseline points. With ``AMR`` their average:
-
-- process limits ``mean +/- 2.66 * AMR``. ``2.66 = 3 / d2`` rounded, where ``d2 = 1.128`` is the bias
-  constant of the range of two observations, so ``AMR / d2`` estimates sigma;
-- two-sigma lines ``mean +/- 2 * (2.66 / 3) * AMR`` (NHSRplotthedots' "near process limits");
-- optional moving-range screening (``screen_outliers=True``; NHSRplotthedots' default, not MDC Excel's):
-  moving ranges of ``3.267 * AMR`` or more are dropped and AMR recomputed once. ``3.267 = D4`` for
-  subgroups of two, the upper limit of the moving-range chart.
-
-Baselines ("fix after n points"): ``baseline=n`` uses the first ``n`` points of each segment (as
-NHSRplotthedots' ``fix_after_n_points``); ``baseline=(start, end)`` the points with ``start <= time <= end``.
-The limits so computed are extended over the whole segment.
-
-Attribute charts (varying denominators)
----------------------------------------
-- u chart (rates): ``u_i = events_i / exposure_i``; centre ``ubar = sum(events) / sum(exposure)`` over the
-  baseline; ``sigma_i = sqrt(ubar / exposure_i)``; limits ``ubar +/- 3 sigma_i`` (lower limit clipped at 0).
-- p chart (proportions): ``p_i = numerator_i / denominator_i``; ``pbar = sum(numerator) / sum(denominator)``;
-  ``sigma_i = sqrt(pbar (1 - pbar) / denominator_i)``; limits ``pbar +/- 3 sigma_i`` clipped to [0, 1].
-  Two-sigma lines are ``centre +/- 2 sigma_i``, clipped the same way. ``multiplier`` scales everything
-  (per 1,000, per cent).
-
-Special-cause rules (within a segment)
---------------------------------------
-1. *Outside limits*: a point above the upper or below the lower process limit (strictly).
-2. *Shift (run)*: ``run_length`` (default 7) consecutive points on the same side of the mean; a point on
-   the mean breaks the run. Every point of the run is flagged.
-3. *Trend*: ``trend_length`` (default 7) consecutive points each strictly higher (or each strictly lower)
-   than the one before; equal neighbours break it. Every point of the trend is flagged. NHSRplotthedots
-   uses 7 for both; MDC's Excel tool allows 6 or 7, so both lengths are settings.
-4. *Two in three*: two of three consecutive points beyond the same two-sigma line (between it and the
-   process limit), with all three on the same side of the mean; the points beyond the line are flagged.
-
-A point flagged by several rules takes its type from the first in the order outside limits, trend, two in
-three, shift (NHSRplotthedots 0.2.2). Its direction is the side of the mean (or, for trends, the direction
-of the trend), and with ``improvement`` it becomes ``special_cause_improvement`` or
-``special_cause_concern`` (``special_cause_neutral_high``/``_low`` when ``improvement="neither"``).
-
-Icons (per segment)
--------------------
-- Variation: the type of the segment's last point: "common cause", "special cause improvement high/low",
-  "special cause concern high/low" or "neither high/low".
-- Assurance (needs a target and a direction): target above the upper limit -> "consistently fail" when
-  higher is better ("consistently pass" when lower is better); below the lower limit -> the reverse;
-  otherwise "inconsistent". NHSRplotthedots reports it for the last segment only (from its last point's
-  limits); here every segment gets one, the last segment's equals the package's.
-
-Everything is vectorised over many series at once: rows are sorted by series and time once, and every
-per-segment quantity is a ``numpy.bincount`` or a cumulative run-length computation on the sorted arrays
-(no Python loop per series), so 6,500 practices x 60 months take well under a second.
+References
+----------
+NHS England / NHS Improvement (2019), Making Data Count: strengthening your decisions.
+NHSRplotthedots v0.2.2 (NHS-R Community, MIT): ``ptd_spc``, ``ptd_spc_standard``, ``ptd_calculate_point_type``,
+``ptd_calculate_assurance_type``.
+Montgomery DC (2009), Introduction to Statistical Quality Control, 6th ed., ch. 7 (u and p charts).
 """
 
 from __future__ import annotations
@@ -71,151 +21,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-#: 3 / d2 rounded to 2.66, with d2 = 1.128 for moving ranges of two points (MDC, NHSRplotthedots).
-LIMIT = 2.66
-#: two-sigma multiplier of the average moving range, 2 * (2.66 / 3), as NHSRplotthedots' ``limitclose``.
-LIMIT_CLOSE = 2 * (LIMIT / 3)
-#: d2 for subgroups of two: E[|X1 - X2|] = 1.128 sigma.
-D2 = 1.128
-#: D4 for subgroups of two: moving ranges >= 3.267 x AMR are screened out as outliers.
-D4 = 3.267
-#: NHSRplotthedots' run (shift) and trend lengths; MDC's Excel allows 6 or 7.
-RUN_LENGTH = 7
-TREND_LENGTH = 7
+from pbc_analysis.core.checks import check_choice
+from pbc_analysis.methods.spc.rules import (
+    ASSURANCE_ICONS,
+    D4,
+    IMPROVEMENT,
+    LIMIT,
+    LIMIT_CLOSE,
+    POINT_TYPES,
+    RUN_LENGTH,
+    SPECIAL_CAUSE,
+    TREND_LENGTH,
+    VARIATION_ICONS,
+    Improvement,
+    _check_length,
+    _part_of,
+    _run_flags,
+    _trend_flags,
+    _two_in_three,
+)
 
-IMPROVEMENT = {"increase": 1, "decrease": -1, "neither": 0, "neutral": 0}
-POINT_TYPES = ("common_cause", "special_cause_improvement", "special_cause_concern",
-               "special_cause_neutral_high", "special_cause_neutral_low")
-SPECIAL_CAUSE = ("none", "improvement", "concern", "neither")
-VARIATION_ICONS = ("common cause", "special cause improvement high", "special cause improvement low",
-                   "special cause concern high", "special cause concern low", "neither high", "neither low")
-ASSURANCE_ICONS = ("consistently pass", "consistently fail", "inconsistent")
-
-__all__ = ["xmr", "u_chart", "p_chart", "run_flags", "trend_flags", "part_of", "two_in_three_flags",
-           "part_of_two_in_three", "LIMIT", "LIMIT_CLOSE", "D2", "D4", "RUN_LENGTH", "TREND_LENGTH"]
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Rules on 1-D arrays (optionally split into segments by a sorted ``segment`` label array)
-# --------------------------------------------------------------------------------------------------------------
-
-def _bounds(n: int, segment: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``first`` (row starts a segment), ``end`` (index of the segment's last row) and ``idx``."""
-    idx = np.arange(n)
-    if n == 0:
-        return np.zeros(0, bool), idx, idx
-    if segment is None:
-        first = np.zeros(n, bool)
-        first[0] = True
-    else:
-        seg = np.asarray(segment)
-        first = np.r_[True, seg[1:] != seg[:-1]]
-    last = np.r_[first[1:], True]
-    end = np.minimum.accumulate(np.where(last, idx, n)[::-1])[::-1]
-    return first, end, idx
-
-
-def _run_length(cont: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Length of the run ending at each row, where ``cont[i]`` says row i continues the run of row i-1."""
-    if len(idx) == 0:
-        return idx
-    return idx - np.maximum.accumulate(np.where(cont, 0, idx)) + 1
-
-
-def _run_flags(rtm: np.ndarray, length: int, first: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    cont = ~first.copy()
-    cont[1:] &= rtm[1:] == rtm[:-1]
-    return ((rtm != 0) & (_run_length(cont, idx) >= length)).astype(np.int8)
-
-
-def _trend_flags(y: np.ndarray, length: int, first: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    d = np.zeros(len(y), np.int8)
-    if len(y) > 1:
-        d[1:] = np.sign(y[1:] - y[:-1])
-    d[first] = 0
-    cont = ~first.copy()
-    cont[1:] &= d[1:] == d[:-1]
-    return np.where((d != 0) & (_run_length(cont, idx) >= length - 1), d, 0).astype(np.int8)
-
-
-def _part_of(flags: np.ndarray, length: int, end: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    n = len(flags)
-    if n == 0:
-        return np.zeros(0, np.int8)
-    nxt = np.minimum.accumulate(np.where(np.abs(flags) == 1, idx, n)[::-1])[::-1]
-    return ((nxt <= idx + length - 1) & (nxt <= end)).astype(np.int8)
-
-
-def _two_in_three(close: np.ndarray, rtm: np.ndarray, end: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    n = len(close)
-    w = np.zeros(n, bool)
-    if n >= 3:
-        v = close.astype(np.int64)
-        r = rtm.astype(np.int64)
-        sv = v[:-2] + v[1:-1] + v[2:]
-        sr = r[:-2] + r[1:-1] + r[2:]
-        w[:-2] = (end[:-2] >= idx[:-2] + 2) & (sv >= 2) & (np.abs(sr) == 3)
-    out = w.copy()
-    out[1:] |= w[:-1]
-    out[2:] |= w[:-2]
-    return out.astype(np.int8)
-
-
-def _check_length(length: int, name: str) -> int:
-    if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 2:
-        raise ValueError(f"{name} must be an integer of at least 2, got {length!r}")
-    return int(length)
-
-
-def run_flags(relative_to_mean: Sequence[float], run_length: int = RUN_LENGTH, segment: Any = None) -> np.ndarray:
-    """1 where a point ends ``run_length`` consecutive points on the same (non-zero) side of the mean.
-
-    ``relative_to_mean`` is ``sign(y - mean)``; as NHSRplotthedots' ``ptd_seven_point_one_side_mean`` (which
-    has ``run_length = 7``). Runs never cross a change in ``segment`` (a sorted label per point).
-    """
-    r = np.asarray(relative_to_mean, dtype=float)
-    first, _, idx = _bounds(len(r), segment)
-    return _run_flags(r, _check_length(run_length, "run_length"), first, idx)
-
-
-def trend_flags(y: Sequence[float], trend_length: int = TREND_LENGTH, segment: Any = None) -> np.ndarray:
-    """+1 (-1) where a point ends ``trend_length`` points each strictly above (below) the one before.
-
-    As NHSRplotthedots' ``ptd_seven_point_trend`` (``trend_length = 7``): ties break a trend.
-    """
-    v = np.asarray(y, dtype=float)
-    first, _, idx = _bounds(len(v), segment)
-    return _trend_flags(v, _check_length(trend_length, "trend_length"), first, idx)
-
-
-def part_of(flags: Sequence[float], length: int = RUN_LENGTH, segment: Any = None) -> np.ndarray:
-    """1 where a point belongs to a flagged run: it or one of the next ``length - 1`` points is +/-1.
-
-    As NHSRplotthedots' ``ptd_part_of_seven_trend`` (``length = 7``), used for both runs and trends.
-    """
-    f = np.asarray(flags, dtype=float)
-    _, end, idx = _bounds(len(f), segment)
-    return _part_of(f, _check_length(length, "length"), end, idx)
-
-
-def two_in_three_flags(close_to_limits: Sequence[float], relative_to_mean: Sequence[float],
-                       segment: Any = None) -> np.ndarray:
-    """1 where a point lies in a window of three with at least two beyond a two-sigma line, all three on
-    the same side of the mean (NHSRplotthedots' ``ptd_two_in_three``)."""
-    c = np.asarray(close_to_limits, dtype=float)
-    r = np.asarray(relative_to_mean, dtype=float)
-    if c.shape != r.shape:
-        raise ValueError("close_to_limits and relative_to_mean must have the same length")
-    _, end, idx = _bounds(len(c), segment)
-    return _two_in_three(c, r, end, idx)
-
-
-def part_of_two_in_three(flags: Sequence[float], close_to_limits: Sequence[float]) -> np.ndarray:
-    """1 where a point is in a two-in-three window and itself beyond a two-sigma line
-    (NHSRplotthedots' ``ptd_part_of_two_in_three``)."""
-    f = np.asarray(flags, dtype=float)
-    c = np.asarray(close_to_limits, dtype=float)
-    return ((f == 1) & (np.abs(c) == 1)).astype(np.int8)
+__all__ = ["p_chart", "u_chart", "xmr"]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -284,10 +110,36 @@ def _ranks(s_times: pd.Index, values: Any, side: str, func: str, what: str) -> n
 
 def _prepare(data: pd.DataFrame, func: str, time: str, by: str | Sequence[str] | None, numeric: Sequence[str],
              rebase: Any, baseline: Any, min_baseline: int, out_cols: Sequence[str]) -> _Series:
+    """Check the data of a chart and lay out its series, segments and baselines (:class:`_Series`).
+
+    Every problem is a ``ValueError`` naming the chart, the column, the series and the time concerned.
+    """
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"{func}: data must be a pandas DataFrame, got {type(data).__name__}")
     bycols = _as_by(by)
-    needed = [*numeric, time, *bycols]
+    _check_columns(data, func, [*numeric, time, *bycols], bycols, out_cols)
+    n = len(data)
+    order, gcode, gfirst, keys = _series_codes(data, bycols)
+    # times: integer ranks; strictly increasing within each series in the given order
+    tcodes, times = pd.factorize(data[time], sort=True)
+    times = pd.Index(times)
+    trank = tcodes[order].astype(np.int64)
+    proto = _Series(func, bycols, keys, order, gcode, trank, times, *(np.zeros(0, np.int64),) * 8)
+    _check_times_and_values(data, proto, time, numeric, gfirst)
+    count = _rebase_counts(proto, rebase, n)
+    first = gfirst | np.r_[True, count[1:] != count[:-1]]
+    seg = np.cumsum(first) - 1
+    seg_start = np.flatnonzero(first)
+    seg_end = np.r_[seg_start[1:] - 1, n - 1]
+    idx = np.arange(n)
+    end = seg_end[seg]
+    base = _baseline_mask(proto, baseline, min_baseline, idx - seg_start[seg], seg, seg_start, count)
+    return _Series(func, bycols, keys, order, gcode, trank, times, seg, count, first, end, idx, seg_start, seg_end,
+                   base)
+
+
+def _check_columns(data: pd.DataFrame, func: str, needed: list[str], bycols: list[str], out_cols: Sequence[str]) -> None:
+    """The value, time and by columns exist, are distinct, do not clash with the output; rows exist; no missing by."""
     missing = [c for c in needed if c not in data.columns]
     if missing:
         raise ValueError(f"{func}: column(s) {missing} not in data (columns: {list(data.columns)})")
@@ -298,12 +150,14 @@ def _prepare(data: pd.DataFrame, func: str, time: str, by: str | Sequence[str] |
         raise ValueError(f"{func}: input column name(s) {clash} clash with output columns; rename them first")
     if len(data) == 0:
         raise ValueError(f"{func}: data has no rows")
-    n = len(data)
-
-    # series codes and keys
     for c in bycols:
         if data[c].isna().any():
             raise ValueError(f"{func}: by column {c!r} has {int(data[c].isna().sum())} missing values")
+
+
+def _series_codes(data: pd.DataFrame, bycols: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Any]]:
+    """Rows ordered by series (stable), each row's series code in that order, series starts, and series keys."""
+    n = len(data)
     if not bycols:
         codes = np.zeros(n, np.int64)
     elif len(bycols) == 1:
@@ -321,17 +175,17 @@ def _prepare(data: pd.DataFrame, func: str, time: str, by: str | Sequence[str] |
         keys = data[bycols[0]].to_numpy(dtype=object)[order[gstart]].tolist()
     else:
         keys = [tuple(r) for r in data[bycols].to_numpy(dtype=object)[order[gstart]]]
+    return order, gcode, gfirst, keys
 
-    # times: integer ranks; strictly increasing within each series in the given order
-    tcodes, times = pd.factorize(data[time], sort=True)
-    times = pd.Index(times)
-    trank = tcodes[order].astype(np.int64)
-    proto = _Series(func, bycols, keys, order, gcode, trank, times, *(np.zeros(0, np.int64),) * 8)
+
+def _check_times_and_values(data: pd.DataFrame, proto: _Series, time: str, numeric: Sequence[str],
+                            gfirst: np.ndarray) -> None:
+    """No missing time; numeric, complete, finite values; times unique and ascending within each series."""
+    func, order, gcode, trank, times = proto.func, proto.order, proto.gcode, proto.trank, proto.times
     if (trank < 0).any():
         i = int(np.flatnonzero(trank < 0)[0])
         raise ValueError(f"{func}: time column {time!r} has {int((trank < 0).sum())} missing values "
                          f"(first in {proto.name(int(gcode[i]))})")
-    # values: numeric and complete
     for c in numeric:
         col = data[c]
         if not (pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)):
@@ -356,51 +210,55 @@ def _prepare(data: pd.DataFrame, func: str, time: str, by: str | Sequence[str] |
         raise ValueError(f"{func}: times must be sorted ascending within each series: {proto.name(int(gcode[i]))} "
                          f"goes from {times[trank[i - 1]]} to {times[trank[i]]}; sort the data by time first")
 
-    # segments from change points (a change point starts a new segment at the first time >= it)
-    count = np.zeros(n, np.int64)
-    if rebase is not None:
-        cp_code, cp_rank = [], []
-        items: list[tuple[np.ndarray, Any]]
-        if isinstance(rebase, Mapping):
-            if not bycols:
-                raise ValueError(f"{func}: rebase must be a list of change points when by is None, not a mapping")
-            items = [(np.array([_key_code(proto, k, "rebase")]), v) for k, v in rebase.items()]
-        else:
-            items = [(np.arange(len(keys)), rebase)]
-        for codes_, cps in items:
-            cps_list = [cps] if (isinstance(cps, (str, bytes)) or not pd.api.types.is_list_like(cps)) else list(cps)
-            if any(pd.isna(c) for c in cps_list):
-                raise ValueError(f"{func}: rebase change points must not be missing")
-            if not cps_list:
-                continue
-            r = _ranks(times, cps_list, "left", func, "rebase change point")
-            cp_code.append(np.repeat(codes_, len(r)))
-            cp_rank.append(np.tile(r, len(codes_)))
-        if cp_code:
-            k = len(times) + 1
-            cpkey = np.sort(np.concatenate(cp_code) * k + np.concatenate(cp_rank))
-            count = np.searchsorted(cpkey, gcode * k + trank, "right") - np.searchsorted(cpkey, gcode * k, "left")
-    first = gfirst | np.r_[True, count[1:] != count[:-1]]
-    seg = np.cumsum(first) - 1
-    seg_start = np.flatnonzero(first)
-    seg_end = np.r_[seg_start[1:] - 1, n - 1]
-    idx = np.arange(n)
-    end = seg_end[seg]
-    pos = idx - seg_start[seg]
-    glen = np.bincount(gcode)
 
-    # baseline
+def _rebase_counts(proto: _Series, rebase: Any, n: int) -> np.ndarray:
+    """Per row, the number of change points at or before its time (a change point starts a new segment at the
+    first time >= it)."""
+    func, gcode, trank, times = proto.func, proto.gcode, proto.trank, proto.times
+    count = np.zeros(n, np.int64)
+    if rebase is None:
+        return count
+    cp_code, cp_rank = [], []
+    items: list[tuple[np.ndarray, Any]]
+    if isinstance(rebase, Mapping):
+        if not proto.by:
+            raise ValueError(f"{func}: rebase must be a list of change points when by is None, not a mapping")
+        items = [(np.array([_key_code(proto, k, "rebase")]), v) for k, v in rebase.items()]
+    else:
+        items = [(np.arange(len(proto.keys)), rebase)]
+    for codes_, cps in items:
+        cps_list = [cps] if (isinstance(cps, (str, bytes)) or not pd.api.types.is_list_like(cps)) else list(cps)
+        if any(pd.isna(c) for c in cps_list):
+            raise ValueError(f"{func}: rebase change points must not be missing")
+        if not cps_list:
+            continue
+        r = _ranks(times, cps_list, "left", func, "rebase change point")
+        cp_code.append(np.repeat(codes_, len(r)))
+        cp_rank.append(np.tile(r, len(codes_)))
+    if cp_code:
+        k = len(times) + 1
+        cpkey = np.sort(np.concatenate(cp_code) * k + np.concatenate(cp_rank))
+        count = np.searchsorted(cpkey, gcode * k + trank, "right") - np.searchsorted(cpkey, gcode * k, "left")
+    return count
+
+
+def _baseline_mask(proto: _Series, baseline: Any, min_baseline: int, pos: np.ndarray, seg: np.ndarray,
+                   seg_start: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Which rows set their segment's limits: all (None), the first ``n`` of each segment, or a time window (later
+    segments wholly outside the window use all their points)."""
+    func, gcode, trank, times = proto.func, proto.gcode, proto.trank, proto.times
     if baseline is None:
-        base = np.ones(n, bool)
-    elif isinstance(baseline, (int, np.integer)) and not isinstance(baseline, bool):
+        return np.ones(len(pos), bool)
+    if isinstance(baseline, (int, np.integer)) and not isinstance(baseline, bool):
+        glen = np.bincount(gcode)
         if baseline < min_baseline:
             raise ValueError(f"{func}: baseline must be at least {min_baseline} points, got {baseline}")
         if baseline > glen.min():
             code = int(np.argmin(glen))
             raise ValueError(f"{func}: baseline of {baseline} points is longer than {proto.name(code)}, which has "
                              f"{int(glen[code])} points")
-        base = pos < baseline
-    elif isinstance(baseline, (tuple, list)) and len(baseline) == 2:
+        return pos < baseline
+    if isinstance(baseline, (tuple, list)) and len(baseline) == 2:
         start, stop = baseline
         lo = int(_ranks(times, [start], "left", func, "baseline start")[0])
         hi = int(_ranks(times, [stop], "right", func, "baseline end")[0])
@@ -415,18 +273,14 @@ def _prepare(data: pd.DataFrame, func: str, time: str, by: str | Sequence[str] |
             got = int(cnt[np.flatnonzero(short)[0]])
             raise ValueError(f"{func}: baseline window {baseline!r} holds {got} point(s) of {proto.name(code)}; "
                              f"at least {min_baseline} are needed")
-        empty = cnt == 0  # later segments wholly outside the window use all their points
-        base |= empty[seg]
-    else:
-        raise ValueError(f"{func}: baseline must be None, a number of points or a (start, end) pair, got {baseline!r}")
-
-    return _Series(func, bycols, keys, order, gcode, trank, times, seg, count, first, end, idx, seg_start, seg_end,
-                   base)
+        empty = cnt == 0
+        return base | empty[seg]
+    raise ValueError(f"{func}: baseline must be None, a number of points or a (start, end) pair, got {baseline!r}")
 
 
 def _direction(improvement: str, func: str) -> int:
-    if not isinstance(improvement, str) or improvement not in IMPROVEMENT:
-        raise ValueError(f"{func}: improvement must be 'increase', 'decrease' or 'neither', got {improvement!r}")
+    """+1, -1 or 0: the sign of change that is an improvement (refusing any other ``improvement``)."""
+    check_choice(f"{func}: improvement", improvement, Improvement)
     return IMPROVEMENT[improvement]
 
 
@@ -603,7 +457,12 @@ def xmr(data: pd.DataFrame, value: str, time: str, by: str | Sequence[str] | Non
     "special_cause_concern", "special_cause_neutral_high/low"), ``special_cause`` ("none", "improvement",
     "concern", "neither"), and per segment ``variation_icon``, ``target`` and ``assurance_icon`` (missing when
     there is no target or no improvement direction). ``DataFrame.attrs["spc"]`` records the settings for
-    :func:`plot_spc`.
+    :func:`pbc_analysis.publish.figures.plot_spc`.
+
+    References
+    ----------
+    NHS England / NHS Improvement (2019), Making Data Count; Wheeler DJ (2000), Understanding Variation;
+    NHSRplotthedots v0.2.2, ``ptd_spc``.
     """
     func = "xmr"
     direction = _direction(improvement, func)
@@ -693,7 +552,7 @@ def u_chart(data: pd.DataFrame, events: str, exposure: str, time: str, by: str |
             rebase: Sequence[Any] | Mapping[Hashable, Any] | None = None, improvement: str = "increase",
             run_length: int = RUN_LENGTH, trend_length: int = TREND_LENGTH,
             target: float | Mapping[Hashable, float] | None = None, multiplier: float = 1.0) -> pd.DataFrame:
-    """u chart for rates with varying exposure (e.g. admissions per registered patient each month).
+    """U chart for rates with varying exposure (e.g. admissions per registered patient each month).
 
     ``rate_i = multiplier * events_i / exposure_i``; centre ``ubar = sum(events) / sum(exposure)`` over each
     segment's baseline; ``sigma_i = sqrt(ubar / exposure_i)``; process limits ``ubar +/- 3 sigma_i`` and
@@ -701,6 +560,29 @@ def u_chart(data: pd.DataFrame, events: str, exposure: str, time: str, by: str |
     point types and icons as :func:`xmr` (two in three uses the two-sigma lines; the assurance icon compares
     the target with the limits at the segment's last point). Arguments as :func:`xmr`; the output has
     ``events``, ``exposure`` and ``rate`` in place of the value and no moving-range columns.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        One row per series and time.
+    events, exposure : str
+        Columns of events (>= 0) and exposure (> 0).
+    time : str
+        The time column (orderable; unique and ascending within each series).
+    by, baseline, rebase, improvement, run_length, trend_length, target
+        As :func:`xmr`.
+    multiplier : float
+        Scale of the plotted values.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per point, as :func:`xmr`.
+
+    References
+    ----------
+    Montgomery DC (2009), Introduction to Statistical Quality Control, 6th ed., s. 7.3 (the u chart); NHS England
+    (2019), Making Data Count (the rules).
     """
     return _attribute(data, "u_chart", events, exposure, time, by, baseline, rebase, improvement, run_length,
                       trend_length, target, multiplier, "u")
@@ -711,17 +593,35 @@ def p_chart(data: pd.DataFrame, numerator: str, denominator: str, time: str, by:
             rebase: Sequence[Any] | Mapping[Hashable, Any] | None = None, improvement: str = "increase",
             run_length: int = RUN_LENGTH, trend_length: int = TREND_LENGTH,
             target: float | Mapping[Hashable, float] | None = None, multiplier: float = 1.0) -> pd.DataFrame:
-    """p chart for proportions with varying denominators.
+    """P chart for proportions with varying denominators.
 
     ``proportion_i = multiplier * numerator_i / denominator_i``; centre ``pbar = sum(numerator) /
     sum(denominator)`` over each segment's baseline; ``sigma_i = sqrt(pbar (1 - pbar) / denominator_i)``;
     process limits ``pbar +/- 3 sigma_i`` and two-sigma lines ``pbar +/- 2 sigma_i``, clipped to [0, 1], all
     times ``multiplier`` (100 for per cent). Rules, point types and icons as :func:`u_chart`.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        One row per series and time.
+    numerator, denominator : str
+        Columns of the counts (0 <= numerator <= denominator, denominator > 0).
+    time : str
+        The time column (orderable; unique and ascending within each series).
+    by, baseline, rebase, improvement, run_length, trend_length, target
+        As :func:`xmr`.
+    multiplier : float
+        Scale of the plotted values.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per point, as :func:`xmr`.
+
+    References
+    ----------
+    Montgomery DC (2009), Introduction to Statistical Quality Control, 6th ed., s. 7.2 (the p chart); NHS England
+    (2019), Making Data Count (the rules).
     """
     return _attribute(data, "p_chart", numerator, denominator, time, by, baseline, rebase, improvement, run_length,
                       trend_length, target, multiplier, "p")
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Figure
-# --------------------------------------------------------------------------------------------------------------
