@@ -193,6 +193,7 @@ def resolve_settings(parameters: Mapping[str, Mapping[str, Any]], inputs_by_data
     for notebook, given in parameters.items():
         params = dict(given)
         data_facts = facts.get(str(given.get("data_dir", "")))
+        declared = notebook_settings(notebook)
         for cls in params_classes(notebook):
             values = {k: v for k, v in given.items() if k in cls.settings()}
             try:
@@ -204,6 +205,8 @@ def resolve_settings(parameters: Mapping[str, Mapping[str, Any]], inputs_by_data
                 problems.extend(f"{where}: {notebook}: {p}" for p in exc.problems)
                 continue
             for d in found:
+                if d.name not in declared or declared[d.name][0] is not cls:
+                    continue  # a field the notebook does not declare (a :shared stage's own settings), or another stage's
                 if d.name in params and params[d.name] != "auto":
                     continue  # shared setting already derived by another stage of this notebook
                 params[d.name] = d.value

@@ -9,7 +9,7 @@ in a second or two on the sample):
 - the measured completeness of the latest months (the data-quality stage's model,
   :func:`pbc_analysis.stages.quality.completeness` with notebook 01's settings): the last complete month of
   hospital activity (every point of delivery except GP referrals) and of GP referrals;
-- the financial years with tariff prices.
+- the financial years with tariff prices, and which optional tables are present.
 
 Each stage's ``Params.derive`` turns these into its settings, and ``Params.rules`` checks the settings against
 them before any notebook runs (:mod:`pbc_analysis.pipeline.derive`).
@@ -44,6 +44,7 @@ class DataFacts:
     latest_complete: dict[str, str | None]  # point of delivery -> last complete month (data-quality model)
     tariff_years: tuple[str, ...] = ()      # financial years with tariff prices
     completeness_note: str = ""             # why completeness was not measured (then no month is taken as incomplete)
+    optional_tables: tuple[str, ...] = ()   # the optional tables present (budgets, provider_changes, reference_rates)
 
     @property
     def cohorts(self) -> tuple[str, ...]:
@@ -92,7 +93,8 @@ class DataFacts:
                 "first_engagement": self.first_engagement, "cohorts": list(self.cohorts),
                 "never_engaged": self.n_never_engaged, "full_years": self.full_years,
                 "activity_end": self.activity_end, "referrals_end": self.referrals_end,
-                "tariff_years": list(self.tariff_years), "completeness_note": self.completeness_note}
+                "tariff_years": list(self.tariff_years), "completeness_note": self.completeness_note,
+                "optional_tables": list(self.optional_tables)}
 
 
 def data_facts(inputs: Inputs, completeness_recent_months: int = 6, completeness_threshold: float = 0.95) -> DataFacts:
@@ -135,4 +137,6 @@ def data_facts(inputs: Inputs, completeness_recent_months: int = 6, completeness
         tariff_years = tuple(sorted(set(inputs.tariff["financial_year"].astype(str))))
     return DataFacts(start_month=window.start_month, end_month=window.end_month,
                      n_practices=int(inputs.practices["practice_code"].nunique()), engaged_from=engaged_from,
-                     latest_complete=latest_complete, tariff_years=tariff_years, completeness_note=note)
+                     latest_complete=latest_complete, tariff_years=tariff_years, completeness_note=note,
+                     optional_tables=tuple(t for t in ("budgets", "provider_changes", "reference_rates")
+                                           if getattr(inputs, t, None) is not None))
