@@ -328,7 +328,7 @@ def od_lines(fit: dict, expected: np.ndarray) -> pd.DataFrame:
 def _facts(start: str, end: str, engaged: dict[str, str | None] | None = None) -> DataFacts:
     engaged = engaged if engaged is not None else {"P1": "2005-04", "P2": None, "P3": None}
     return DataFacts(start_month=start, end_month=end, n_practices=len(engaged), engaged_from=engaged,
-                     latest_complete={})
+                     latest_complete={}, optional_tables=("reference_rates",))
 
 
 def test_params_defaults_choices_and_one_source_of_defaults():
@@ -387,6 +387,15 @@ def test_periods_derived_from_the_window():
     assert [(d.name, d.rule) for d in derived] == [("periods", B.params.PERIODS_RULE)]
 
 
+def test_reference_rates_needed_by_age_sex_or_reference_target_are_checked_before_the_run():
+    without = DataFacts(start_month="2003-04", end_month="2008-03", n_practices=3, engaged_from={}, latest_complete={})
+    for settings in ({}, {"standardisation": "age_sex"}, {"standardisation": "deprivation", "target": "reference"}):
+        with pytest.raises(ValueError, match="needs the optional reference_rates table"):
+            B.Params(**settings).resolve(without)
+    B.Params(standardisation="deprivation").resolve(without)  # deprivation against the PCT needs no reference rates
+    B.Params().resolve(_facts("2003-04", "2008-03"))
+
+
 def test_rules_catch_each_broken_rule_with_its_fix():
     facts = _facts("2004-01", "2007-12")
     assert B.Params().rules(facts) == []
@@ -418,7 +427,7 @@ def test_sample_derived_settings_are_the_values_used_until_now(sample_facts):
 def test_run_equals_the_call_notebook_02_used_to_make(sample):
     inputs, cube, _ = sample
     params, _ = B.Params().resolve(DataFacts(start_month="2003-04", end_month="2008-03", n_practices=60,
-                                             engaged_from={}, latest_complete={}))
+                                             engaged_from={}, latest_complete={}, optional_tables=("reference_rates",)))
     res = B.run(inputs, params, cube=cube)
     old = B.benchmark_practices(cube)  # periods "auto": every period
     for name, table in res.tables().items():

@@ -173,6 +173,12 @@ class Params(StageParams):
             out.append(f"persistent_min_periods = {self.persistent_min_periods} but only {n} {self.period} period(s) "
                        f"are benchmarked: no practice could be persistent; lower persistent_min_periods to at most {n} "
                        "or benchmark shorter periods")
+        needs_rates = "age_sex" in self.standardisation or self.target == "reference"
+        if needs_rates and "reference_rates" not in facts.optional_tables:
+            out.append(f"standardisation = {self.standardisation!r} with target = {self.target!r} needs the optional "
+                       "reference_rates table (age-sex rates), which the data directory does not have: add "
+                       "reference_rates.csv (docs/data_dictionary.md), or set standardisation to 'deprivation' or 'none' "
+                       "and target to 'pct'")
         months = calendar.months_between(facts.start_month, facts.end_month)
         if self.spc_baseline_months > months:
             out.append(f"spc_baseline_months = {self.spc_baseline_months} is longer than the {months}-month data "
