@@ -37,8 +37,8 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pbc_analysis.stages import attribution as at  # noqa: E402
 from pbc_analysis.data import load_inputs  # noqa: E402
+from pbc_analysis.stages import attribution as at  # noqa: E402
 from pbc_analysis.synth import SynthParams, generate, without_provider_cut, write_tables  # noqa: E402
 
 YEARS = ("2005/06", "2006/07", "2007/08")

@@ -9,12 +9,14 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
 import statsmodels.api as sm
+from scipy import stats
 
-from pbc_analysis.stages import attribution as at
 from pbc_analysis import data
 from pbc_analysis.core import paths
+from pbc_analysis.core.checks import ArgumentError
+from pbc_analysis.stages import attribution as at
+from pbc_analysis.stages import facts as stage_facts
 from pbc_analysis.synth import SynthParams, generate, without_provider_cut
 
 F = list(at.FACTORS)
@@ -189,29 +191,8 @@ def test_decompose_refuses_missing_rows_and_bad_method():
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Poisson with several fixed effects
+# The causal model (its Poisson engine: tests/test_ppml.py)
 # ----------------------------------------------------------------------------------------------------------
-
-
-def test_fepois_fe_equals_statsmodels_glm_with_dummies():
-    rng = np.random.default_rng(7)
-    n = 600
-    a, b, c = rng.integers(0, 15, n), rng.integers(0, 8, n), rng.integers(0, 5, n)
-    x = rng.normal(size=(n, 2))
-    off = rng.normal(0, 0.3, n)
-    eta = off + 0.3 * x[:, 0] - 0.2 * x[:, 1] + rng.normal(0, 0.5, 15)[a] + rng.normal(0, 0.5, 8)[b] + \
-        rng.normal(0, 0.5, 5)[c]
-    y = rng.poisson(np.exp(eta)).astype(float)
-    fit = at.fepois_fe(y, [a, b, c], x, off, cluster=a)
-    d = pd.get_dummies(pd.DataFrame({"a": a.astype(str), "b": b.astype(str), "c": c.astype(str)}), drop_first=True,
-                       dtype=float)
-    X = sm.add_constant(np.column_stack([x, d.to_numpy()]))
-    glm = sm.GLM(y, X, family=sm.families.Poisson(), offset=off).fit(tol=1e-14, maxiter=200)
-    np.testing.assert_allclose(fit["coef"], glm.params[1:3], atol=1e-6)
-    np.testing.assert_allclose(fit["mu"], glm.fittedvalues, rtol=1e-6)
-    # model-based variance without clusters equals the GLM's
-    plain = at.fepois_fe(y, [a, b, c], x, off)
-    np.testing.assert_allclose(plain["vcov"], glm.cov_params()[1:3, 1:3], rtol=1e-5)
 
 
 def _small_panel(seed: int = 3, practices: int = 8, months: int = 14) -> pd.DataFrame:
@@ -315,7 +296,7 @@ def test_precision_table_by_hand():
         2 * 0.5987063256829237 - 1)  # 2 Phi(0.25) - 1: 10% of 10 is a quarter of the floor
     with pytest.raises(ValueError, match="no rows for target 'ccg'; targets: pct, consortium:A"):
         at.precision(agg, target="ccg")
-    with pytest.raises(ValueError, match="tolerance must be a number strictly between 0 and 1, got 10"):
+    with pytest.raises(ValueError, match="tolerance must be > 0 and < 1, got 10"):
         at.precision(agg, tolerance=10)
     with pytest.raises(ValueError, match="aggregates has no column"):
         at.precision(agg.drop(columns="std_error_floor"))
@@ -326,9 +307,11 @@ def test_practice_action_parameters_and_reproducibility():
     cost = _flat_cost(panel)
     with pytest.raises(ValueError, match="inference must be one of"):
         at.practice_action(panel, cost, inference="bayes")
-    with pytest.raises(ValueError, match="confidence must be a number strictly between 0 and 1, got 95"):
+    with pytest.raises(ValueError, match="confidence must be > 0 and < 1, got 95"):
         at.practice_action(panel, cost, confidence=95)
-    with pytest.raises(ValueError, match="n_boot must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="bootstrap_weights must be one of 'webb', 'rademacher'; got 'webbs'"):
+        at.practice_action(panel, cost, bootstrap_weights="webbs")
+    with pytest.raises(ValueError, match="n_boot must be >= 1, got 0"):
         at.practice_action(panel, cost, n_boot=0)
     with pytest.raises(ValueError, match="panel has no column"):
         at.practice_action(panel.drop(columns="weighted_list"), cost)
@@ -403,9 +386,11 @@ def test_sharing_split_gate_recurrence_and_reasons():
 
 def test_sharing_bad_parameters_named():
     led, budgets, flags, quarters = _sharing_inputs()
-    with pytest.raises(ValueError, match="practice_share must be a number between 0 and 1, got 70"):
+    with pytest.raises(ValueError, match="practice_share must be >= 0 and <= 1, got 70"):
         at.share_savings(led, budgets, flags, quarters, practice_share=70)
-    with pytest.raises(ValueError, match="sustained_quarters must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="basis must be one of 'estimate', 'ci_low'; got 'lower'"):
+        at.share_savings(led, budgets, flags, quarters, basis="lower")
+    with pytest.raises(ValueError, match="sustained_quarters must be >= 1, got 0"):
         at.share_savings(led, budgets, flags, quarters, sustained_quarters=0)
     with pytest.raises(ValueError, match="reviewed must be a list"):
         at.share_savings(led, budgets, flags, quarters, reviewed="A00003")
@@ -420,7 +405,7 @@ def test_sharing_bad_parameters_named():
 def sample():
     inputs = data.load_inputs(paths.SAMPLE_DIR, "2003-04", "2008-03")
     truth = json.loads((paths.SAMPLE_DIR / "ground_truth.json").read_text())
-    att = at.attribute(inputs, n_boot=999, decomposition_draws=30)
+    att = at.run(inputs, at.Params(decomposition_draws=30))  # base and evaluation years derived from the data
     return inputs, truth, att
 
 
@@ -506,7 +491,7 @@ def test_sample_tariff_and_population_match_truth(sample):
 
 def test_sample_provider_cut_lands_on_the_provider(sample):
     inputs, truth, att = sample
-    cut = truth["provider_change"]
+    cut = truth["provider_change"]  # noqa: F841 (used in the query below)
     tr = _pct_truth(truth)
     # the dispute table's provider line at the cut provider's follow-ups recovers the planted cut
     d = att.disputes.query("provider_code == @cut['provider_code'] and pod == 'followup_op'").set_index("item")
@@ -537,17 +522,176 @@ def test_sample_under_referrers_held_and_headline(sample):
     inputs, truth, att = sample
     from pbc_analysis.stages import benchmark
 
-    bm = benchmark.benchmark_practices(benchmark.build_cube(inputs))
-    sh, _ = at.share_savings(att.ledger, inputs.budgets, bm.flags, att.action.practice_quarter)
+    flags = benchmark.under_referrer_flags(inputs, benchmark.Params())  # the gate notebook 04 applies
+    sh, _ = at.share_savings(att.ledger, inputs.budgets, flags, att.action.practice_quarter)
     held = set(sh.loc[sh["status"] == "held for review", "practice_code"])
     planted = set(truth["under_referrers"]["practices"])
     assert planted & held  # the planted under-referrers flagged by benchmarking get nothing unreviewed
     assert (sh.loc[sh["status"] == "held for review", "eligible"] == 0).all()
-    head = at.headline(att)
+    head = att.headline()
+    assert head == at.headline(att) and (head["base_year"], head["evaluation_year"]) == ("2004/05", "2007/08")
     for k in ("practice_action_savings", "provider_change", "tariff", "population"):
         assert set(head[k]) == {"estimate", "ci_low", "ci_high"}
         assert head[k]["ci_low"] <= head[k]["estimate"] <= head[k]["ci_high"]
     json.dumps(head)  # JSON-able
-    tables = at.result_tables(att)
+    tables = att.tables()
     assert all(name.startswith("att_") for name in tables)
-    assert "practice" in at.describe(head).lower()
+    assert "practice" in att.describe().lower() and att.describe() == at.describe(head)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Settings: Params (types, choices, ranges), derived years, rules against the data
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _facts(start="2003-04", end="2008-03", engaged=None, activity_end=None, tariff_years=None, never=3):
+    """Hand-built facts: ``engaged`` month -> number of practices, plus ``never`` practices never engaged."""
+    engaged = {"2005-04": 4, "2005-10": 3} if engaged is None else engaged
+    eng: dict[str, str | None] = {}
+    for month, n in engaged.items():
+        eng.update({f"E{month}{i}": month for i in range(n)})
+    eng.update({f"N{i:04d}": None for i in range(never)})
+    latest = {pod: activity_end or end for pod in ("first_op", "followup_op", "elective", "non_elective", "ae")}
+    years = tuple(tariff_years) if tariff_years is not None else ()
+    return stage_facts.DataFacts(start_month=start, end_month=end, n_practices=len(eng), engaged_from=eng,
+                                 latest_complete={**latest, "gp_referral": end}, tariff_years=years)
+
+
+def test_params_defaults_are_the_notebooks_and_the_functions():
+    """One source: the function defaults are Params's (the drifts of issue 13 fixed: inference "max" as the
+    notebook, decomposition_draws 40, bootstrap_weights named as the notebook names it)."""
+    import inspect
+
+    d = at.Params.defaults()
+    assert (d["base_year"], d["evaluation_year"]) == ("auto", "auto")
+    assert (d["inference"], d["decomposition_draws"], d["bootstrap_weights"], d["method"]) == ("max", 40, "webb", "shapley")
+    for fn in (at.practice_action, at.decomposition_intervals, at.share_savings, at.completeness_factors, at.spend_cells,
+               at.decompose, at.cost_per_referral, at.ledger, at.dispute_table):
+        for name, par in inspect.signature(fn).parameters.items():
+            if name in d and par.default is not inspect.Parameter.empty:
+                default = list(par.default) if isinstance(par.default, tuple) else par.default  # reviewed: () is []
+                assert default == d[name], (fn.__name__, name, par.default, d[name])
+    assert "weights" not in inspect.signature(at.practice_action).parameters
+    assert "n_draws" not in inspect.signature(at.decomposition_intervals).parameters
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(method="ida"), r"method must be one of 'shapley', 'lmdi'; got 'ida'"),
+    (dict(inference="Max"), r"inference must be one of 'max', 'wild', 'cluster', 'model', 'auto'; got 'Max' \(did you mean 'max'\?\)"),
+    (dict(bootstrap_weights="mammen"), r"bootstrap_weights must be one of 'webb', 'rademacher'; got 'mammen'"),
+    (dict(basis="lower"), r"basis must be one of 'estimate', 'ci_low'; got 'lower'"),
+    (dict(confidence=95), r"confidence must be > 0 and < 1, got 95"),
+    (dict(practice_share=1.5), r"practice_share must be >= 0 and <= 1, got 1.5"),
+    (dict(plan_saving_rate=-0.1), r"plan_saving_rate must be >= 0 and <= 1, got -0.1"),
+    (dict(lag_months=-1), r"lag_months must be >= 0 and <= 12, got -1"),
+    (dict(n_boot=0), r"n_boot must be >= 1, got 0"),
+    (dict(decomposition_draws=1), r"decomposition_draws must be >= 2, got 1"),
+    (dict(sustained_quarters=2.5), r"sustained_quarters must be int, got float 2.5"),
+    (dict(reviewed="A00001"), r"reviewed must be list\[str\], got str 'A00001'"),
+    (dict(base_year="2004-05"), r"base_year must be a financial year \"YYYY/YY\" such as \"2007/08\""),
+    (dict(evaluation_year="2007/09"), r"evaluation_year must be a financial year"),
+])
+def test_params_refuse_bad_values_naming_the_setting(bad, message):
+    with pytest.raises(ArgumentError, match=message):
+        at.Params(**bad)
+
+
+def test_params_report_every_problem_at_once():
+    with pytest.raises(ArgumentError) as err:
+        at.Params(method="ida", n_boot=0, seed=-1)
+    assert len(err.value.problems) == 3 and "seed must be >= 0, got -1" in str(err.value)
+
+
+def test_derive_on_the_standard_window():
+    p, derived = at.Params().resolve(_facts(activity_end="2008-01"))
+    assert (p.base_year, p.evaluation_year) == ("2004/05", "2007/08")
+    assert {d.name for d in derived} == {"base_year", "evaluation_year"} and all(d.rule for d in derived)
+    # an explicit value is kept, and not reported as derived
+    p2, derived2 = at.Params(base_year="2003/04").resolve(_facts())
+    assert p2.base_year == "2003/04" and [d.name for d in derived2] == ["evaluation_year"]
+
+
+def test_derive_on_a_january_start_window():
+    """2004-01 .. 2007-12: full years 2004/05 to 2006/07; the last one ending before engagement (2005-08) is
+    2004/05; 2007/08 is not full, so the evaluation year is 2006/07 (complete: it ends before activity_end)."""
+    f = _facts("2004-01", "2007-12", engaged={"2005-08": 5, "2006-01": 5}, activity_end="2007-10")
+    p, _ = at.Params().resolve(f)
+    assert (p.base_year, p.evaluation_year) == ("2004/05", "2006/07")
+
+
+def test_derive_evaluation_year_from_measured_completeness():
+    # hospital activity complete to 2007-12: the last three months are incomplete, completed when lag_months >= 3
+    f = _facts(activity_end="2007-12")
+    assert at.Params(lag_months=3).resolve(f)[0].evaluation_year == "2007/08"
+    assert at.Params(lag_months=2).resolve(f)[0].evaluation_year == "2006/07"
+    with pytest.raises(ArgumentError, match=r"evaluation_year = '2007/08' is incomplete: hospital activity is complete "
+                                            r"only to 2007-12 .*3 months before the window's end, and lag_months = 2 "
+                                            r"completes only the last 2; raise lag_months to 3 or choose an earlier year "
+                                            r"\('2006/07', or \"auto\"\)"):
+        at.Params(lag_months=2, evaluation_year="2007/08").resolve(f)
+
+
+def test_derive_on_a_short_window():
+    # 2005-06 .. 2007-03: the only full year (2006/07) starts after the first engagement: no base year
+    f = _facts("2005-06", "2007-03", engaged={"2006-02": 4})
+    with pytest.raises(ArgumentError, match=r"cannot derive base_year \(no full financial year of the window "
+                                            r"\(2005-06 to 2007-03\) ends before the first engagement \(2006-02\)"):
+        at.Params().resolve(f)
+    # 2005-04 .. 2006-09: a base year, but no later full year, and too short to complete the lagged months
+    g = _facts("2005-04", "2006-09", engaged={"2006-04": 4})
+    with pytest.raises(ArgumentError) as err:
+        at.Params().resolve(g)
+    assert err.value.problems == ["evaluation_year = '2005/06' is not after base_year = '2005/06'; choose a later "
+                                  "evaluation year (or \"auto\")"]
+
+
+def test_rules_need_practices_not_yet_engaged():
+    """No never-engaged practice: the counterfactual of the last year has no controls; an earlier year, before
+    the last cohort engaged, has them."""
+    f = _facts(engaged={"2005-04": 6, "2006-04": 6}, never=0)
+    with pytest.raises(ArgumentError, match=r"only 0 practice\(s\) are not yet engaged by 2008-03, the end of "
+                                            r"evaluation_year 2007/08.*needs at least 2"):
+        at.Params().resolve(f)
+    p, _ = at.Params(evaluation_year="2005/06").resolve(f)
+    assert p.evaluation_year == "2005/06"
+
+
+@pytest.mark.parametrize("settings, facts_kw, message", [
+    (dict(base_year="2005/06"), {}, r"base_year = '2005/06' does not end before the first engagement \(2005-04\): "
+                                    r"its spend would already include practice action; use '2004/05'"),
+    (dict(base_year="2002/03"), {}, r"base_year = '2002/03' is not a full financial year of the window \(2003-04 to "
+                                    r"2008-03; full years: 2003/04, 2004/05, 2005/06, 2006/07, 2007/08\)"),
+    (dict(evaluation_year="2008/09"), {}, r"evaluation_year = '2008/09' is not a full financial year"),
+    (dict(evaluation_year="2004/05"), {}, r"evaluation_year = '2004/05' is not after base_year = '2004/05'"),
+    (dict(reviewed=["X9"]), {}, r"reviewed names practice\(s\) not in the data: X9"),
+    ({}, dict(tariff_years=["2004/05", "2005/06"]), r"the tariff table has no prices for 2006/07, 2007/08"),
+    ({}, dict(engaged={}), r"no practice engaged"),
+])
+def test_rules_catch_each_broken_rule(settings, facts_kw, message):
+    f = _facts(**facts_kw)
+    with pytest.raises(ArgumentError, match=message):
+        at.Params(**{"base_year": "2004/05", "evaluation_year": "2007/08", **settings}).resolve(f)
+
+
+def test_rules_window_too_short_to_complete_the_lag():
+    f = _facts("2004-04", "2006-03", engaged={"2005-04": 4})
+    problems = at.Params(base_year="2004/05", evaluation_year="2005/06", lag_months=3).rules(f)
+    assert problems == ["lag_months = 3 with reference_months = 12 needs at least 27 months of data (the reference "
+                        "months and the year before them); the window has 24: lower reference_months or lag_months"]
+    assert at.Params(base_year="2004/05", evaluation_year="2005/06", lag_months=0).rules(f) == []
+
+
+def test_derived_settings_on_the_sample_equal_the_config():
+    """The sample's derived years are the ones configs/sample.yaml spelled out by hand."""
+    inputs = data.load_inputs(paths.SAMPLE_DIR, "2003-04", "2008-03")
+    f = stage_facts.data_facts(inputs)
+    p, derived = at.Params().resolve(f)
+    assert (p.base_year, p.evaluation_year) == ("2004/05", "2007/08")
+    assert f.activity_end == "2008-01"  # measured: two incomplete months, within lag_months = 3
+    assert [d.value for d in derived] == ["2004/05", "2007/08"]
+
+
+def test_run_refuses_settings_that_are_not_params():
+    with pytest.raises(TypeError, match="params must be attribution.Params"):
+        at.run(None, {"base_year": "2004/05"})
+

@@ -1,0 +1,381 @@
+"""The savings attribution stage: one entry point, :func:`run`, from validated inputs and :class:`Params` to the results.
+
+:func:`run` completes the latest months (:mod:`.panel`), estimates practice action (:mod:`.causal`), splits each
+change in spend exactly (:mod:`.decomposition`), builds the ledger, the disputed cases and the sharing of the
+resources freed up (:mod:`.ledger`); :class:`Result` gives the tables notebook 04 writes (:meth:`Result.tables`),
+the ``attribution`` section of ``results.json`` (:meth:`Result.headline`) and its plain-language reading
+(:meth:`Result.describe`).
+
+References
+----------
+Audit Commission (2007), *Putting commissioning into practice* (the dispute, para 78; resources freed up);
+DOMAIN.md "Spend identity" and "Budgets".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from pbc_analysis import data as _data
+from pbc_analysis.stages.attribution.causal import PracticeAction, practice_action, precision
+from pbc_analysis.stages.attribution.common import ELECTIVE_PODS, FACTORS, LEDGER_LINES, LINE_LABELS, _check_years, _full_years, _fy_of_months, _window_months
+from pbc_analysis.stages.attribution.decomposition import decompose, decomposition_intervals, spend_cells
+from pbc_analysis.stages.attribution.ledger import dispute_table, ledger, share_savings
+from pbc_analysis.stages.attribution.panel import completeness_factors, cost_per_referral, referral_panel
+from pbc_analysis.stages.attribution.params import Params
+from pbc_analysis.stages.facts import data_facts
+
+__all__ = ["GROUP", "Result", "describe", "headline", "result_tables", "run"]
+
+#: the practices' grouping with its own ledger rows and savings (the practices table's column)
+GROUP = "consortium"
+_DISPUTE_COLUMNS = ["provider_code", "specialty_code", "pod", "financial_year", "item", "amount", "ci_low", "ci_high",
+                    "explanation"]
+
+
+def _json_number(v: float | None, digits: int = 2) -> float | None:
+    """A number for ``results.json``: rounded, None when missing or not finite (JSON has no NaN)."""
+    return None if v is None or not np.isfinite(v) else round(float(v), digits)
+
+
+def _ci(estimate: float, lo: float, hi: float) -> dict[str, float | None]:
+    return {"estimate": _json_number(estimate), "ci_low": _json_number(lo), "ci_high": _json_number(hi)}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Result:
+    """Everything :func:`run` computes (tables tidy; :meth:`tables` gives what notebook 04 writes)."""
+
+    completeness: pd.DataFrame
+    cost: pd.DataFrame
+    action: PracticeAction
+    cells: pd.DataFrame
+    parts: pd.DataFrame
+    factors_by_method: pd.DataFrame
+    intervals: pd.DataFrame
+    ledger: pd.DataFrame
+    sharing: pd.DataFrame
+    sharing_reasons: pd.DataFrame
+    disputes: pd.DataFrame
+    settings: dict = dataclasses.field(default_factory=dict)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The result tables, by name, as notebook 04 writes them (:func:`result_tables`).
+
+        Returns
+        -------
+        dict
+        """
+        return result_tables(self)
+
+    def headline(self) -> dict[str, Any]:
+        """The ``attribution`` section of ``results.json`` (:func:`headline`).
+
+        Returns
+        -------
+        dict
+        """
+        return headline(self)
+
+    def describe(self) -> str:
+        """The plain-language reading the notebook displays (:func:`describe` of :meth:`headline`).
+
+        Returns
+        -------
+        str
+        """
+        return describe(self.headline())
+
+
+def headline(att: Result) -> dict:
+    """Headline figures for ``results.json`` section ``attribution`` (GBP, evaluation year).
+
+    ``practice_action_savings`` is a saving (positive: spend lower than without engagement);
+    ``population``, ``need``, ``tariff``, ``provider_change`` and ``unexplained`` are parts of the
+    change in spend from the base year (negative: they lowered spend). Each has ``estimate``,
+    ``ci_low``, ``ci_high``. Also per-year savings, their precision (standard error, the floor no
+    estimator can beat with these data and the chance of landing within 10% at it: :func:`precision`),
+    referrals avoided, sharing totals and the disputes.
+
+    Parameters
+    ----------
+    att : Result
+        :func:`run`.
+
+    Returns
+    -------
+    dict
+        JSON-able (no NaN).
+
+    References
+    ----------
+    The ledger's lines: :mod:`pbc_analysis.stages.attribution.ledger`.
+    """
+    s = att.settings
+    y = s["evaluation_year"]
+    led = att.ledger
+    r = led[(led["level"] == "pct") & (led["financial_year"] == y)].iloc[0]
+    ag = att.action.aggregates
+    pct_ag = ag[(ag["target"] == "pct")].set_index("financial_year")
+    out: dict[str, Any] = {
+        "base_year": s["base_year"], "evaluation_year": y, "method": s["method"],
+        "inference": str(att.action.fit["inference"]), "confidence": s["confidence"],
+        "spend_base": round(float(r["spend_base"]), 2), "spend": round(float(r["spend"]), 2),
+        "change": round(float(r["change"]), 2),
+        "practice_action_savings": _ci(r["practice_action_savings"], r["savings_ci_low"], r["savings_ci_high"]),
+    }
+    for line in ("provider_change", "tariff", "population", "need", "unexplained"):
+        out[line] = _ci(r[line], r[f"{line}_ci_low"], r[f"{line}_ci_high"])
+    out["referrals_avoided"] = round(float(pct_ag.loc[y, "referrals_avoided"]), 1) if y in pct_ag.index else None
+    out["practice_action_savings_by_year"] = {
+        fy: _ci(a["savings"], a["ci_low"], a["ci_high"]) for fy, a in pct_ag.iterrows()}
+    prec = precision(ag, confidence=s["confidence"]).set_index("financial_year")
+    out["practice_action_precision"] = {
+        fy: {"std_error": _json_number(p["std_error"]), "std_error_floor": _json_number(p["std_error_floor"]),
+             "relative_floor": _json_number(p["relative_floor"], 4),
+             "chance_within_10pct_at_floor": _json_number(p["chance_within_tolerance_at_floor"], 4)}
+        for fy, p in prec.iterrows()}
+    sh = att.sharing[att.sharing["financial_year"] == y]
+    out["sharing"] = {
+        "practice_share": s["practice_share"], "engaged_practices": int(len(sh)),
+        "eligible": round(float(sh["eligible"].sum()), 2), "to_practices": round(float(sh["to_practice"].sum()), 2),
+        "to_pct": round(float(sh["to_pct"].sum()), 2),
+        "retained_by_pct": round(float(sh["retained_by_pct"].sum()), 2),
+        "practices_paid": int((sh["eligible"] > 0).sum()),
+        "held_for_review": sorted(sh.loc[sh["status"] == "held for review", "practice_code"].tolist()),
+        "non_recurrent": int(((sh["eligible"] > 0) & ~sh["recurrent"]).sum())}
+    out["disputes"] = _dispute_heads(att.disputes)
+    out["data_lag"] = {"lag_months": s["lag_months"],
+                       "completeness": {f"{c.pod} {c.month}": round(float(c.completeness), 4)
+                                        for c in att.completeness.itertuples()}}
+    return out
+
+
+def _dispute_heads(disputes: pd.DataFrame) -> list[dict[str, Any]]:
+    """The headline of each disputed provider change (:func:`pbc_analysis.stages.attribution.ledger.dispute_table`)."""
+    out: list[dict[str, Any]] = []
+    if not len(disputes):
+        return out
+    for (prov, pod, spec), d in disputes.groupby(["provider_code", "pod", "specialty_code"], sort=True):
+        dd = d.set_index("item")
+        out.append({
+            "provider_code": prov, "pod": pod, "specialty_code": spec,
+            "observed_change": round(float(dd.loc["observed change in spend", "amount"]), 2),
+            "claimed_by_practices": round(float(dd.loc["practices' claim: saved by referring less", "amount"]), 2),
+            "provider_change": round(float(dd.loc["evidence: provider change", "amount"]), 2),
+            "supported_practice_saving": _ci(*(dd.loc["supported practice saving", c] for c in
+                                               ("amount", "ci_low", "ci_high")))})
+    return out
+
+
+def describe(head: Mapping[str, Any]) -> str:
+    """A short plain-language reading of :func:`headline` (numbers from the results, none typed in).
+
+    Parameters
+    ----------
+    head : mapping
+        :func:`headline` (or the ``attribution`` section of ``results.json``).
+
+    Returns
+    -------
+    str
+        Markdown.
+
+    References
+    ----------
+    The notebook 04 narrative; figures only from ``head``.
+    """
+    m = lambda v: "n/a" if v is None else f"GBP {v / 1e6:,.2f}m"  # noqa: E731
+    pa = head["practice_action_savings"]
+    sh = head["sharing"]
+    lines = [
+        f"**{head['base_year']} to {head['evaluation_year']}:** hospital spend changed by {m(head['change'])} "
+        f"({m(head['spend_base'])} to {m(head['spend'])}).",
+        f"Practice action saved {m(pa['estimate'])} (95% interval {m(pa['ci_low'])} to {m(pa['ci_high'])}), "
+        f"about {head['referrals_avoided']:,.0f} GP referrals avoided." if head.get("referrals_avoided") is not None
+        else f"Practice action saved {m(pa['estimate'])}.",
+        f"Tariff {m(head['tariff']['estimate'])}, population {m(head['population']['estimate'])}, need mix "
+        f"{m(head['need']['estimate'])}, provider follow-up, conversion and coding "
+        f"{m(head['provider_change']['estimate'])}, "
+        f"unexplained {m(head['unexplained']['estimate'])}.",
+    ]
+    pr = head.get("practice_action_precision", {}).get(head["evaluation_year"])
+    if pr is not None and pr["relative_floor"] is not None:
+        lines.append(
+            f"With these data no method that lets the effect differ by month could pin the saving down more "
+            f"closely than a standard error of {m(pr['std_error_floor'])} ({pr['relative_floor']:.0%} of it; this "
+            f"estimate's: {m(pr['std_error'])}).")
+    lines += [
+        f"Eligible for sharing: {m(sh['eligible'])} across {sh['practices_paid']} practices "
+        f"({sh['practice_share']:.0%} to practices: {m(sh['to_practices'])});"
+        + (f" held for under-referral review: {', '.join(sh['held_for_review'])}." if sh["held_for_review"]
+           else " no practice is held for under-referral review."),
+    ]
+    for d in head.get("disputes", []):
+        sp = d["supported_practice_saving"]
+        lines.append(f"Disputed change at {d['provider_code']} ({d['pod'].replace('_', ' ')}): practices claimed "
+                     f"{m(d['claimed_by_practices'])}; the provider's own change accounts for "
+                     f"{m(d['provider_change'])}; "
+                     f"the evidence supports a practice saving of {m(sp['estimate'])} "
+                     f"({m(sp['ci_low'])} to {m(sp['ci_high'])}).")
+    return " ".join(lines)
+
+
+def result_tables(att: Result) -> dict[str, pd.DataFrame]:
+    """The run's attribution tables (written by notebook 04 to ``tables/``), all prefixed ``att_``.
+
+    ``att_ledger`` (practice, consortium and PCT rows per year; lines add up to the change),
+    ``att_waterfall`` (PCT lines per year, long, with intervals), ``att_factors`` (PCT parts per factor
+    and year by both LMDI-I and Shapley), ``att_savings`` (PCT, consortium and dispute targets per year
+    with model, cluster and bootstrap uncertainty and the precision floor), ``att_precision`` (PCT: how
+    precise the saving is and could be, :func:`precision`), ``att_practice_savings`` (per engaged practice and
+    year), ``att_effects`` (observed / counterfactual referrals by specialty and year),
+    ``att_sharing`` and ``att_sharing_reasons``, ``att_disputes``, ``att_cost_per_referral`` (provider x
+    specialty x pod x year) and ``att_completeness``.
+
+    Parameters
+    ----------
+    att : Result
+
+    Returns
+    -------
+    dict
+        Table name -> DataFrame, exactly as written.
+
+    References
+    ----------
+    :func:`pbc_analysis.stages.attribution.causal.precision` for ``att_precision``.
+    """
+    led = att.ledger
+    pct = led[led["level"] == "pct"]
+    wf = []
+    for line in LEDGER_LINES:
+        wf.append(pd.DataFrame({"financial_year": pct["financial_year"], "base_year": pct["base_year"], "line": line,
+                                "label": LINE_LABELS[line], "estimate": pct[line],
+                                "ci_low": pct[f"{line}_ci_low"], "ci_high": pct[f"{line}_ci_high"]}))
+    waterfall = pd.concat(wf, ignore_index=True)
+    cost = att.cost.assign(financial_year=_fy_of_months(att.cost["month"].astype(str).to_numpy()))
+    cpr = (cost.groupby(["provider_code", "specialty_code", "pod", "financial_year"], observed=True)
+           [["activity_per_referral", "cost_per_unit", "cost_per_referral"]].mean().reset_index())
+    return {
+        "att_ledger": led,
+        "att_waterfall": waterfall,
+        "att_factors": att.factors_by_method,
+        "att_savings": att.action.aggregates,
+        "att_precision": precision(att.action.aggregates, confidence=att.settings["confidence"]),
+        "att_practice_savings": att.action.practice_year,
+        "att_effects": att.action.effects,
+        "att_sharing": att.sharing,
+        "att_sharing_reasons": att.sharing_reasons,
+        "att_disputes": att.disputes,
+        "att_cost_per_referral": cpr,
+        "att_completeness": att.completeness,
+    }
+
+
+# ==================================================================================================
+# Everything at once (what notebook 04 runs)
+# ==================================================================================================
+
+def _dispute_targets(changes: pd.DataFrame) -> list[dict[str, Any]]:
+    """One aggregate target of the causal model per documented provider change (for the dispute's interval)."""
+    targets = []
+    for ch in changes.itertuples(index=False):
+        t: dict[str, Any] = {"name": f"dispute:{ch.provider_code}:{ch.specialty_code}:{ch.pod}",
+                             "provider_code": ch.provider_code,
+                             "pod": ch.pod if ch.pod in ELECTIVE_PODS else "all"}
+        if ch.specialty_code != _data.ALL:
+            t["specialty_code"] = ch.specialty_code
+        targets.append(t)
+    return targets
+
+
+def _accounting(inputs: _data.Inputs, comp: pd.DataFrame, params: Params, years: Sequence[str],
+                group: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Cells, their parts by ``params.method``, the PCT's parts by both methods, and the lines' intervals."""
+    base, method = params.base_year, params.method
+    other = "lmdi" if method == "shapley" else "shapley"
+    cells = spend_cells(inputs, years=[base, *years], completeness=comp)
+    parts = decompose(cells, base, years, method=method)
+    fbm = []
+    for name, pr in ((method, parts), (other, decompose(cells, base, years, method=other))):
+        g = pr.groupby("financial_year")[["spend_base", "spend", "change", *FACTORS]].sum().reset_index()
+        g.insert(0, "method", name)
+        fbm.append(g)
+    grp_map = inputs.practices.set_index("practice_code")[group].astype(str).to_dict()
+    intervals = decomposition_intervals(cells, base, years, method=method, decomposition_draws=params.decomposition_draws,
+                                        seed=params.seed, groups={group: grp_map})
+    return cells, parts, pd.concat(fbm, ignore_index=True), intervals
+
+
+def _disputes(parts: pd.DataFrame, action: PracticeAction, changes: pd.DataFrame, year: str,
+              confidence: float) -> pd.DataFrame:
+    """The dispute table of every documented provider change, for ``year``."""
+    disputes = []
+    for ch in changes.itertuples(index=False):
+        d = dispute_table(parts, action, ch._asdict(), year, confidence)
+        d.insert(0, "provider_code", ch.provider_code)
+        d.insert(1, "specialty_code", ch.specialty_code)
+        d.insert(2, "pod", ch.pod)
+        d.insert(3, "financial_year", year)
+        disputes.append(d)
+    return pd.concat(disputes, ignore_index=True) if disputes else pd.DataFrame(columns=_DISPUTE_COLUMNS)
+
+
+def run(inputs: _data.Inputs, params: Params, flags: pd.DataFrame | None = None, facts: Any = None) -> Result:
+    """Accounting, causal attribution, ledger, disputes and sharing in one call (notebook 04).
+
+    Every full year after ``params.base_year`` up to ``params.evaluation_year`` is decomposed and attributed.
+
+    Parameters
+    ----------
+    inputs : pbc_analysis.data.Inputs
+        Validated inputs loaded with a window.
+    params : Params
+        The stage's settings; any still ``"auto"`` are derived first (``Params.resolve``, which also checks every
+        rule against the data).
+    flags : pandas.DataFrame, optional
+        Benchmarking flags (the benchmarking stage's ``flags`` table) for the under-referral gate; None: the gate
+        is not applied, and every sharing reason says so.
+    facts : pbc_analysis.stages.facts.DataFacts, optional
+        For resolving ``"auto"`` settings (default: :func:`pbc_analysis.stages.facts.data_facts` of ``inputs``).
+
+    Returns
+    -------
+    Result
+
+    References
+    ----------
+    The methods of :mod:`.panel`, :mod:`.causal`, :mod:`.decomposition` and :mod:`.ledger`.
+    """
+    if not isinstance(params, Params):
+        raise TypeError(f"params must be attribution.Params, got {type(params).__name__}; build it with "
+                        "attribution.Params(**settings) or attribution.Params.from_namespace(globals())")
+    if params.auto():
+        params, _ = params.resolve(facts if facts is not None else data_facts(inputs))
+    months = _window_months(inputs)
+    full = _full_years(months)
+    if params.evaluation_year not in full:
+        raise ValueError(f"evaluation_year must be a full financial year of the window ({', '.join(full)}), got "
+                         f"{params.evaluation_year!r}")
+    years = _check_years(months, params.base_year, [y for y in full if params.base_year < y <= params.evaluation_year])
+    comp = completeness_factors(inputs, params.lag_months, params.reference_months)
+    cost = cost_per_referral(inputs, completeness=comp)
+    changes = inputs.provider_changes if inputs.provider_changes is not None else pd.DataFrame(
+        columns=["provider_code", "specialty_code", "pod", "effective_month", "description"])
+    action = practice_action(referral_panel(inputs), cost,
+                             confidence=params.confidence, inference=params.inference, n_boot=params.n_boot,
+                             seed=params.seed, bootstrap_weights=params.bootstrap_weights, by=GROUP,
+                             targets=_dispute_targets(changes))
+    cells, parts, factors_by_method, intervals = _accounting(inputs, comp, params, years, GROUP)
+    led = ledger(parts, action, inputs.practices, intervals, confidence=params.confidence, group=GROUP)
+    sharing, reasons = share_savings(led, inputs.budgets, flags, action.practice_quarter, params.practice_share,
+                                     params.sustained_quarters, params.plan_saving_rate, params.reviewed, params.basis)
+    disputes = _disputes(parts, action, changes, params.evaluation_year, params.confidence)
+    settings = {**params.values(), "years": list(years), "group": GROUP}
+    return Result(comp, cost, action, cells, parts, factors_by_method,
+                  intervals, led, sharing, reasons, disputes, settings)
