@@ -499,17 +499,18 @@ def _stage_problems(glob: dict[str, Any], per_nb: dict[str, Any], effective: dic
     """Each running notebook's settings checked by its stages' ``Params`` (choices, ranges, formats), and every
     shared setting (``Setting.shared``: used by two stages) set once, under ``parameters:``."""
     from pbc_analysis.core.checks import ArgumentError
-    from pbc_analysis.pipeline.derive import params_classes
+    from pbc_analysis.pipeline.derive import notebook_settings, params_classes
 
     problems: list[str] = []
     users: dict[str, list[str]] = {}
     for nb_name, params in effective.items():
+        declared = notebook_settings(nb_name)
+        for name, (_, info) in declared.items():
+            if info.shared:
+                users.setdefault(name, []).append(nb_name)
         for cls in params_classes(nb_name):
-            for name, info in cls.settings().items():
-                if info.shared:
-                    users.setdefault(name, []).append(nb_name)
             try:
-                cls(**{k: v for k, v in params.items() if k in cls.settings()})
+                cls(**{k: v for k, v in params.items() if k in declared and declared[k][0] is cls})
             except ArgumentError as exc:
                 problems.extend(f"{where}: notebooks.{nb_name}: {p}" for p in exc.problems)
     for name, nbs in sorted(users.items()):

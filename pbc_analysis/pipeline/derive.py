@@ -195,7 +195,7 @@ def resolve_settings(parameters: Mapping[str, Mapping[str, Any]], inputs_by_data
         data_facts = facts.get(str(given.get("data_dir", "")))
         declared = notebook_settings(notebook)
         for cls in params_classes(notebook):
-            values = {k: v for k, v in given.items() if k in cls.settings()}
+            values = {k: v for k, v in given.items() if k in declared and declared[k][0] is cls}
             try:
                 stage = cls(**values)
                 if data_facts is None:
