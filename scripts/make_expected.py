@@ -12,9 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pbc_analysis.pipeline import compare
-
 from pbc_analysis.core import paths
+from pbc_analysis.pipeline import compare
 from pbc_analysis.pipeline.run import load_config, run_pipeline
 
 EXPECTED = paths.PROJECT_ROOT / "tests" / "expected"

@@ -24,15 +24,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from scipy import stats
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pbc_analysis.stages import benchmark as B  # noqa: E402
 from pbc_analysis.data import load_inputs  # noqa: E402
+from pbc_analysis.stages import benchmark as B  # noqa: E402
 from pbc_analysis.synth import write_synthetic_pct  # noqa: E402
 
 SETTINGS = {

@@ -43,10 +43,12 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pbc_analysis.stages import evaluation as ev  # noqa: E402
-from pbc_analysis.methods import did
-from pbc_analysis.methods import its  # noqa: E402
 from pbc_analysis.data import load_inputs  # noqa: E402
+from pbc_analysis.methods import (
+    did,
+    its,  # noqa: E402
+)
+from pbc_analysis.stages import evaluation as ev  # noqa: E402
 from pbc_analysis.synth import SynthParams, generate, write_tables  # noqa: E402
 
 SCENARIOS = {"sample": {}, "heterogeneous": {"ramp_months": 24, "cohort_effect_scale": (1.6, 1.0, 0.4)}}

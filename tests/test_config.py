@@ -11,8 +11,8 @@ import nbformat
 import pytest
 
 from pbc_analysis.core import paths
-from pbc_analysis.pipeline.config import ParamType, check_name, notebook_parameter_types, parameters_source
 from pbc_analysis.data.plausibility import PlausibilitySettings
+from pbc_analysis.pipeline.config import ParamType, check_name, notebook_parameter_types, parameters_source
 from pbc_analysis.pipeline.run import REPORT_NOTEBOOK, ConfigError, notebook_parameters, parse_config
 
 SAMPLE = (paths.CONFIGS_DIR / "sample.yaml").read_text()

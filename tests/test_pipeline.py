@@ -12,16 +12,14 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import nbformat
 import pytest
 
 from pbc_analysis.core import paths
-
-from pbc_analysis.publish import report
 from pbc_analysis.pipeline.manifest import write_manifest
 from pbc_analysis.pipeline.run import REPORT_NOTEBOOK, RunError, load_config, parse_config, run_pipeline, sha256_file, verify
+from pbc_analysis.publish import report
 
 pytestmark = pytest.mark.slow
 SAMPLE_CONFIG = paths.CONFIGS_DIR / "sample.yaml"

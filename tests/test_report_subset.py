@@ -8,10 +8,7 @@ from pathlib import Path
 import pytest
 
 from pbc_analysis.core import paths
-
-from pbc_analysis.publish import report_content
-
-from pbc_analysis.publish import report_sections
+from pbc_analysis.publish import report_content, report_sections
 from pbc_analysis.publish.report import check_self_contained
 
 FULL = {"data_quality": {"practices": 40, "consortia": 4, "engaged_practices": 20,

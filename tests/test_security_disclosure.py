@@ -17,12 +17,8 @@ import pandas as pd
 import pytest
 
 from pbc_analysis import data
-
 from pbc_analysis.core import paths
-
-from pbc_analysis.publish import bundle
-
-from pbc_analysis.publish import report
+from pbc_analysis.publish import bundle, report
 from pbc_analysis.publish.bundle import Column, PublishError, TableSpec
 
 EXPECTED = Path(__file__).parent / "expected"

@@ -22,17 +22,9 @@ import nbformat
 import pandas as pd
 import pytest
 
-from pbc_analysis.pipeline import manifest
-
-from pbc_analysis.publish import markdown
-
-from pbc_analysis.publish import report
-
-from pbc_analysis.publish import report_content
-
-from pbc_analysis.publish import results
-
-from pbc_analysis.pipeline import runs_index
+from pbc_analysis.pipeline import manifest, runs_index
+from pbc_analysis.pipeline.runs_index import ignored_entries, run_states, write_index
+from pbc_analysis.publish import markdown, report, report_content, results
 from pbc_analysis.publish.markdown import markdown_code, markdown_text
 from pbc_analysis.publish.report import (
     ReportError,
@@ -41,7 +33,6 @@ from pbc_analysis.publish.report import (
     render_html,
     script_digest,
 )
-from pbc_analysis.pipeline.runs_index import ignored_entries, run_states, write_index
 
 SCRIPT = "<script>alert(1)</script>"
 ATTR = '" onmouseover="x'

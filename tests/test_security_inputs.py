@@ -25,8 +25,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pbc_analysis.pipeline import cli
-
 from pbc_analysis.core import paths
 from pbc_analysis.data import DataValidationError, load_inputs
 from pbc_analysis.data.plausibility import (
@@ -35,6 +33,7 @@ from pbc_analysis.data.plausibility import (
     parse_settings,
     validate_run_inputs,
 )
+from pbc_analysis.pipeline import cli
 
 START, END = "2003-04", "2008-03"
 SAMPLE = paths.SAMPLE_DIR

@@ -21,7 +21,6 @@ import nbformat
 import pytest
 
 from pbc_analysis.core import paths
-
 from pbc_analysis.pipeline import run
 from pbc_analysis.pipeline.config import parse_config
 

@@ -25,14 +25,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pbc_analysis.pipeline import compare
-
 from pbc_analysis.core import paths
-
-from pbc_analysis.publish import results
+from pbc_analysis.pipeline import compare
 from pbc_analysis.pipeline import manifest as mf
 from pbc_analysis.pipeline import verify as vf
 from pbc_analysis.pipeline.config import parse_config
+from pbc_analysis.publish import results
 from pbc_analysis.publish.report import ReportError, extract_tables
 
 SAMPLE_CONFIG = paths.CONFIGS_DIR / "sample.yaml"
@@ -129,7 +127,9 @@ def tamper_results(run): (run / "results.json").write_text((run / "results.json"
 def tamper_section(run): (run / "results" / "demo.json").write_text("{}\n")
 def tamper_figure(run): (run / "figures" / "demo.png").write_bytes((run / "figures" / "demo.png").read_bytes()[:-1] + b"\0")
 def tamper_report(run): (run / "report.html").write_text("<html><script>alert(1)</script></html>\n")
-def tamper_notebook(run): (run / "notebooks" / "01_data_quality.ipynb").write_text((run / "notebooks" / "01_data_quality.ipynb").read_text().replace("x = 1", "x = 2"))
+def tamper_notebook(run):
+    nb = run / "notebooks" / "01_data_quality.ipynb"
+    nb.write_text(nb.read_text().replace("x = 1", "x = 2"))
 def tamper_provenance(run): (run / "provenance.json").write_text('{"run_id": "other"}\n')
 def tamper_bundle(run): (run / "published" / "tables" / "demo.csv").write_text("practice_code\nA00001\n")
 def remove_figure(run): (run / "figures" / "demo.png").unlink()
