@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pbc_analysis import data as D
+from pbc_analysis.data import checks as data_checks
 from pbc_analysis.data import (TABLES, DataValidationError, Inputs, Problem, Window, find_table_files, load_inputs,
                                read_table, validate)
 
@@ -232,7 +233,7 @@ def test_checks_on_distinct_values_match_checks_on_rows(ds: Path, monkeypatch: p
     set_cell(ds, "high_cost_patients", 1, "financial_year", "2005/07")
     set_cell(ds, "engagement", 2, "engaged_from", "2005-5")
     by_row = fails(ds).problems
-    monkeypatch.setattr(D, "DEDUPE_MIN_ROWS", 0)
+    monkeypatch.setattr(data_checks, "DEDUPE_MIN_ROWS", 0)
     by_value = fails(ds).problems
     assert by_value == by_row
     assert {p.check for p in by_row} >= {"not_allowed", "missing_value", "bad_month", "bad_pattern",

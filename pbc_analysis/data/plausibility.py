@@ -47,7 +47,8 @@ import pandas as pd
 
 from pbc_analysis import data as _data
 from pbc_analysis.core import names
-from pbc_analysis.data import KEEP_VALUES, SHOW_ROWS, DataValidationError, Problem, Window
+from pbc_analysis.data.problems import KEEP_VALUES, SHOW_ROWS, DataValidationError, Problem
+from pbc_analysis.data.window import Window
 
 __all__ = [
     "COLUMN_CEILINGS",
@@ -204,7 +205,7 @@ def _number(where: str, key: str, value: Any, problems: list[str]) -> float | in
 
 
 def _bands(where: str, value: Any, problems: list[str]) -> dict[str, tuple[float, float]] | None:
-    from pbc_analysis.data import PODS
+    from pbc_analysis.data.schema import PODS
 
     if not isinstance(value, Mapping):
         problems.append(f"{where}: validation.activity_rate must be a mapping of point of delivery to "

@@ -1,4 +1,5 @@
-"""The data window of a data directory: the months every monthly table covers (``start_month``/``end_month`` ``auto``).
+"""The analysis window (:class:`Window`) and the data window of a data directory: the months every monthly
+table covers (``start_month``/``end_month`` ``auto``).
 
 The monthly tables (``population``, ``activity``, ``referrals``) are read for their ``month`` column only
 (pyarrow, column projection: a national extract is not loaded), and the window is the span all of them cover:
@@ -8,6 +9,7 @@ every table covers that window month by month (:mod:`pbc_analysis.data`), so a g
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,10 +18,59 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from pbc_analysis.core import calendar
+from pbc_analysis.data.files import find_table_files
 
-__all__ = ["MONTHLY_TABLES", "WindowError", "data_window", "resolve_window"]
+__all__ = ["MONTHLY_TABLES", "Window", "WindowError", "data_window", "resolve_window"]
 
 MONTHLY_TABLES = ("population", "activity", "referrals")
+
+
+@dataclass(frozen=True)
+class Window:
+    """The analysis window, ``start_month`` to ``end_month`` inclusive (``YYYY-MM``).
+
+    Month arithmetic is :mod:`pbc_analysis.core.calendar`'s; a ``ValueError`` is raised for a month not
+    written ``YYYY-MM`` or a start after the end.
+    """
+
+    start_month: str
+    end_month: str
+
+    def __post_init__(self) -> None:
+        for name in ("start_month", "end_month"):
+            value = getattr(self, name)
+            if not calendar.is_month(value):
+                raise ValueError(f"{name} must be a month 'YYYY-MM' (e.g. '2005-04'), got {value!r}")
+        if self.start_month > self.end_month:
+            raise ValueError(f"start_month {self.start_month} is after end_month {self.end_month}")
+
+    @property
+    def start_index(self) -> int:
+        """``year * 12 + month - 1`` of the first month (:func:`pbc_analysis.core.calendar.month_int`)."""
+        return calendar.month_int(self.start_month)
+
+    @property
+    def end_index(self) -> int:
+        """``year * 12 + month - 1`` of the last month."""
+        return calendar.month_int(self.end_month)
+
+    @property
+    def n_months(self) -> int:
+        """The number of months of the window, both ends counted."""
+        return calendar.months_between(self.start_month, self.end_month)
+
+    @property
+    def months(self) -> list[str]:
+        """Every month of the window, ``["2005-04", "2005-05", ...]``."""
+        return calendar.month_range(self.start_month, self.end_month)
+
+    @property
+    def financial_years(self) -> list[str]:
+        """The financial years (April to March) the window touches, ``["2005/06", ...]``."""
+        return list(dict.fromkeys(calendar.fy_of_month(m) for m in self.months))
+
+    def __str__(self) -> str:
+        return f"{self.start_month} to {self.end_month}"
 
 
 class WindowError(ValueError):
@@ -62,9 +113,7 @@ def data_window(data_dir: str | Path) -> tuple[str, str]:
     pbc_analysis.data.DataValidationError
         When the directory's files cannot be told apart (as :func:`pbc_analysis.data.find_table_files`).
     """
-    from pbc_analysis import data
-
-    files = data.find_table_files(data_dir)
+    files = find_table_files(data_dir)
     spans: dict[str, tuple[str, str]] = {}
     problems = []
     for table in MONTHLY_TABLES:
