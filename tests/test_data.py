@@ -20,9 +20,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pbc_analysis import data as D
+from pbc_analysis.data import TABLES, DataValidationError, Inputs, Problem, Window, find_table_files, load_inputs, read_table, validate
 from pbc_analysis.data import checks as data_checks
-from pbc_analysis.data import (TABLES, DataValidationError, Inputs, Problem, Window, find_table_files, load_inputs,
-                               read_table, validate)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tiny"
 START, END = "2005-04", "2005-06"
