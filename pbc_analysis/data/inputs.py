@@ -20,7 +20,7 @@ from pbc_analysis.data.problems import DataValidationError, Problem
 from pbc_analysis.data.read import _read
 from pbc_analysis.data.rules import _validate
 from pbc_analysis.data.schema import REQUIRED_TABLES, TABLES
-from pbc_analysis.data.window import Window
+from pbc_analysis.data.window import Window, resolve_window
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,7 +113,8 @@ def load_inputs(data_dir: str | Path | None = None, start_month: str | None = No
     data_dir : str or Path, optional
         The folder holding one file per table.
     start_month, end_month : str
-        The analysis window, ``YYYY-MM`` (both required).
+        The analysis window, ``YYYY-MM`` (both required); ``"auto"`` takes the months every monthly table of
+        ``data_dir`` covers (:func:`pbc_analysis.data.window.data_window`).
     paths : mapping of str to str or Path, optional
         ``{table: path}`` of single tables, overriding those of ``data_dir``.
 
@@ -130,7 +131,9 @@ def load_inputs(data_dir: str | Path | None = None, start_month: str | None = No
         Listing every problem of the files found.
     """
     if start_month is None or end_month is None:
-        raise ValueError("load_inputs needs start_month and end_month ('YYYY-MM')")
+        raise ValueError("load_inputs needs start_month and end_month ('YYYY-MM', or 'auto' for the data's own window)")
+    if "auto" in (start_month, end_month):
+        start_month, end_month = resolve_window(data_dir if data_dir is not None else _paths.SAMPLE_DIR, start_month, end_month)
     window = Window(str(start_month), str(end_month))
     ctxs, files, problems = _load_contexts(data_dir, window, paths)
     if problems:
