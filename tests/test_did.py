@@ -34,10 +34,9 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
-from pbc_analysis.publish import figures
-from pbc_analysis.methods import did
-
 from pbc_analysis.core import paths
+from pbc_analysis.methods import did
+from pbc_analysis.publish import figures
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -418,6 +417,13 @@ def test_fepois_matches_statsmodels_glm_dummies():
     assert mine["ratio"] == pytest.approx(np.exp(mine["estimate"]))
     z = (mine["estimate"] - mine["ci_low"]) / mine["std_error"]
     assert z == pytest.approx(1.959963984540054)  # normal-based, as fixest's z values for GLMs
+    # the fit is the project's one Poisson fixed-effects engine (methods.ppml), with unit and period effects
+    from pbc_analysis.methods import ppml
+
+    codes = [pd.factorize(df["unit"], sort=True)[0], pd.factorize(df["t"], sort=True)[0]]
+    engine = ppml.fepois(df["y"].to_numpy(float), codes, X=df[["d"]].to_numpy(float), offset=df["logpop"].to_numpy(),
+                         cluster=codes[0])
+    assert mine["estimate"] == engine.coef[0] and mine["std_error"] == np.sqrt(engine.vcov[0, 0])
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -479,13 +485,19 @@ def test_other_validation_errors():
         did.twfe(df.assign(d=df["d"] * 2), "y", "unit", "t", "d")
     with pytest.raises(ValueError, match="not periods of 't'"):
         did.att_gt(df.assign(g=np.where(df["g"] == 3, 3.5, df["g"])), "y", "unit", "t", "g")
-    with pytest.raises(ValueError, match="control_group"):
+    with pytest.raises(ValueError, match="control_group must be one of 'never', 'not_yet'; got 'nevertreated'"):
         did.att_gt(df, "y", "unit", "t", "g", control_group="nevertreated")
+    with pytest.raises(ValueError, match="base_period must be one of 'varying', 'universal'"):
+        did.att_gt(df, "y", "unit", "t", "g", base_period="fixed")
+    with pytest.raises(ValueError, match="anticipation must be >= 0, got -1"):
+        did.att_gt(df, "y", "unit", "t", "g", anticipation=-1)
+    with pytest.raises(ValueError, match="confidence must be > 0 and < 1, got 1.5"):
+        did.twfe(df, "y", "unit", "t", "d", confidence=1.5)
     with pytest.raises(ValueError, match="negative"):
         did.fepois(df.assign(y=-1.0), "y", "unit", "t", "d")
     with pytest.raises(TypeError, match="att_gt"):
         did.aggregate(df, "simple")
-    with pytest.raises(ValueError, match="kind"):
+    with pytest.raises(ValueError, match="kind must be one of 'simple', 'group', 'dynamic', 'calendar'"):
         did.aggregate(did.att_gt(df, "y", "unit", "t", "g"), "event")
     with pytest.raises(ValueError, match="no variation"):
         did.twfe(df.assign(d=0), "y", "unit", "t", "d")

@@ -1,4 +1,5 @@
-"""Tests for pbc_analysis.stages.evaluation: panels and series built from the validated sample."""
+"""Tests for pbc_analysis.stages.evaluation: its settings (Params: defaults, checks, derivation, rules), the
+panels and series built from the validated sample, and the whole evaluation against the planted truth."""
 
 from __future__ import annotations
 
@@ -7,20 +8,13 @@ import json
 import numpy as np
 import pytest
 
-from pbc_analysis import data as D
+from pbc_analysis.core import calendar
 from pbc_analysis.stages import evaluation as ev
-from pbc_analysis.core import paths
 
 
 @pytest.fixture(scope="module")
-def sample():
-    inputs = D.load_inputs(paths.SAMPLE_DIR, "2003-04", "2008-03")
-    truth = json.loads((paths.SAMPLE_DIR / "ground_truth.json").read_text())
-    return inputs, truth
-
-
-def test_month_index():
-    assert ev.month_index(["2003-04", "2003-05", "2004-04", "2005-03"], "2003-04").tolist() == [1, 2, 13, 24]
+def sample(sample_inputs, sample_truth):
+    return sample_inputs, sample_truth
 
 
 def test_panel_is_balanced_and_adds_up(sample):
@@ -44,7 +38,7 @@ def test_cohorts_follow_engagement(sample):
     p = ev.practice_month_panel(inputs, specialties=["110"], include_all=False)
     coh = p.groupby("practice_code")["cohort"].first()
     for c in truth["engagement"]["cohorts"]:
-        expected = ev.month_index([c["start_month"]], "2003-04")[0]
+        expected = calendar.month_index([c["start_month"]], "2003-04")[0]
         assert (coh.loc[c["practices"]] == expected).all()
     assert (coh.loc[truth["engagement"]["never_engaged"]] == 0).all()
     # post switches on at the cohort month and stays on
@@ -103,7 +97,7 @@ def test_regression_to_the_mean_by_hand():
     assert top["practices"] == 1 and top["baseline_ratio"] == pytest.approx(2.0) and top["follow_up_ratio"] == pytest.approx(1.0)
     rest = out.set_index("group").loc["rest"]
     assert rest["baseline_ratio"] == pytest.approx((1 + 0.5 + 0.5) / 3)
-    with pytest.raises(ValueError, match="top_share"):
+    with pytest.raises(ValueError, match="top_share must be > 0 and < 1, got 1.5"):
         ev.regression_to_the_mean(pd.DataFrame(rows), ("2003-04", "2003-04"), ("2004-04", "2004-04"), top_share=1.5)
 
 
@@ -191,7 +185,7 @@ def test_period_panel_sums_months(sample):
     assert (q["post"] == ((q["cohort"] > 0) & (q["t"] >= q["cohort"]))).all()
     with pytest.warns(UserWarning, match="2008-01 to 2008-02"):
         ev.period_panel(m[m["t"] <= 59], 3)
-    with pytest.raises(ValueError, match="months must be a positive integer"):
+    with pytest.raises(ValueError, match="months must be >= 1, got 0"):
         ev.period_panel(m, 0)
 
 
@@ -221,24 +215,40 @@ def test_regression_to_the_mean_unknown_specialty(sample):
 # ------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def evaluation(sample):
-    inputs, _ = sample
-    return ev.evaluate_referrals(inputs, activity_end="2007-12", rtm_specialty="110",
-                                 rtm_baseline=("2003-04", "2003-06"), rtm_follow_up=("2003-07", "2004-06"),
-                                 n_sims=500, seed=1)
+def evaluation(sample_inputs, sample_facts):
+    """The whole evaluation as notebook 03 runs it on the sample (every window derived; fewer ITS draws)."""
+    return ev.run(sample_inputs, ev.Params(rtm_specialty="110", n_sims=500, seed=1), facts=sample_facts)
+
+
+def test_all_specialty_truth_is_the_engaged_practices_ratio(sample):
+    """By hand from ground_truth.json: in 2007/08 (every cohort engaged before it began) the engaged practices'
+    referrals avoided over their counterfactual (expected + avoided); the never-engaged practices, whose referrals
+    engagement did not change, are not in the denominator (with them the ratio was -0.057, a quarter too small)."""
+    _, truth = sample
+    rows = [r for r in truth["practice_year"] if r["financial_year"] == "2007/08"]
+    engaged = {p for c in truth["engagement"]["cohorts"] for p in c["practices"]}
+    assert all(c["start_month"] < "2007-04" for c in truth["engagement"]["cohorts"])
+    mine = [r for r in rows if r["practice_code"] in engaged]
+    by_hand = -sum(r["referrals_avoided"] for r in mine) / sum(r["expected_referrals"] + r["referrals_avoided"] for r in mine)
+    assert ev.engaged_relative_truth(truth) == pytest.approx(by_hand, rel=1e-12)
+    assert by_hand == pytest.approx(-0.0749, abs=1e-4)
+    everyone = -sum(r["referrals_avoided"] for r in rows) / sum(r["expected_referrals"] + r["referrals_avoided"] for r in rows)
+    assert everyone == pytest.approx(-0.0571, abs=1e-4)  # the old, wrong truth
 
 
 def test_did_intervals_cover_planted_effects_by_specialty(evaluation, sample):
     """Every specialty's 95% interval for the relative effect at full ramp covers -delta, and the
-    all-specialty interval covers the truth's relative effect in 2007/08 (every cohort at full effect)."""
+    all-specialty interval covers the engaged practices' relative effect in 2007/08 (every cohort at full effect)."""
     _, truth = sample
     rec = ev.recovery(evaluation, truth)["specialties"].set_index("specialty_code")
     assert len(rec) == 13
     assert rec["covered"].all(), rec[~rec["covered"]]
-    # the truth for all specialties is a referral-weighted mix of the specialty effects
-    assert -0.15 < rec.at["all", "truth"] < -0.02
-    # and the estimate is informative: the all-specialty interval excludes zero
+    assert rec.at["all", "truth"] == pytest.approx(ev.engaged_relative_truth(truth), rel=1e-12)
+    assert rec.at["all", "truth"] == pytest.approx(-0.0749, abs=1e-4)
+    # the estimate is informative and close: the all-specialty interval excludes zero and the estimate is
+    # within 0.025 of the truth (its standard error is about 0.014)
     assert rec.at["all", "relative_ci_high"] < 0
+    assert abs(rec.at["all", "relative"] - rec.at["all", "truth"]) < 0.025
 
 
 def test_referrals_avoided_cover_truth_by_year(evaluation, sample):
@@ -304,12 +314,13 @@ def test_restrict_window_renumbers_months_and_cohorts(sample):
         ev.restrict_window(m, "2001-01", None)
 
 
-def test_evaluation_windows_are_checked(sample):
-    inputs, _ = sample
-    with pytest.raises(ValueError, match="baseline must be free of engagement"):
-        ev.evaluate_referrals(inputs, baseline_window=("2003-04", "2005-06"), n_sims=100)
-    with pytest.raises(ValueError, match="before the first engagement"):
-        ev.evaluate_referrals(inputs, evaluation_window=("2005-01", "2008-03"), n_sims=100)
+def test_run_checks_the_rules_before_estimating(sample_inputs, sample_facts):
+    from pbc_analysis.core.checks import ArgumentError
+
+    with pytest.raises(ArgumentError, match="baseline must be free of engagement"):
+        ev.run(sample_inputs, ev.Params(baseline_window=["2003-04", "2005-06"], n_sims=100), facts=sample_facts)
+    with pytest.raises(ArgumentError, match="evaluation_window starts 2005-01, before the first engagement 2005-04"):
+        ev.run(sample_inputs, ev.Params(evaluation_window=["2005-01", "2008-03"], n_sims=100), facts=sample_facts)
 
 
 def test_events_avoided_from_month(evaluation):
@@ -320,3 +331,174 @@ def test_events_avoided_from_month(evaluation):
     assert late.index.tolist() == ["2006/07", "2007/08", "total"]
     assert late.loc["2006/07", "avoided"] == pytest.approx(full.loc["2006/07", "avoided"])
     assert late.loc["total", "avoided"] == pytest.approx(full.loc[["2006/07", "2007/08"], "avoided"].sum())
+
+
+# ------------------------------------------------------------------------------------------------
+# Settings: Params defaults, checks, derivation from the data and the cross-setting rules
+# ------------------------------------------------------------------------------------------------
+
+def _facts(start="2003-04", end="2008-03", cohorts=(("2005-04", 18), ("2005-10", 15), ("2006-04", 9)), never=18,
+           latest=None):
+    """Hand-built DataFacts: ``cohorts`` (month, practices), ``never`` practices never engaged."""
+    from pbc_analysis.stages.facts import DataFacts
+
+    engaged_from: dict[str, str | None] = {}
+    for month, n in cohorts:
+        engaged_from |= {f"P{month}-{i}": month for i in range(n)}
+    engaged_from |= {f"N{i}": None for i in range(never)}
+    return DataFacts(start_month=start, end_month=end, n_practices=len(engaged_from), engaged_from=engaged_from,
+                     latest_complete=latest if latest is not None else {})
+
+
+def test_params_defaults_follow_the_data_and_fix_the_seed_drift():
+    p = ev.Params()
+    assert p.auto() == ["baseline_window", "evaluation_window", "interruption", "its_end", "activity_end",
+                        "rtm_baseline", "rtm_follow_up"]
+    assert p.seed == 20070401  # notebook 03's seed; evaluate_referrals used to default to 0
+    assert (p.control_group, p.period_months, p.full_effect_from, p.n_sims) == ("not_yet", 3, 2, 2000)
+    assert all(ev.Params.settings()[n].derive for n in p.auto())
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"control_group": "nobody"}, "control_group must be one of 'never', 'not_yet'; got 'nobody'"),
+    ({"measure": "referral"}, "measure must be one of 'referrals', 'first_op'.*got 'referral'"),
+    ({"period_months": 0}, "period_months must be >= 1 and <= 12, got 0"),
+    ({"period_months": 2.0}, "period_months must be int"),
+    ({"harmonics": 6}, "harmonics must be >= 0 and <= 5, got 6"),
+    ({"confidence": 1.0}, "confidence must be > 0 and < 1, got 1.0"),
+    ({"rtm_top_share": 0}, "rtm_top_share must be > 0 and < 1, got 0"),
+    ({"n_sims": 50}, "n_sims must be >= 100, got 50"),
+    ({"baseline_window": ["2005-03", "2003-04"]}, "baseline_window = \\['2005-03', '2003-04'\\] ends before it starts"),
+    ({"evaluation_window": "2005-04"}, "evaluation_window must be two months"),
+    ({"interruption": "2005-4"}, "interruption must be a month \"YYYY-MM\""),
+    ({"rtm_baseline": ["2003-04"]}, "rtm_baseline must be two months"),
+])
+def test_params_refuse_bad_values_naming_the_setting(bad, message):
+    from pbc_analysis.core.checks import ArgumentError
+
+    with pytest.raises(ArgumentError, match=message):
+        ev.Params(**bad)
+
+
+def test_params_report_every_problem_at_once():
+    from pbc_analysis.core.checks import ArgumentError
+
+    with pytest.raises(ArgumentError) as err:
+        ev.Params(control_group="x", harmonics=-1, its_end="soon")
+    assert len(err.value.problems) == 3
+
+
+def test_derived_settings_of_the_sample_are_the_ones_its_config_spelt_out(sample_facts):
+    """configs/sample.yaml's hand-typed values before issue 13; activity_end is now measured (2008-01, not the
+    hand-typed 2007-12)."""
+    p, derived = ev.Params().resolve(sample_facts)
+    assert p.auto() == [] and {d.name for d in derived} == set(ev.Params().auto())
+    assert p.baseline_window == ["2003-04", "2005-03"] and p.evaluation_window == ["2005-04", "2008-03"]
+    assert (p.interruption, p.its_end, p.activity_end) == ("2005-04", "2008-03", "2008-01")
+    assert p.rtm_baseline == ["2003-04", "2003-06"] and p.rtm_follow_up == ["2003-07", "2004-06"]
+    assert all(d.rule for d in derived)
+
+
+def test_derive_january_start():
+    f = _facts(start="2004-01", end="2007-12", cohorts=(("2005-08", 10), ("2006-01", 12)), never=13,
+               latest={"gp_referral": "2007-11", "first_op": "2007-10", "followup_op": "2007-09"})
+    p, _ = ev.Params().resolve(f)
+    assert p.baseline_window == ["2004-01", "2005-07"]
+    assert p.evaluation_window == ["2005-08", "2007-11"]  # referrals complete to 2007-11
+    assert (p.interruption, p.its_end, p.activity_end) == ("2005-08", "2007-11", "2007-09")
+    assert p.rtm_baseline == ["2004-01", "2004-03"] and p.rtm_follow_up == ["2004-04", "2005-03"]
+    # another measure ends at its own last complete month
+    q, _ = ev.Params(measure="first_op").resolve(f)
+    assert q.evaluation_window == ["2005-08", "2007-10"]
+
+
+def test_derive_short_window_and_its_rules():
+    """14 months of data, engagement in the 13th: the derivation still gives values, inside the data, and the
+    rules say what is too short."""
+    from pbc_analysis.core.checks import ArgumentError
+
+    f = _facts(start="2006-04", end="2007-05", cohorts=(("2007-04", 20),), never=10)
+    p = ev.Params()
+    values = p.derive(f)
+    assert values["baseline_window"] == ["2006-04", "2007-03"] and values["evaluation_window"] == ["2007-04", "2007-05"]
+    assert values["rtm_follow_up"] == ["2006-07", "2007-05"]  # the follow-up stops at the evaluation window's end
+    resolved = p.__class__(**(p.values() | values))
+    problems = resolved.rules(f)
+    assert any("evaluation_window ends 2007-05, before a whole period of 3 months from the first engagement 2007-04"
+               in x for x in problems)
+    assert not any("baseline" in x for x in problems)  # 12 months before the engagement are enough
+    longer = _facts(start="2006-04", end="2007-09", cohorts=(("2007-04", 20),), never=10)
+    with pytest.raises(ArgumentError, match="full_effect_from = 2 periods, but the first cohort is followed only 1 "
+                                            "period\\(s\\) of 3 months after engagement by 2007-09: lower full_effect_from "
+                                            "to at most 1"):
+        p.resolve(longer)
+    g = _facts(start="2006-04", end="2008-03", cohorts=(("2007-01", 20),), never=10)
+    with pytest.raises(ArgumentError, match="gives 9 month\\(s\\) before the first engagement 2007-01; the evaluation needs at least 12"):
+        ev.Params().resolve(g)
+
+
+def test_derive_without_never_engaged_practices_keeps_the_last_cohort_as_comparison():
+    f = _facts(never=0)
+    p, _ = ev.Params().resolve(f)
+    assert p.evaluation_window == ["2005-04", "2006-03"]  # the 2006-04 cohort is never engaged within it
+    assert p.its_end == "2006-03" and p.rtm_follow_up == ["2003-07", "2004-06"]
+    from pbc_analysis.core.checks import ArgumentError
+
+    with pytest.raises(ArgumentError, match="0 practice\\(s\\) are never engaged up to evaluation_window's end 2008-03.*"
+                                            "end evaluation_window by 2006-03"):
+        ev.Params(evaluation_window=["2005-04", "2008-03"]).resolve(f)
+    alone = _facts(cohorts=(("2005-04", 30),), never=1)  # one cohort and one comparison practice: nothing to fix
+    with pytest.raises(ArgumentError, match="too few practices to compare with"):
+        ev.Params().resolve(alone)
+
+
+def test_derive_refuses_data_without_engagement():
+    from pbc_analysis.core.checks import ArgumentError
+
+    with pytest.raises(ArgumentError, match="no practice engaged between 2003-04 and 2008-03.*nothing to evaluate"):
+        ev.Params().resolve(_facts(cohorts=(), never=30))
+
+
+@pytest.mark.parametrize("given, message", [
+    ({"baseline_window": ["2003-04", "2005-06"]}, "baseline_window ends 2005-06, not before the first engagement "
+                                                  "2005-04.*end it by 2005-03"),
+    ({"baseline_window": ["2002-04", "2005-03"]}, "baseline_window = \\['2002-04', '2005-03'\\] is not inside the data "
+                                                  "window 2003-04 to 2008-03"),
+    ({"evaluation_window": ["2005-01", "2008-03"]}, "evaluation_window starts 2005-01, before the first engagement"),
+    ({"evaluation_window": ["2005-04", "2008-06"]}, "evaluation_window = .* is not inside the data window"),
+    ({"interruption": "2003-04"}, "interruption = '2003-04' must fall after the analysis window's first month"),
+    ({"its_end": "2005-01"}, "its_end = '2005-01' must be from the interruption 2005-04"),
+    ({"activity_end": "2008-06"}, "activity_end = '2008-06' is not inside the data window"),
+    ({"rtm_follow_up": ["2003-05", "2004-06"]}, "rtm_follow_up starts 2003-05, not after rtm_baseline's end 2003-06"),
+    ({"baseline_window": ["2004-04", "2005-03"], "rtm_baseline": ["2003-04", "2003-06"]},
+     "rtm_baseline = .* is not inside the analysis window 2004-04 to 2008-03"),
+    ({"placebo_shift_months": 40}, "placebo_shift_months = 40 moves no cohort inside the 24 months before the first "
+                                   "engagement.*use a shift from 1 to 33"),
+    ({"full_effect_from": 12}, "full_effect_from = 12 periods, but the first cohort is followed only 11 period"),
+    ({"evaluation_window": ["2005-04", "2006-03"], "control_group": "never", "its_end": "2006-03"}, None),
+])
+def test_rules_catch_each_broken_rule(sample_facts, given, message):
+    from pbc_analysis.core.checks import ArgumentError
+
+    if message is None:  # a valid non-default combination passes
+        p, derived = ev.Params(**given).resolve(sample_facts)
+        assert p.evaluation_window == ["2005-04", "2006-03"] and "evaluation_window" not in {d.name for d in derived}
+        return
+    with pytest.raises(ArgumentError, match=message):
+        ev.Params(**given).resolve(sample_facts)
+
+
+def test_never_control_group_needs_never_engaged_practices():
+    from pbc_analysis.core.checks import ArgumentError
+
+    f = _facts(never=1)
+    with pytest.raises(ArgumentError, match="control_group = \"never\" compares with them only"):
+        ev.Params(control_group="never", evaluation_window=["2005-04", "2008-03"]).resolve(f)
+
+
+def test_result_methods_are_the_module_functions(evaluation):
+    assert list(evaluation.tables()) == list(ev.TABLE_NAMES)
+    assert evaluation.headline() == ev.headline(evaluation)
+    assert evaluation.describe() == ev.describe(ev.headline(evaluation))
+    assert evaluation.params.auto() == [] and evaluation.params.seed == 1
+    assert evaluation.provider_check["months"].max() <= calendar.months_between("2003-04", evaluation.params.activity_end)

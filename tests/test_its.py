@@ -18,10 +18,9 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
-from pbc_analysis.publish import figures
-from pbc_analysis.methods import its
-
 from pbc_analysis.core import paths
+from pbc_analysis.methods import its
+from pbc_analysis.publish import figures
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -384,8 +383,12 @@ def test_effect_summary_simulation_is_seeded_and_matches_delta():
     assert a.iloc[-1]["avoided_high"] == pytest.approx(delta.iloc[-1]["avoided_high"], rel=0.05)
     assert (a["avoided_low"] <= a["avoided"]).all() and (a["avoided"] <= a["avoided_high"]).all()
     assert a.iloc[-1]["avoided"] == pytest.approx(a.iloc[:-1]["avoided"].sum())
-    with pytest.raises(ValueError, match="unknown method 'bootstrap'"):
+    with pytest.raises(ValueError, match="method must be one of 'simulation', 'delta'; got 'bootstrap'"):
         its.effect_summary(r, method="bootstrap")
+    with pytest.raises(ValueError, match="n_sims must be >= 100, got 10"):
+        its.effect_summary(r, n_sims=10)
+    with pytest.raises(ValueError, match="confidence must be > 0 and < 1, got 0"):
+        its.effect_summary(r, confidence=0)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -574,10 +577,10 @@ def test_controlled_validation():
     (lambda d: d.assign(t=np.r_[d["t"].to_numpy()[:-1], 1]), {}, "time column 't' has duplicate values \\[1.0\\]"),
     (lambda d: d.assign(y=np.r_[np.nan, d["y"].to_numpy()[1:]]), {}, "outcome column 'y' has 1 missing value"),
     (lambda d: d.assign(t=d["t"].astype(str)), {}, "time column 't' must be numeric"),
-    (None, {"family": "gaussian"}, "unknown family 'gaussian'; choose one of 'poisson', 'quasipoisson', 'negbin'"),
-    (None, {"harmonics": -1}, "harmonics must be a non-negative integer"),
-    (None, {"newey_west_lags": 1.5}, "newey_west_lags must be None or a non-negative integer"),
-    (None, {"confidence": 95}, "confidence must be between 0 and 1"),
+    (None, {"family": "gaussian"}, "family must be one of 'poisson', 'quasipoisson', 'negbin'; got 'gaussian'"),
+    (None, {"harmonics": -1}, "harmonics must be >= 0, got -1"),
+    (None, {"newey_west_lags": 1.5}, "newey_west_lags must be a whole number, got 1.5; or None"),
+    (None, {"confidence": 95}, "confidence must be > 0 and < 1, got 95"),
     (lambda d: d.iloc[20:26], {"harmonics": 2}, "6 observations cannot fit 7 parameters"),
 ])
 def test_validation_errors_name_the_column(change, kwargs, message):

@@ -117,8 +117,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from pbc_analysis.core.checks import check_choice, check_number, choices_of
+
 __all__ = [
     "FAMILIES",
+    "EffectMethod",
+    "Family",
     "ITSResult",
     "effect_summary",
     "fit_controlled",
@@ -127,7 +131,8 @@ __all__ = [
 ]
 
 Family = Literal["poisson", "quasipoisson", "negbin"]
-FAMILIES: tuple[str, ...] = ("poisson", "quasipoisson", "negbin")
+EffectMethod = Literal["simulation", "delta"]        # intervals of the counts avoided
+FAMILIES: tuple[str, ...] = choices_of(Family)
 #: autocorrelation is reported to this lag (monthly data: one year)
 ACF_LAGS = 12
 
@@ -168,15 +173,22 @@ class ITSResult:
     n_obs: int
     df_resid: int
     deviance: float
+    design: pd.DataFrame = field(repr=False)                 # the model matrix (for effect_summary)
+    counterfactual_design: pd.DataFrame = field(repr=False)  # ... with the effect terms set to 0
+    log_offset: np.ndarray = field(repr=False)
     controlled: bool = False
-    design: pd.DataFrame = field(default=None, repr=False)  # type: ignore[assignment]
-    counterfactual_design: pd.DataFrame = field(default=None, repr=False)  # type: ignore[assignment]
-    log_offset: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
 
     def summary(self) -> dict[str, Any]:
         """Headline figures: the level (and slope) change ratio with interval and p-value, dispersion,
         family, covariance type and the Ljung-Box test at the largest lag reported. For a controlled fit
-        the effect terms are the differences (``level_change_difference``, ...)."""
+        the effect terms are the differences (``level_change_difference``, ...).
+
+        Returns
+        -------
+        dict
+            ``level_change_ratio``, its interval and p-value, the slope change's, ``dispersion``,
+            ``ljung_box_p``, ...
+        """
         level, slope = self.effect_terms[0], (self.effect_terms[1] if len(self.effect_terms) > 1 else None)
         c = self.coefficients
         out: dict[str, Any] = {"family": self.family, "controlled": self.controlled, "n_obs": self.n_obs,
@@ -223,18 +235,12 @@ def _column(data: pd.DataFrame, name: str, role: str) -> np.ndarray:
 
 def _check_settings(family: str, harmonics: int, period: float, newey_west_lags: int | None,
                     confidence: float) -> None:
-    if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}; choose one of {', '.join(repr(f) for f in FAMILIES)}")
-    if isinstance(harmonics, bool) or not isinstance(harmonics, (int, np.integer)) or harmonics < 0:
-        raise ValueError(f"harmonics must be a non-negative integer, got {harmonics!r}")
-    if not np.isfinite(period) or period <= 0:
-        raise ValueError(f"period must be positive, got {period!r}")
-    if newey_west_lags is not None and (isinstance(newey_west_lags, bool)
-                                        or not isinstance(newey_west_lags, (int, np.integer))
-                                        or newey_west_lags < 0):
-        raise ValueError(f"newey_west_lags must be None or a non-negative integer, got {newey_west_lags!r}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be between 0 and 1, got {confidence!r}")
+    check_choice("family", family, Family)
+    check_number("harmonics", harmonics, 0, integer=True)
+    check_number("period", period, 0, low_open=True)
+    if newey_west_lags is not None:
+        check_number("newey_west_lags", newey_west_lags, 0, integer=True, fix="or None for model-based errors")
+    check_number("confidence", confidence, 0, 1, low_open=True, high_open=True)
 
 
 def _prepare(data: pd.DataFrame, outcome: str, time: str, post: str, offset: str | None,
@@ -296,6 +302,25 @@ def harmonic_terms(season: Any, harmonics: int, period: float = 12.0) -> pd.Data
 
     For ``harmonics <= 2`` these span the same columns as ``tsModel::harmonic(s, harmonics, period)``
     used by Lopez Bernal et al. (2017); tsModel's frequencies are dyadic (1, 2, 4, ...) beyond that.
+
+    Parameters
+    ----------
+    season : array-like
+        The seasonal position of each point (e.g. the calendar month).
+    harmonics : int
+        The number of sine/cosine pairs.
+    period : float
+        The seasonal period.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``sin1, cos1, sin2, cos2, ...``, one row per point.
+
+    References
+    ----------
+    Lopez Bernal J, Cummins S, Gasparrini A (2017), Int J Epidemiol 46:348-355 (R package tsModel's
+    ``harmonic``).
     """
     s = np.asarray(season, dtype=float)
     j = np.arange(1, harmonics + 1, dtype=float)
@@ -459,7 +484,8 @@ def _fit(data: pd.DataFrame, outcome: str, time: str, post: str, offset: str | N
         covariance=pd.DataFrame(vcov, index=pd.Index(names, name="term"), columns=names),
         dispersion=disp, pearson_dispersion=pearson, alpha=alpha, fitted=fitted,
         autocorrelation=_autocorrelation(fam.resid_dev(y, mu), a["series"], labels), cov_type=label,
-        confidence=confidence, effect_terms=effect, last_pre_time=a["last_pre"], first_post_time=a["first_post"],
+        confidence=confidence, effect_terms=effect, last_pre_time=float(a["last_pre"]),
+        first_post_time=float(a["first_post"]),
         n_obs=n, df_resid=df_resid, deviance=deviance, controlled=controlled, design=X, counterfactual_design=Xcf,
         log_offset=log_off)
 
@@ -481,6 +507,38 @@ def fit_segmented(data: pd.DataFrame, outcome: str, time: str, post: str, offset
     ``season`` is the column the harmonics are computed from (default ``time``). Raises ``ValueError``
     naming the column for a missing or non-numeric column, missing values, negative counts, a
     non-positive population, a non-binary or non-monotone ``post``, duplicate times, or an unknown family.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        One row per time point.
+    outcome, time, post : str
+        The count, time and 0/1 post-interruption columns.
+    offset : str, optional
+        A positive population column (its log is the offset).
+    family : {"poisson", "quasipoisson", "negbin"}
+        The model family.
+    harmonics : int
+        Seasonal sine/cosine pairs (>= 0).
+    period : float
+        The seasonal period in time units (12 for months).
+    slope_change : bool
+        Whether to add the slope-change term.
+    newey_west_lags : int, optional
+        Newey-West (HAC) errors with this many lags (None: model-based).
+    confidence : float
+        Interval level, in (0, 1).
+    season : str, optional
+        The column the harmonics are computed from (default ``time``).
+
+    Returns
+    -------
+    ITSResult
+
+    References
+    ----------
+    Lopez Bernal J, Cummins S, Gasparrini A (2017). Interrupted time series regression for the evaluation of
+    public health interventions: a tutorial. Int J Epidemiol 46:348-355.
     """
     return _fit(data, outcome, time, post, offset, family, harmonics, period, season, slope_change,
                 newey_west_lags, confidence, None, None)
@@ -501,6 +559,28 @@ def fit_controlled(data: pd.DataFrame, outcome: str, time: str, post: str, group
     ``treated_value``; both series must switch ``post`` at the same time. Newey-West errors are summed
     within series (statsmodels ``hac-panel``). The counterfactual in :attr:`ITSResult.fitted` is the
     treated series with the difference terms removed (the comparison series' rows equal their fit).
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        The two series stacked, one row per series and time point.
+    outcome, time, post : str
+        As :func:`fit_segmented`.
+    group : str
+        The column telling the series apart.
+    treated_value : hashable
+        The value of ``group`` of the treated series.
+    offset, family, harmonics, period, slope_change, newey_west_lags, confidence, season
+        As :func:`fit_segmented`.
+
+    Returns
+    -------
+    ITSResult
+
+    References
+    ----------
+    Lopez Bernal J, Cummins S, Gasparrini A (2018). The use of controls in interrupted time series studies of
+    public health interventions. Int J Epidemiol 47:2082-2093.
     """
     if group not in data.columns:
         raise ValueError(f"group column {group!r} not found in data (columns: {list(data.columns)})")
@@ -524,7 +604,7 @@ def fit_controlled(data: pd.DataFrame, outcome: str, time: str, post: str, group
 # Effects
 # --------------------------------------------------------------------------------------------------
 
-def effect_summary(result: ITSResult, method: Literal["simulation", "delta"] = "simulation",
+def effect_summary(result: ITSResult, method: EffectMethod = "simulation",
                    n_sims: int = 10_000, seed: int = 0, confidence: float = 0.95) -> pd.DataFrame:
     """Counts avoided by the intervention: ``avoided = counterfactual - fitted`` per post point and in total.
 
@@ -538,13 +618,34 @@ def effect_summary(result: ITSResult, method: Literal["simulation", "delta"] = "
     (King, Tomz and Wittenberg 2000, "Making the most of statistical analyses", AJPS 44:347-361);
     ``method="delta"`` uses the delta method, ``avoided -/+ z sqrt(g'Vg)`` with gradient
     ``g = sum_t (mu_cf,t x_cf,t - mu_t x_t)``. Point estimates are plug-in values at ``b_hat``.
+
+    Parameters
+    ----------
+    result : ITSResult
+        A fit of :func:`fit_segmented` or :func:`fit_controlled` (its treated series).
+    method : {"simulation", "delta"}
+        How the intervals are made.
+    n_sims : int
+        Simulation draws (at least 100).
+    seed : int
+        Seed of the simulation.
+    confidence : float
+        Interval level, in (0, 1).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``scope, time, observed, fitted, counterfactual, avoided, avoided_low, avoided_high, ratio``.
+
+    References
+    ----------
+    King G, Tomz M, Wittenberg J (2000), Am J Polit Sci 44:347-361 (simulation of quantities of interest);
+    Lopez Bernal J, Cummins S, Gasparrini A (2017), Int J Epidemiol 46:348-355.
     """
-    if method not in ("simulation", "delta"):
-        raise ValueError(f"unknown method {method!r}; choose 'simulation' or 'delta'")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be between 0 and 1, got {confidence!r}")
-    if method == "simulation" and (not isinstance(n_sims, (int, np.integer)) or n_sims < 100):
-        raise ValueError(f"n_sims must be an integer >= 100, got {n_sims!r}")
+    check_choice("method", method, EffectMethod)
+    check_number("confidence", confidence, 0, 1, low_open=True, high_open=True)
+    if method == "simulation":
+        check_number("n_sims", n_sims, 100, integer=True)
     f = result.fitted
     rows = (f["post"] == 1).to_numpy()
     if result.controlled:
@@ -584,7 +685,3 @@ def effect_summary(result: ITSResult, method: Literal["simulation", "delta"] = "
     out["ratio"] = out["fitted"] / out["counterfactual"]
     return out
 
-
-# --------------------------------------------------------------------------------------------------
-# Plot
-# --------------------------------------------------------------------------------------------------
