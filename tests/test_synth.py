@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -18,10 +19,15 @@ from pbc_analysis.synth import (
     TABLE_COLUMNS,
     TABLE_KEYS,
     SynthParams,
+    flags,
     generate,
     lmdi_decompose,
+    params_from_flags,
+    pipeline_warnings,
     write_synthetic_pct,
 )
+from pbc_analysis.synth.options import parse_flag
+from pbc_analysis.synth.params import default_cohort_offsets, first_full_year_end
 
 SMALL = dict(n_practices=12, n_months=36)
 SAMPLE_ARGS = dict(seed=20070401, n_practices=60, n_months=60, start_month="2003-04", fmt="parquet")
@@ -75,7 +81,7 @@ def dictionary_columns() -> dict[str, list[str]]:
 def test_byte_identical_for_same_seed_and_different_for_another(tmp_path):
     a = write_synthetic_pct(tmp_path / "a", seed=5, progress=False, **SMALL)
     b = write_synthetic_pct(tmp_path / "b", seed=5, progress=False, **SMALL)
-    c = write_synthetic_pct(tmp_path / "c", seed=6, progress=False, **SMALL)
+    write_synthetic_pct(tmp_path / "c", seed=6, progress=False, **SMALL)
     ha, hb, hc = sha256_dir(tmp_path / "a"), sha256_dir(tmp_path / "b"), sha256_dir(tmp_path / "c")
     assert set(ha) == {p.name for p in a.values()} == set(hc)
     assert "ground_truth.json" in ha
@@ -394,3 +400,170 @@ def test_lmdi_parts_add_up(which, request):
     if which == "sample":
         last = truth["pct_year"][-1]
         assert last["lmdi_provider_change"] < 0 and last["lmdi_tariff"] > 0 and last["lmdi_population"] > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# parameters and `pbc synth`'s flags (one source: SynthParams)
+# ---------------------------------------------------------------------------------------------
+def _synth_args(*argv: str) -> dict[str, str]:
+    """What `pbc synth` passes on: the typed flags, by SynthParams field."""
+    from pbc_analysis.pipeline import cli
+
+    ns = cli.build_parser().parse_args(["synth", "--out", "unused", *argv])
+    return {f.name: getattr(ns, f.name) for f in flags() if hasattr(ns, f.name)}
+
+
+def test_every_field_is_a_flag_with_its_default_and_help():
+    fields = {f.name: f for f in dataclasses.fields(SynthParams)}
+    by_name = {f.name: f for f in flags()}
+    assert list(by_name) == list(fields)
+    assert len({f.flag for f in flags()}) == len(fields)
+    assert {by_name[n].flag for n in ("seed", "n_practices", "n_months", "start_month")} == {
+        "--seed", "--practices", "--months", "--start"}
+    for name, f in by_name.items():
+        opt = SynthParams.options()[name]
+        assert f.default == fields[name].default and opt.help and f.group == opt.group
+        assert "(default: " in f.help and ("derived: " in f.help) == (f.default is None and opt.derive is not None)
+    # the default's text, as shown in --help, parses back to the default (one source for both)
+    for name, f in by_name.items():
+        if f.default is not None:
+            shown = f.help.rsplit("(default: ", 1)[1][:-1]
+            assert SynthParams(**{name: parse_flag(name, shown, "2003-04")}) == SynthParams(), name
+    assert _synth_args() == {} and params_from_flags({}) == SynthParams()
+
+
+def test_flags_map_to_synth_params():
+    given = _synth_args("--seed", "5", "--practices", "45", "--months", "48", "--start", "2004-01",
+                        "--cohort-offsets", "2005-07,2006-01", "--cohort-fractions", "0.4,0.3",
+                        "--never-engaged-fraction", "0.3", "--engagement-effects", "all=0.05,110=0.2",
+                        "--cohort-effect-scale", "1,0.5", "--provider-cut-offset", "40", "--provider-cut-size", "-0.3",
+                        "--under-referrers", "3", "--under-referrer-log-propensity", "-0.7",
+                        "--completeness", "0.9,0.6", "--providers", "auto", "--structural-change", "none")
+    p = params_from_flags(given)
+    assert (p.seed, p.n_practices, p.n_months, p.start_month) == (5, 45, 48, "2004-01")
+    assert p.cohort_offsets == (18, 24)  # months turned into offsets from --start
+    assert p.cohort_fractions == (0.4, 0.3) and p.never_engaged_fraction == 0.3
+    assert dict(p.engagement_effects) == {c: (0.2 if c == "110" else 0.05) for c, _ in SynthParams().engagement_effects}
+    assert p.cohort_effect_scale == (1.0, 0.5)
+    assert (p.provider_cut_offset, p.provider_cut_size) == (40, -0.3)
+    assert (p.n_under_referrers, p.under_referrer_log_propensity) == (3, -0.7)
+    assert p.completeness == (0.9, 0.6) and p.n_providers is None
+    assert dict(p.structural_change) == {"first_op": 0.0, "followup_op": 0.0}
+    r = p.resolved()
+    assert r.n_providers == 4 and r.provider_cut_offset == 40 and r.cohort_offsets == (18, 24)
+
+
+@pytest.mark.parametrize("argv, flag, words", [
+    (["--practices", "1"], "--practices", ">= 2"),
+    (["--months", "eight"], "--months", "whole number"),
+    (["--start", "2004-13"], "--start", "YYYY-MM"),
+    (["--cohort-offsets", "2005-04,2005-10,2009-01"], "--cohort-offsets", "inside the window"),
+    (["--cohort-offsets", "30,24,36"], "--cohort-offsets", "must increase"),
+    (["--cohort-offsets", "24,30"], "--cohort-fractions", "one share per cohort"),
+    (["--never-engaged-fraction", "0.5"], "--never-engaged-fraction", "add up to 1"),
+    (["--never-engaged-fraction", "1.5"], "--never-engaged-fraction", "<= 1"),
+    (["--cohort-fractions", "0.3,-0.1,0.5"], "--cohort-fractions", "> 0"),
+    (["--engagement-effects", "110=1.2"], "--engagement-effects 110", "< 1"),
+    (["--engagement-effects", "999=0.1"], "--engagement-effects", "unknown specialty"),
+    (["--cohort-effect-scale", "1,1"], "--cohort-effect-scale", "one value per cohort"),
+    (["--cohort-effect-scale", "8,1,1"], "--cohort-effect-scale", "below 1"),
+    (["--provider-cut-offset", "2010-01"], "--provider-cut-offset", "inside the window"),
+    (["--provider-cut-size", "-1"], "--provider-cut-size", "> -1"),
+    (["--structural-change-offset", "2007-05"], "--structural-change-offset", "an April"),
+    (["--under-referrers", "60"], "--under-referrers", "engaged practices"),
+    (["--completeness", "0.9,1.5"], "--completeness", "<= 1"),
+    (["--elective-season", "1,1"], "--elective-season", "exactly 12"),
+    (["--provider-cut-provider", "RZZ"], "--provider-cut-provider", "not a provider"),
+])
+def test_flags_refuse_bad_values_naming_the_flag(argv, flag, words, tmp_path, capsys):
+    from pbc_analysis.pipeline import cli
+
+    code = cli.main(["synth", "--out", str(tmp_path / "out"), "--practices", "45", "--quiet", *argv])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("error: pbc synth: ") and flag in err and words in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_python_api_refuses_bad_values_naming_the_field():
+    with pytest.raises(ValueError, match="n_months must be >= 12"):
+        SynthParams(n_months=8).resolved()
+    with pytest.raises(ValueError, match=r"cohort_offsets 24 \(2003-04\), 30 \(2003-10\), 70 \(2007-02\) must increase.*offsets 1 to 59"):
+        SynthParams(n_months=60, start_month="2001-04", cohort_offsets=(24, 30, 70)).resolved()
+    with pytest.raises(ValueError) as info:  # every problem at once
+        generate(SynthParams(ae_fraction=2.0, high_cost_alpha=1.0))
+    assert len(info.value.problems) == 2
+
+
+def test_default_cohort_timing_follows_the_window():
+    # the sample's rule where it leaves a full financial year before the first cohort ...
+    assert default_cohort_offsets(60, "2003-04") == (24, 30, 36)
+    assert default_cohort_offsets(48, "2004-01") == (19, 24, 29)
+    # ... and moved later (same spacing) where it would not: 48 months from May
+    assert default_cohort_offsets(48, "2004-05") == (23, 28, 33)
+    for months in range(45, 151):
+        for month in range(1, 13):
+            start = f"2004-{month:02d}"
+            p = SynthParams(n_practices=45, n_months=months, start_month=start).resolved()
+            cohorts = p.cohort_offsets
+            assert cohorts[0] > first_full_year_end(start) and cohorts[-1] < months, (months, start)
+            assert pipeline_warnings(p) == [], (months, start)
+
+
+def test_warns_when_the_pipeline_could_not_use_the_shape(tmp_path, capsys):
+    from pbc_analysis.pipeline import cli
+
+    code = cli.main(["synth", "--out", str(tmp_path / "w"), "--practices", "30", "--months", "36", "--start",
+                     "2004-07", "--cohort-offsets", "2005-03,2005-06,2005-09", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 0 and "warning: no full April-to-March year ends before the first engagement (2005-03)" in err
+    assert "--cohort-offsets after 2006-03" in err
+    assert json.loads((tmp_path / "w" / "ground_truth.json").read_text())["lmdi"]["base_year"] is None
+
+
+@pytest.mark.parametrize("argv", [
+    ["--seed", "5", "--practices", "45", "--months", "48", "--start", "2004-05"],
+    ["--seed", "8", "--practices", "100", "--months", "66", "--start", "2003-01", "--cohort-offsets",
+     "2005-07,2006-01", "--cohort-fractions", "0.4,0.3", "--provider-cut-offset", "2007-06", "--provider-cut-size",
+     "-0.3", "--under-referrers", "4", "--completeness", "0.95,0.9,0.7,0.4", "--engagement-effects",
+     "all=0.08,110=0.2", "--format", "csv"],
+], ids=["45-practices-48-months-may-derived-cohorts", "100-practices-66-months-january-custom-effects"])
+def test_non_default_shape_is_valid_input(argv, tmp_path, capsys):
+    from pbc_analysis.core import calendar
+    from pbc_analysis.data.plausibility import validate_inputs_for_cli
+    from pbc_analysis.pipeline import cli
+
+    out = tmp_path / "pct"
+    assert cli.main(["synth", *argv, "--out", str(out), "--quiet"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    truth = json.loads((out / "ground_truth.json").read_text())
+    window = truth["window"]
+    inputs, accepted = validate_inputs_for_cli(out, window["start_month"], window["end_month"])
+    assert accepted == []
+    given = params_from_flags(_synth_args(*[a for a in argv if a not in ("--format", "csv")]))
+    p = given.resolved()
+    assert truth["generator"]["resolved_params"] == p.to_dict()
+    assert window["n_months"] == p.n_months and window["start_month"] == p.start_month
+    starts = [calendar.add_months(p.start_month, o) for o in p.cohort_offsets]
+    assert [c["start_month"] for c in truth["engagement"]["cohorts"]] == starts
+    assert sorted(inputs.engagement["engaged_from"].dropna().unique()) == starts
+    assert truth["lmdi"]["base_year"] is not None
+    assert calendar.fy_end_month(truth["lmdi"]["base_year"]) < starts[0]
+    assert len(truth["under_referrers"]["practices"]) == p.n_under_referrers
+    assert list(truth["completeness"].values()) == list(p.completeness)
+    assert list(truth["completeness"])[-1] == window["end_month"]
+    cut = inputs.provider_changes.iloc[0]
+    assert cut["effective_month"] == calendar.add_months(p.start_month, p.provider_cut_offset)
+    assert truth["provider_change"]["relative_change_in_follow_up_ratio"] == p.provider_cut_size
+    assert inputs.practices.shape[0] == p.n_practices
+
+
+def test_pbc_synth_defaults_reproduce_the_sample(tmp_path):
+    from pbc_analysis.pipeline import cli
+
+    out = tmp_path / "sample"
+    assert cli.main(["synth", "--seed", "20070401", "--practices", "60", "--months", "60", "--start", "2003-04",
+                     "--out", str(out), "--quiet"]) == 0
+    assert sha256_dir(out) == sha256_dir(SAMPLE_DIR)
+    assert cli.main(["synth", "--out", str(tmp_path / "bare"), "--quiet"]) == 0  # no flag: the same defaults
+    assert sha256_dir(tmp_path / "bare") == sha256_dir(SAMPLE_DIR)

@@ -3,8 +3,9 @@
     pbc run --config configs/sample.yaml       run the pipeline and publish the report
     pbc verify reports/<run_id> [--allow-dirty] [--no-rerun] [--keep]
                                                check a published run's files, re-run it and compare
-    pbc synth --seed N --practices P --months M --out DIR
-                                               write a synthetic PCT (inputs + ground truth)
+    pbc synth --seed N --practices P --months M --start YYYY-MM --out DIR [--cohort-offsets ...] ...
+                                               write a synthetic PCT (inputs + ground truth); every
+                                               generator parameter is a flag (pbc synth --help)
     pbc init --data-dir DIR [--out CONFIG] [--name NAME] [--force]
                                                validate DIR and write a config with every setting
     pbc validate --data-dir DIR --start YYYY-MM --end YYYY-MM [--config CONFIG]
@@ -89,13 +90,45 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from pbc_analysis.synth import write_synthetic_pct
+    """``pbc synth``: 0 written, 2 a flag refused (every problem printed, naming its flag and the fix)."""
+    from pbc_analysis.core.checks import ArgumentError
+    from pbc_analysis.synth import flags, generate, params_from_flags, pipeline_warnings, write_tables
+    from pbc_analysis.synth.options import flag_label, name_flags
 
+    given = {f.name: getattr(args, f.name) for f in flags() if hasattr(args, f.name)}
+    try:
+        params = params_from_flags(given)
+        resolved = params.resolved()
+    except ArgumentError as exc:
+        print("error: pbc synth: " + "; ".join(exc.problems), file=sys.stderr)
+        return 2
+    for warning in pipeline_warnings(resolved, flag_label):
+        print(f"warning: {warning}", file=sys.stderr)
     start = time.perf_counter()
-    files = write_synthetic_pct(paths.resolve(args.out, base=Path.cwd()), seed=args.seed, n_practices=args.practices,
-                                n_months=args.months, start_month=args.start, fmt=args.format, progress=not args.quiet)
+    try:
+        result = generate(params, progress=not args.quiet)
+    except ValueError as exc:  # a value only the drawn PCT can refuse (an unknown --provider-cut-provider)
+        print(f"error: pbc synth: {name_flags(str(exc))}", file=sys.stderr)
+        return 2
+    files = write_tables(result, paths.resolve(args.out, base=Path.cwd()), fmt=args.format, progress=not args.quiet)
     print(f"wrote {len(files)} tables and ground_truth.json to {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
+
+
+def _add_synth_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per field of ``SynthParams``, its name, metavar, default and help from the dataclass.
+
+    Flags not typed stay absent from the namespace (``argparse.SUPPRESS``), so the parameters are built
+    from what was given and every other field keeps the dataclass's default.
+    """
+    from pbc_analysis.synth import flags
+
+    groups: dict[str, Any] = {}
+    for f in flags():
+        if f.group not in groups:
+            groups[f.group] = p.add_argument_group(f.group)
+        groups[f.group].add_argument(f.flag, dest=f.name, metavar=f.metavar, default=argparse.SUPPRESS,
+                                     help=f.help.replace("%", "%%"))
 
 
 def _validate_window(args: argparse.Namespace) -> tuple[str, str, str, Any] | str:
@@ -189,11 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="keep the re-run's directory (always kept when the re-run fails)")
     p.set_defaults(func=_cmd_verify)
 
-    p = sub.add_parser("synth", help="write a synthetic PCT with planted effects and its ground truth")
-    p.add_argument("--seed", type=int, default=20070401)
-    p.add_argument("--practices", type=int, default=60)
-    p.add_argument("--months", type=int, default=60)
-    p.add_argument("--start", default="2003-04", help="first month, YYYY-MM (default 2003-04)")
+    p = sub.add_parser("synth", help="write a synthetic PCT with planted effects and its ground truth",
+                       usage="pbc synth --out DIR [--seed N] [--practices N] [--months N] [--start YYYY-MM] "
+                             "[generator flags, below]",
+                       description="Write a synthetic PCT (inputs + ground_truth.json) of any shape. Lists are "
+                                   "comma-separated; months of the window are YYYY-MM or offsets from --start; "
+                                   "code=value pairs change those codes only (all=X every code, none: all 0); "
+                                   "'auto' derives a value from the window.")
+    _add_synth_flags(p)
     p.add_argument("--format", choices=("parquet", "csv"), default="parquet", help="format of the large tables")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
