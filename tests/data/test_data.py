@@ -23,7 +23,7 @@ from pbc_analysis import data as D
 from pbc_analysis.data import TABLES, DataValidationError, Inputs, Problem, Window, find_table_files, load_inputs, read_table, validate
 from pbc_analysis.data import checks as data_checks
 
-FIXTURES = Path(__file__).parent / "fixtures" / "tiny"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "tiny"
 START, END = "2005-04", "2005-06"
 MONTHS = ["2005-04", "2005-05", "2005-06"]
 PRACTICES = ["P81001", "P81002", "P81003"]
@@ -729,7 +729,7 @@ def test_report_is_readable(ds: Path) -> None:
 
 
 def test_data_dictionary_lists_every_column() -> None:
-    doc = (Path(__file__).parents[1] / "docs" / "data_dictionary.md").read_text()
+    doc = (Path(__file__).parents[2] / "docs" / "data_dictionary.md").read_text()
     for table, spec in TABLES.items():
         assert f"### `{table}`" in doc
         for c in spec.column_names:

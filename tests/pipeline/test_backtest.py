@@ -15,7 +15,7 @@ import pytest
 
 from pbc_analysis.pipeline import compare
 
-EXPECTED = Path(__file__).parent / "expected"
+EXPECTED = Path(__file__).parents[1] / "expected"
 pytestmark = pytest.mark.slow
 
 

@@ -1,6 +1,6 @@
 """Config validation happens before any notebook runs (pbc_analysis.pipeline.run.parse_config).
 
-The hostile-input cases (YAML tags, code in values, unsafe names) are in tests/test_security_config.py.
+The hostile-input cases (YAML tags, code in values, unsafe names) are in tests/pipeline/test_security_config.py.
 """
 
 from __future__ import annotations

@@ -81,9 +81,9 @@ def test_two_runs_give_identical_result_tables(runs):
     assert a == b and len(a) >= 8
 
 
-def test_data_quality_detects_the_planted_lag(runs):
+def test_data_quality_detects_the_planted_lag(runs, sample_truth):
     run_dir, _ = runs
-    truth = json.loads((paths.SAMPLE_DIR / "ground_truth.json").read_text())
+    truth = sample_truth
     res = json.loads((run_dir / "results.json").read_text())["data_quality"]
     assert res["incomplete_trailing_months"]["gp_referral"] == 0   # referrals are not lagged
     # every hospital point of delivery: the months the generator made clearly short (<= 85%) are flagged

@@ -21,7 +21,7 @@ from pbc_analysis.core import paths
 from pbc_analysis.publish import bundle, report
 from pbc_analysis.publish.bundle import Column, PublishError, TableSpec
 
-EXPECTED = Path(__file__).parent / "expected"
+EXPECTED = Path(__file__).parents[1] / "expected"
 
 
 def _disclosed(cell: object) -> bool:

@@ -499,7 +499,7 @@ def test_two_processes_writing_the_index_at_once_both_succeed(tmp_path):
     reports = tmp_path / "reports"
     _fake_run(reports, "20260101-000000-first-aaaa")
     _fake_run(reports, "20260102-000000-second-bbbb", started="2026-01-02T00:00:00+00:00")
-    env = {**os.environ, "PYTHONPATH": str(Path(runs_index.__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(runs_index.__file__).parents[2])}
     procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(reports), "40"], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outcomes = [(p.wait(timeout=120), p.stderr.read()) for p in procs]

@@ -12,8 +12,6 @@ import pytest
 import statsmodels.api as sm
 from scipy import stats
 
-from pbc_analysis import data
-from pbc_analysis.core import paths
 from pbc_analysis.core.checks import ArgumentError
 from pbc_analysis.stages import attribution as at
 from pbc_analysis.stages import facts as stage_facts
@@ -191,7 +189,7 @@ def test_decompose_refuses_missing_rows_and_bad_method():
 
 
 # ----------------------------------------------------------------------------------------------------------
-# The causal model (its Poisson engine: tests/test_ppml.py)
+# The causal model (its Poisson engine: tests/methods/test_ppml.py)
 # ----------------------------------------------------------------------------------------------------------
 
 
@@ -402,9 +400,8 @@ def test_sharing_bad_parameters_named():
 
 
 @pytest.fixture(scope="module")
-def sample():
-    inputs = data.load_inputs(paths.SAMPLE_DIR, "2003-04", "2008-03")
-    truth = json.loads((paths.SAMPLE_DIR / "ground_truth.json").read_text())
+def sample(sample_inputs, sample_truth):
+    inputs, truth = sample_inputs, sample_truth
     att = at.run(inputs, at.Params(decomposition_draws=30))  # base and evaluation years derived from the data
     return inputs, truth, att
 
@@ -681,10 +678,9 @@ def test_rules_window_too_short_to_complete_the_lag():
     assert at.Params(base_year="2004/05", evaluation_year="2005/06", lag_months=0).rules(f) == []
 
 
-def test_derived_settings_on_the_sample_equal_the_config():
+def test_derived_settings_on_the_sample_equal_the_config(sample_facts):
     """The sample's derived years are the ones configs/sample.yaml spelled out by hand."""
-    inputs = data.load_inputs(paths.SAMPLE_DIR, "2003-04", "2008-03")
-    f = stage_facts.data_facts(inputs)
+    f = sample_facts
     p, derived = at.Params().resolve(f)
     assert (p.base_year, p.evaluation_year) == ("2004/05", "2007/08")
     assert f.activity_end == "2008-01"  # measured: two incomplete months, within lag_months = 3
