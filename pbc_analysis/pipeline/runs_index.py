@@ -36,7 +36,7 @@ from urllib.parse import quote
 
 from pbc_analysis.core.names import INCOMPLETE, LATEST, is_safe_name
 from pbc_analysis.pipeline.manifest import check_published
-from pbc_analysis.publish.report_content import changed_count
+from pbc_analysis.publish.report_provenance import changed_count
 
 if sys.platform != "win32":
     import fcntl

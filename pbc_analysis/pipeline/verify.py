@@ -54,7 +54,7 @@ from pbc_analysis.pipeline import manifest as mf
 from pbc_analysis.pipeline.config import ConfigError, RunConfig, parse_config
 from pbc_analysis.pipeline.run import RunError, run_pipeline
 from pbc_analysis.publish.report import ReportError
-from pbc_analysis.publish.report_content import changed_count
+from pbc_analysis.publish.report_provenance import changed_count
 
 #: Outputs re-run and compared (tables and JSON with the tolerance, reports by their tables, text exactly).
 COMPARED = ("tables/*.csv", "results.json", "results/*.json", "report.html", "published/tables/*.csv",

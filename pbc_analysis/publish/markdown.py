@@ -98,3 +98,30 @@ def markdown_safe(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [markdown_safe(v) for v in obj]
     return obj
+
+
+def html_table(df: Any, title: str, note: str | None = None) -> Any:
+    """A table as escaped HTML with a caption (and an optional note): every cell and the caption escaped.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The table (its cells may be untrusted text).
+    title : str
+        The caption.
+    note : str, optional
+        A note printed under the table.
+
+    Returns
+    -------
+    IPython.display.HTML
+    """
+    import html
+
+    from IPython.display import HTML
+
+    body = df.to_html(index=False, border=0, classes="pbc-table", na_rep="", escape=True)
+    body = body.replace('<table class="dataframe pbc-table">', f'<table class="pbc-table"><caption>{html.escape(title)}</caption>', 1)
+    if note:
+        body += f'<p class="pbc-note"><small>{html.escape(note)}</small></p>'
+    return HTML(body)

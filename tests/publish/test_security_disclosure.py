@@ -75,7 +75,7 @@ def test_table_with_an_unregistered_column_is_refused_naming_every_one():
         bundle.disclose_table_text("t", df, SPEC)
     msg = str(err.value)
     assert "'patients'" in msg and "'spells'" in msg and "TABLES['t']" in msg and "kind" in msg
-    with pytest.raises(PublishError, match="'nope' is not in pbc_analysis/publish/bundle.py TABLES"):
+    with pytest.raises(PublishError, match="'nope' is not in pbc_analysis/publish/registry.py TABLES"):
         bundle.disclose_table_text("nope", df)
 
 
@@ -322,7 +322,7 @@ def test_an_unregistered_table_or_column_stops_publication(run, tmp_path):
         bundle.build_bundle(copy)
     msg = str(err.value)
     assert "nothing was written" in msg
-    assert "tables/new_counts.csv: table 'new_counts' is not in pbc_analysis/publish/bundle.py TABLES" in msg
+    assert "tables/new_counts.csv: table 'new_counts' is not in pbc_analysis/publish/registry.py TABLES" in msg
     assert "tables/dq_monthly_totals.csv: column(s) ['spells']" in msg
     assert "extra.patients = 4: not classified" in msg
     assert not (copy / "published").exists() and not (copy / ".published.tmp").exists()

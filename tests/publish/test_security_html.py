@@ -24,7 +24,7 @@ import pytest
 
 from pbc_analysis.pipeline import manifest, runs_index
 from pbc_analysis.pipeline.runs_index import ignored_entries, run_states, write_index
-from pbc_analysis.publish import markdown, report, report_content, results
+from pbc_analysis.publish import markdown, report, report_content, report_provenance, results
 from pbc_analysis.publish.markdown import markdown_code, markdown_text
 from pbc_analysis.publish.report import (
     ReportError,
@@ -152,11 +152,11 @@ def test_report_texts_with_hostile_values_render_as_text(tmp_path):
     res, prov = _hostile_results(), _hostile_provenance()
     texts = [report_content.title_block(res, prov), report_content.data_quality_text(res),
              report_content.benchmarking_text(res), report_content.evaluation_text(res),
-             report_content.verdict_text(res), report_content.reproducibility_text(prov),
-             report_content.validation_text(res)]
+             report_content.verdict_text(res), report_provenance.reproducibility_text(prov),
+             report_provenance.validation_text(res)]
     outputs = [{"text/markdown": t, "text/plain": "x"} for t in texts]
     outputs += [{"text/html": h.data, "text/plain": "x"}
-                for h in [report_content.inputs_table(prov), report_content.packages_table(prov),
+                for h in [report_provenance.inputs_table(prov), report_provenance.packages_table(prov),
                           report_content.executive_summary_table(res)]]
     page = _render_outputs(tmp_path, outputs)  # render_html itself refuses active content
     assert check_self_contained(page) == []
@@ -190,18 +190,18 @@ def test_tables_and_captions_escape_cells_headers_and_alt_text(tmp_path):
 
 def test_reproducibility_section_says_when_the_checkout_was_dirty():
     prov = _hostile_provenance(dirty=True, changed_files=[" M pbc_analysis/a.py", " M b.py", "?? c.py"])
-    text = report_content.reproducibility_text(prov)
+    text = report_provenance.reproducibility_text(prov)
     assert text.startswith("> **Warning.** This run was made from a checkout with uncommitted changes (3 files modified")
     assert "not reproducible from the commit alone" in text and "(uncommitted changes)" in text
     assert "uncommitted changes (3 files modified" in report_content.title_block({}, prov)
-    clean = report_content.reproducibility_text(_hostile_provenance())
+    clean = report_provenance.reproducibility_text(_hostile_provenance())
     assert "Warning" not in clean and "(clean checkout)" in clean
-    assert report_content.code_warning(_hostile_provenance()) is None
+    assert report_provenance.code_warning(_hostile_provenance()) is None
 
 
 def test_reproducibility_section_says_when_there_was_no_git():
     prov = _hostile_provenance(commit=None, dirty=None, changed_files=[])
-    text = report_content.reproducibility_text(prov)
+    text = report_provenance.reproducibility_text(prov)
     assert text.startswith("> **Warning.** No git information was recorded for this run")
     assert "(no git information)" in text
     assert "No git information" in report_content.title_block({}, prov)
@@ -216,11 +216,11 @@ def test_report_lists_input_tables_and_accepted_exceptions():
         "accepted_exceptions": [{"rule": "unit_cost_vs_tariff", "table": "activity", "column": "cost", "rows": 5,
                                  "reason": SCRIPT}],
         "settings": {}}}
-    text = report_content.validation_text(res)
+    text = report_provenance.validation_text(res)
     assert text.startswith("2 of 3 tables of the data dictionary were read, validated and used; optional tables not "
                            "supplied: budgets.")
     assert "1 plausibility rule flagged values that the config accepted explicitly" in text
-    inputs, accepted = report_content.validation_tables(res)
+    inputs, accepted = report_provenance.validation_tables(res)
     tables = report.extract_tables(_page(inputs.data + accepted.data))
     assert tables[0]["headers"] == ["Table", "File", "Required or optional", "Present", "Used"]
     assert tables[0]["rows"][0] == ["activity", "activity.csv.gz", "required", "yes", "yes"]
@@ -231,8 +231,8 @@ def test_report_lists_input_tables_and_accepted_exceptions():
 
 
 def test_report_says_validation_not_recorded_for_older_runs():
-    assert "not recorded" in report_content.validation_text({})
-    assert report_content.validation_tables({}) == []
+    assert "not recorded" in report_provenance.validation_text({})
+    assert report_provenance.validation_tables({}) == []
 
 
 # --------------------------------------------------------------------------------------------------
