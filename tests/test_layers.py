@@ -77,3 +77,44 @@ def test_publish_layer_loads_no_pipeline_module():
     loaded = set(out.split())
     assert {"pbc_analysis.publish.report", "pbc_analysis.publish.report_content", "pbc_analysis.publish.bundle"} <= loaded
     assert {m for m in loaded if m.startswith("pbc_analysis.pipeline")} == set()
+
+
+MAX_MODULE_LINES = 800
+MAX_FUNCTION_LINES = 80   # of code: the numpydoc docstring (Parameters, Returns, References) is not counted
+
+
+def test_no_module_over_800_lines():
+    big = {str(p.relative_to(paths.PACKAGE_DIR)): n for p in _modules()
+           if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert big == {}, f"modules over {MAX_MODULE_LINES} lines: split them by concept: {big}"
+
+
+def test_no_function_over_80_lines_of_code():
+    long = {}
+    for p in _modules():
+        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = node.body[0]
+                doc = (first.end_lineno - first.lineno + 1) if ast.get_docstring(node, clean=False) is not None else 0
+                code = node.end_lineno - node.lineno + 1 - doc
+                if code > MAX_FUNCTION_LINES:
+                    long[f"{p.relative_to(paths.PACKAGE_DIR)}:{node.name}"] = code
+    assert long == {}, f"functions over {MAX_FUNCTION_LINES} lines of code: cut them into named steps: {long}"
+
+
+def test_every_module_is_listed_in_the_package_docstring_and_the_readme():
+    import pbc_analysis
+
+    readme = (paths.PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    doc = pbc_analysis.__doc__ or ""
+    missing_doc, missing_readme = [], []
+    for p in _modules():
+        rel = p.relative_to(paths.PACKAGE_DIR)
+        name = rel.parent.as_posix() if rel.name == "__init__.py" else rel.with_suffix("").as_posix()
+        if name in LAYERS:
+            continue
+        if f"``{name}``" not in doc and f"``{name}/``" not in doc:
+            missing_doc.append(name)
+        if f"`{name}`" not in readme and f"`{name}/`" not in readme:
+            missing_readme.append(name)
+    assert missing_doc == [] and missing_readme == [], (missing_doc, missing_readme)
