@@ -152,9 +152,18 @@ def _validate_window(args: argparse.Namespace) -> tuple[str, str, str, Any] | st
             for key, value in list(given.items()):
                 if value is None and params.get(key) is not None:
                     given[key] = str(params[key])
-    for key, option in (("data_dir", "--data-dir"), ("start_month", "--start"), ("end_month", "--end")):
-        if given[key] is None:
-            return f"{option} is required (or give --config CONFIG, whose parameters set {key})"
+    if given["data_dir"] is None:
+        return "--data-dir is required (or give --config CONFIG, whose parameters set data_dir)"
+    if "auto" in (given["start_month"], given["end_month"]) or None in (given["start_month"], given["end_month"]):
+        from pbc_analysis.data import DataValidationError
+        from pbc_analysis.data.window import WindowError, data_window
+
+        try:  # not given, or auto: the months every monthly table covers
+            first, last = data_window(paths.resolve(given["data_dir"], base=Path.cwd()))
+        except (WindowError, DataValidationError) as exc:
+            return f"the data window cannot be read (give --start and --end): {str(exc).splitlines()[0]}"
+        given["start_month"] = first if given["start_month"] in (None, "auto") else given["start_month"]
+        given["end_month"] = last if given["end_month"] in (None, "auto") else given["end_month"]
     for key, option in (("start_month", "--start"), ("end_month", "--end")):
         if not re.fullmatch(MONTH_PATTERN, given[key]):
             return f"{option} must be a month written YYYY-MM, e.g. 2003-04; got {given[key]!r}"
@@ -246,8 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="validate a data directory against the data dictionary and the "
                                         "plausibility checks")
     p.add_argument("--data-dir", help="the folder of input tables (default: the config's data_dir)")
-    p.add_argument("--start", help="first month of the analysis window, YYYY-MM (default: the config's)")
-    p.add_argument("--end", help="last month of the analysis window, YYYY-MM (default: the config's)")
+    p.add_argument("--start", help="first month of the analysis window, YYYY-MM (default: the config's, else the data's)")
+    p.add_argument("--end", help="last month of the analysis window, YYYY-MM (default: the config's, else the data's)")
     p.add_argument("--config", help="a run config whose validation: settings (thresholds, accept) are used")
     p.set_defaults(func=_cmd_validate)
     return parser

@@ -126,3 +126,11 @@ def test_a_bad_choice_is_a_config_error_before_anything_runs():
             "notebooks:\n  01_data_quality:\n    completeness_threshold: 1.5\n")
     with pytest.raises(ConfigError, match=r"notebooks.01_data_quality: completeness_threshold must be > 0 and <= 1, got 1.5"):
         parse_config(text)
+
+
+def test_validate_without_a_window_takes_the_data_window(capsys):
+    from pbc_analysis.pipeline import cli
+
+    assert cli.main(["validate", "--data-dir", str(paths.SAMPLE_DIR)]) == 0
+    assert "all checks passed" in capsys.readouterr().out
+    assert cli.main(["validate", "--data-dir", str(paths.SAMPLE_DIR), "--start", "2003-04", "--end", "auto"]) == 0
