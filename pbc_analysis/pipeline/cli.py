@@ -6,6 +6,7 @@
     pbc synth --seed N --practices P --months M --start YYYY-MM --out DIR [--cohort-offsets ...] ...
                                                write a synthetic PCT (inputs + ground truth); every
                                                generator parameter is a flag (pbc synth --help)
+    pbc settings [NOTEBOOK]                    every setting: default, type, allowed values, rule
     pbc init --data-dir DIR [--out CONFIG] [--name NAME] [--force]
                                                validate DIR and write a config with every setting
     pbc validate --data-dir DIR --start YYYY-MM --end YYYY-MM [--config CONFIG]
@@ -195,6 +196,19 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_settings(args: argparse.Namespace) -> int:
+    from pbc_analysis.pipeline.derive import NOTEBOOK_STAGES, settings_markdown
+
+    text = settings_markdown()
+    if args.notebook:
+        if args.notebook not in NOTEBOOK_STAGES:
+            print(f"error: {args.notebook!r} is not an analysis notebook; they are {', '.join(NOTEBOOK_STAGES)}", file=sys.stderr)
+            return 2
+        text = text[text.index(f"## {args.notebook}"):].split("\n## ")[0]
+    print(text)
+    return 0
+
+
 def _cmd_init(args: argparse.Namespace) -> int:
     from pbc_analysis.pipeline.init import InitError, init_config
 
@@ -243,6 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("settings", help="every setting of every notebook: default, type, allowed values, rule (from the "
+                                        "stages' Params)")
+    p.add_argument("notebook", nargs="?", help="only this notebook's, e.g. 03_referral_evaluation")
+    p.set_defaults(func=_cmd_settings)
 
     p = sub.add_parser("init", help="validate a data directory and write a config with every setting (derived "
                                     "values as comments)")

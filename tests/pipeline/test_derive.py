@@ -134,3 +134,12 @@ def test_validate_without_a_window_takes_the_data_window(capsys):
     assert cli.main(["validate", "--data-dir", str(paths.SAMPLE_DIR)]) == 0
     assert "all checks passed" in capsys.readouterr().out
     assert cli.main(["validate", "--data-dir", str(paths.SAMPLE_DIR), "--start", "2003-04", "--end", "auto"]) == 0
+
+
+def test_settings_command_prints_the_params(capsys):
+    from pbc_analysis.pipeline import cli
+
+    assert cli.main(["settings", "03_referral_evaluation"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("## 03_referral_evaluation") and "`baseline_window` | `auto`" in out and "## 04" not in out
+    assert cli.main(["settings", "nope"]) == 2
