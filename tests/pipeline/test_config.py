@@ -40,7 +40,7 @@ def test_sample_config_is_valid():
     cfg = parse_config(SAMPLE, path=paths.CONFIGS_DIR / "sample.yaml")
     assert cfg.notebooks[0] == "01_data_quality"
     dq = cfg.parameters["01_data_quality"]
-    assert dq["start_month"] == "2003-04" and dq["completeness_recent_months"] == 6
+    assert dq["start_month"] == "auto" and dq["completeness_recent_months"] == 6   # the window follows from the data
     assert Path(dq["data_dir"]).is_absolute() and Path(dq["data_dir"]) == paths.SAMPLE_DIR
     assert "run_dir" not in dq
 
