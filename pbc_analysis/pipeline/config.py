@@ -572,9 +572,9 @@ def _check_keys(glob: dict[str, Any], per_nb: dict[str, Any], declared: dict[str
     for key in glob:
         if key in RESERVED_PARAMETERS:
             problems.append(f"{where}: parameters.{key} is set by the runner and cannot be configured")
-        elif not any(key in declared[n] for n in running):
+        elif not any(key in params for params in declared.values()):  # a subset run keeps the shared settings
             every = set().union(*declared.values()) if declared else set()
-            problems.append(f"{where}: parameters.{key} is not a parameter of any notebook that runs{names.did_you_mean(key, every - RESERVED_PARAMETERS)}")
+            problems.append(f"{where}: parameters.{key} is not a parameter of any notebook{names.did_you_mean(key, every - RESERVED_PARAMETERS)}")
     for nb_name, values in per_nb.items():
         if nb_name not in declared:
             problems.append(f"{where}: notebooks.{nb_name} is not a notebook{names.did_you_mean(nb_name, set(declared))}")

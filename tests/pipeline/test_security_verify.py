@@ -304,19 +304,20 @@ def test_git_info_counts_changes_but_not_reports(tmp_path):
 
 @pytest.mark.slow
 def test_cli_failed_rerun_names_the_notebook_and_keeps_its_output(tmp_path, sample_inputs):
-    text = SAMPLE_CONFIG.read_text().replace("  workers: 0", "  workers: 1\n  notebooks: [01_data_quality]").replace(
-        "completeness_recent_months: 6", "completeness_recent_months: 1000")
-    assert "completeness_recent_months: 1000" in text and "notebooks: [01_data_quality]" in text
+    # a setting every check before the run accepts, but the notebook cannot use: a specialty the data do not have
+    text = SAMPLE_CONFIG.read_text().replace("  workers: 0", "  workers: 1\n  notebooks: [03_referral_evaluation]").replace(
+        'rtm_specialty: "110"', 'rtm_specialty: "999"')
+    assert 'rtm_specialty: "999"' in text and "notebooks: [03_referral_evaluation]" in text
     run = make_run(tmp_path, sample_inputs, text=text, code=CLEAN)
     proc = pbc("verify", str(run), "--allow-dirty")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
-    m = re.fullmatch(r"error: the re-run failed: notebook 01_data_quality\.ipynb failed in cell \d+ .*ValueError: "
-                     r"completeness needs at least 24 months.*; partial re-run output kept at (\S+)", last)
+    m = re.fullmatch(r"error: the re-run failed: notebook 03_referral_evaluation\.ipynb failed in cell \d+ .*ValueError: "
+                     r"specialty_code '999' is not in the panel.*; partial re-run output kept at (\S+)", last)
     assert m, last
     kept = Path(m.group(1))
     try:
-        assert kept.is_dir() and (kept / "notebooks" / "01_data_quality.ipynb").is_file()
+        assert kept.is_dir() and (kept / "notebooks" / "03_referral_evaluation.ipynb").is_file()
         assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
     finally:
         shutil.rmtree(kept.parent, ignore_errors=True)
