@@ -59,8 +59,7 @@ def params_classes(notebook: str) -> list[type[StageParams]]:
     out = []
     for name in NOTEBOOK_STAGES.get(notebook, ()):
         module = importlib.import_module(f"pbc_analysis.stages.{name.split(':')[0]}")
-        if hasattr(module, "Params"):  # TRANSITION: every stage gets one in this change
-            out.append(module.Params)
+        out.append(module.Params)
     return out
 
 

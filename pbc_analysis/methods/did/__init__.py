@@ -46,8 +46,6 @@ FENmlm. CREA Discussion Papers 13.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pbc_analysis.methods.did.aggregate import AggregateKind, AggregateResult, aggregate, relative_effect, total_effect
 from pbc_analysis.methods.did.attgt import ATTgtFit, BasePeriod, ControlGroup, Multiplier, att_gt, pretrend_test
 from pbc_analysis.methods.did.bacon import bacon_decomposition, bacon_summary
@@ -73,15 +71,3 @@ __all__ = [
     "treated_from_cohort",
     "twfe",
 ]
-
-#: TRANSITION: the Poisson helpers moved to :mod:`pbc_analysis.methods.ppml`; the old names stay reachable here
-#: for ``stages/attribution.py`` until it is replaced (``stages/attribution_pkg``)
-_MOVED_TO_PPML = {"_drop_all_zero": "drop_all_zero", "_halve_step": "_halve_step", "_poisson_deviance": "poisson_deviance"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED_TO_PPML:
-        from pbc_analysis.methods import ppml
-
-        return getattr(ppml, _MOVED_TO_PPML[name])
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
