@@ -45,6 +45,7 @@ class DataFacts:
     tariff_years: tuple[str, ...] = ()      # financial years with tariff prices
     completeness_note: str = ""             # why completeness was not measured (then no month is taken as incomplete)
     optional_tables: tuple[str, ...] = ()   # the optional tables present (budgets, provider_changes, reference_rates)
+    specialties: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # measure -> its specialty codes
 
     @property
     def cohorts(self) -> tuple[str, ...]:
@@ -135,7 +136,10 @@ def data_facts(inputs: Inputs, completeness_recent_months: int = 6, completeness
     tariff_years: tuple[str, ...] = ()
     if inputs.tariff is not None and "financial_year" in inputs.tariff.columns:
         tariff_years = tuple(sorted(set(inputs.tariff["financial_year"].astype(str))))
-    return DataFacts(start_month=window.start_month, end_month=window.end_month,
+    specialties = {"referrals": tuple(sorted(set(inputs.referrals["specialty_code"].astype(str))))}
+    for pod, codes in inputs.activity.groupby("pod", observed=True)["specialty_code"]:
+        specialties[str(pod)] = tuple(sorted(set(codes.astype(str))))
+    return DataFacts(start_month=window.start_month, end_month=window.end_month, specialties=specialties,
                      n_practices=int(inputs.practices["practice_code"].nunique()), engaged_from=engaged_from,
                      latest_complete=latest_complete, tariff_years=tariff_years, completeness_note=note,
                      optional_tables=tuple(t for t in ("budgets", "provider_changes", "reference_rates")

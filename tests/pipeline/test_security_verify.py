@@ -304,20 +304,21 @@ def test_git_info_counts_changes_but_not_reports(tmp_path):
 
 @pytest.mark.slow
 def test_cli_failed_rerun_names_the_notebook_and_keeps_its_output(tmp_path, sample_inputs):
-    # a setting every check before the run accepts, but the notebook cannot use: a specialty the data do not have
-    text = SAMPLE_CONFIG.read_text().replace("  workers: 0", "  workers: 1\n  notebooks: [03_referral_evaluation]").replace(
-        'rtm_specialty: "110"', 'rtm_specialty: "999"')
-    assert 'rtm_specialty: "999"' in text and "notebooks: [03_referral_evaluation]" in text
+    # a setting every check before the run accepts, but the notebook cannot use: supplied cost curves, whose
+    # table only the Python API can give
+    text = SAMPLE_CONFIG.read_text().replace("  workers: 0", "  workers: 1\n  notebooks: [05_budgets_and_risk]")
+    text = re.sub(r"    curves: calibrated[^\n]*", "    curves: supplied", text)
+    assert "curves: supplied" in text and "notebooks: [05_budgets_and_risk]" in text
     run = make_run(tmp_path, sample_inputs, text=text, code=CLEAN)
     proc = pbc("verify", str(run), "--allow-dirty")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
-    m = re.fullmatch(r"error: the re-run failed: notebook 03_referral_evaluation\.ipynb failed in cell \d+ .*ValueError: "
-                     r"specialty_code '999' is not in the panel.*; partial re-run output kept at (\S+)", last)
+    m = re.fullmatch(r"error: the re-run failed: notebook 05_budgets_and_risk\.ipynb failed in cell \d+ .*ValueError: "
+                     r"curves='supplied' needs a supplied table.*; partial re-run output kept at (\S+)", last)
     assert m, last
     kept = Path(m.group(1))
     try:
-        assert kept.is_dir() and (kept / "notebooks" / "03_referral_evaluation.ipynb").is_file()
+        assert kept.is_dir() and (kept / "notebooks" / "05_budgets_and_risk.ipynb").is_file()
         assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
     finally:
         shutil.rmtree(kept.parent, ignore_errors=True)

@@ -645,3 +645,9 @@ def test_run_resolves_auto_and_carries_its_settings(sample, sample_inputs):
     assert (march["cost_adjusted"] > march["cost"]).any()
     with pytest.raises(dataclasses.FrozenInstanceError):
         res.params.band = 0.05  # type: ignore[misc]
+
+
+def test_an_unknown_formula_term_is_refused_before_the_run(sample_facts):
+    with pytest.raises(ValueError, match="formula: unknown term 'bogus'"):
+        B.Params(formula="deprivation | bogus").resolve(sample_facts)
+    B.Params(formula="deprivation + engaged | provider_cost_index").resolve(sample_facts)

@@ -502,3 +502,12 @@ def test_result_methods_are_the_module_functions(evaluation):
     assert evaluation.describe() == ev.describe(ev.headline(evaluation))
     assert evaluation.params.auto() == [] and evaluation.params.seed == 1
     assert evaluation.provider_check["months"].max() <= calendar.months_between("2003-04", evaluation.params.activity_end)
+
+
+def test_a_specialty_the_data_do_not_have_is_refused_before_the_run(sample_facts):
+    assert "110" in sample_facts.specialties["referrals"]
+    with pytest.raises(ValueError, match=r"rtm_specialty = '999' has no referrals in the data; use \"all\" or one of"):
+        ev.Params(rtm_specialty="999").resolve(sample_facts)
+    with pytest.raises(ValueError, match=r"specialties \['998'\] have no referrals in the data"):
+        ev.Params(specialties=["110", "998"]).resolve(sample_facts)
+    ev.Params(rtm_specialty="110", specialties=["110"]).resolve(sample_facts)

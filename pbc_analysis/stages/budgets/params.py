@@ -192,7 +192,17 @@ class Params(StageParams):
         -------
         list of str
         """
-        return self._year_rules(facts) + self._tariff_rules(facts) + self._monitoring_rules(facts)
+        return self._year_rules(facts) + self._tariff_rules(facts) + self._monitoring_rules(facts) + self._formula_rules()
+
+    def _formula_rules(self) -> list[str]:
+        """The formula's terms: a run (notebook 05) has no covariates table, so only the built-in terms apply."""
+        from pbc_analysis.stages.budgets.need import parse_formula
+
+        try:
+            parse_formula(self.formula)
+        except ValueError as exc:
+            return [str(exc)]
+        return []
 
     def _base(self) -> list[str]:
         return [calendar.shift_year(self.target_year, -k) for k in range(self.base_years, 0, -1)]

@@ -220,7 +220,21 @@ class Params(StageParams):
         if windows:  # the rules below assume windows inside the data
             return windows
         return [*self._baseline_problems(facts), *self._comparison_problems(facts), *self._its_problems(),
-                *self._rtm_problems(), *self._placebo_problems(facts), *self._full_effect_problems(facts)]
+                *self._rtm_problems(), *self._placebo_problems(facts), *self._full_effect_problems(facts),
+                *self._specialty_problems(facts)]
+
+    def _specialty_problems(self, facts: Any) -> list[str]:
+        known = getattr(facts, "specialties", {}).get(self.measure)
+        if not known:  # facts without specialties (built by hand): nothing to check against
+            return []
+        out = []
+        unknown = [s for s in self.specialties if s != "all" and s not in known]
+        if unknown:
+            out.append(f"specialties {unknown} have no {self.measure} in the data; they are {list(known)} (or [] for all)")
+        if self.rtm_specialty != "all" and self.rtm_specialty not in known:
+            out.append(f"rtm_specialty = {self.rtm_specialty!r} has no {self.measure} in the data; use \"all\" or one of "
+                       f"{list(known)}")
+        return out
 
     def _window_problems(self, facts: Any) -> list[str]:
         out = []
