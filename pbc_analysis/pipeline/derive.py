@@ -25,7 +25,7 @@ from pbc_analysis.core.checks import ArgumentError
 from pbc_analysis.core.params import StageParams
 from pbc_analysis.stages import facts as _facts
 
-__all__ = ["DATA_PARAMETERS", "NOTEBOOK_STAGES", "Resolution", "WINDOW_RULE", "notebook_settings", "params_classes",
+__all__ = ["DATA_PARAMETERS", "NOTEBOOK_STAGES", "Resolution", "WINDOW_RULE", "notebook_rows", "notebook_settings", "params_classes",
            "resolve_settings",
            "resolve_windows"]
 
@@ -216,6 +216,25 @@ def resolve_settings(parameters: Mapping[str, Mapping[str, Any]], inputs_by_data
     return Resolution(parameters=resolved, derived=derived, facts={d: f.summary() for d, f in facts.items()})
 
 
+def notebook_rows(notebook: str) -> list[dict[str, Any]]:
+    """:func:`~pbc_analysis.core.params.describe_settings` of exactly the settings a notebook declares.
+
+    Parameters
+    ----------
+    notebook : str
+
+    Returns
+    -------
+    list of dict
+        One row per setting (stage, name, default, type, allowed, kind, derive, help, shared), in cell order.
+    """
+    from pbc_analysis.core.params import describe_settings
+
+    declared = notebook_settings(notebook)
+    rows = describe_settings(list(dict.fromkeys(cls for cls, _ in declared.values())))
+    return [r for r in rows if r["name"] in declared and declared[r["name"]][0].STAGE == r["stage"]]
+
+
 def settings_markdown() -> str:
     """``docs/settings.md``: every setting of every notebook, from the stages' ``Params`` (the one source).
 
@@ -227,8 +246,6 @@ def settings_markdown() -> str:
     str
         Markdown.
     """
-    from pbc_analysis.core.params import describe_settings
-
     def cell(value: Any) -> str:
         return str(value).replace("|", "\\|").replace("\n", " ")
 
@@ -242,9 +259,7 @@ def settings_markdown() -> str:
              "checked against the data either way.", "",
              "Every notebook also takes `data_dir`, `start_month` and `end_month` (`auto`: " + WINDOW_RULE + ").", ""]
     for notebook in NOTEBOOK_STAGES:
-        declared = notebook_settings(notebook)
-        rows = [r for r in describe_settings(list(dict.fromkeys(cls for cls, _ in declared.values())))
-                if r["name"] in declared and declared[r["name"]][0].STAGE == r["stage"]]
+        rows = notebook_rows(notebook)
         lines += [f"## {notebook}", "", "| setting | default | type | allowed | what it does |", "|---|---|---|---|---|"]
         for r in rows:
             what = r["help"] + (f". **auto**: {r['derive']}" if r["derive"] else "") + (" (shared: set once)" if r["shared"] else "")

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from pbc_analysis.core import names, paths
-from pbc_analysis.core.params import AUTO, describe_settings
+from pbc_analysis.core.params import AUTO
 from pbc_analysis.pipeline.config import REPORT_NOTEBOOK, ConfigError, list_notebooks, parse_config
-from pbc_analysis.pipeline.derive import Resolution, notebook_settings, params_classes, resolve_settings
+from pbc_analysis.pipeline.derive import Resolution, notebook_rows, params_classes, resolve_settings
 
 __all__ = ["InitError", "config_text", "init_config"]
 
@@ -61,13 +61,6 @@ def _setting_line(row: dict[str, Any], value: Any, derived: dict[str, Any] | Non
     return lines
 
 
-def _rows(notebook: str) -> list[dict[str, Any]]:
-    """:func:`describe_settings` of the settings the notebook declares (:func:`notebook_settings`)."""
-    declared = notebook_settings(notebook)
-    rows = describe_settings(list(dict.fromkeys(cls for cls, _ in declared.values())))
-    return [r for r in rows if r["name"] in declared and declared[r["name"]][0].STAGE == r["stage"]]
-
-
 def config_text(data_dir: str, window: tuple[str, str], resolution: Resolution, name: str) -> str:
     """The YAML text of a complete config for ``data_dir``.
 
@@ -99,14 +92,14 @@ def config_text(data_dir: str, window: tuple[str, str], resolution: Resolution, 
              f"  # the data window: the months every monthly table covers (auto -> {window[0]} to {window[1]})",
              "  start_month: \"auto\"", "  end_month: \"auto\""]
     for nb in notebooks:
-        for row in _rows(nb):
+        for row in notebook_rows(nb):
             if row["shared"] and row["name"] not in shared:
                 shared[row["name"]] = row
     for row in shared.values():
         lines += _setting_line(row, row["default"], None, "  ")
     lines.append("notebooks:")
     for nb in notebooks:
-        rows = [r for r in _rows(nb) if not r["shared"]]
+        rows = [r for r in notebook_rows(nb) if not r["shared"]]
         if not rows:
             continue
         lines.append(f"  {nb}:")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pbc_analysis.publish.markdown import markdown_code
+from pbc_analysis.publish.markdown import html_table, markdown_code
 
 NOTEBOOK_SECTIONS: dict[str, tuple[str, str]] = {
     "01_data_quality": ("data_quality", "data and data quality"),
@@ -189,15 +189,10 @@ def derived_settings_table(res: dict[str, Any]) -> Any:
     -------
     IPython.display.HTML or None
     """
-    import html
-
     import pandas as pd
-    from IPython.display import HTML
 
     derived = (res.get("settings") or {}).get("derived") or []
     if not derived:
         return None
     df = pd.DataFrame(derived, columns=["notebook", "setting", "value", "rule"]).astype(str)
-    body = df.to_html(index=False, border=0, classes="pbc-table", na_rep="", escape=True)
-    caption = html.escape("Settings derived from the data (value and rule)")
-    return HTML(body.replace('<table class="dataframe pbc-table">', f'<table class="pbc-table"><caption>{caption}</caption>', 1))
+    return html_table(df, "Settings derived from the data (value and rule)")

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DataFacts", "data_facts"]
 
-HOSPITAL_PODS = ("first_op", "followup_op", "elective", "non_elective", "ae")
+HOSPITAL_PODS = tuple(quality.POD_ORDER)   # every point of delivery but GP referrals
 
 
 @dataclasses.dataclass(frozen=True)
