@@ -11,6 +11,8 @@ from pbc_analysis.core import paths
 
 ROOT = paths.PROJECT_ROOT
 CONDA_ONLY = {"python", "pip", "quarto"}   # quarto: a binary, called by subprocess; pip: conda's installer
+# conda-forge's names for PyPI packages where they differ (ibis-duckdb: ibis-framework with the DuckDB backend)
+CONDA_NAMES = {"python-duckdb": "duckdb", "ibis-duckdb": "ibis-framework"}
 
 
 def _name(req: str) -> str:
@@ -25,7 +27,8 @@ def pyproject_packages() -> set[str]:
 
 def conda_packages() -> set[str]:
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
-    return {_name(d) for d in env["dependencies"] if isinstance(d, str)} - CONDA_ONLY
+    names = {_name(d) for d in env["dependencies"] if isinstance(d, str)} - CONDA_ONLY
+    return {CONDA_NAMES.get(n, n) for n in names}
 
 
 def lock_pins() -> dict[str, str]:
