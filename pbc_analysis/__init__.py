@@ -1,6 +1,6 @@
 """pbc_analysis: reproducible evaluation of practice based commissioning (PBC).
 
-Layers, imports only downward (core -> data -> synth -> methods -> stages -> publish -> pipeline; checked by
+Layers, imports only downward (core -> data -> ingest -> synth -> methods -> stages -> publish -> pipeline; checked by
 tests/test_layers.py). Every module, by layer:
 
 
@@ -10,6 +10,7 @@ core: the rules every layer shares
 - ``core/names``  Safe names and the names of a run directory's markers: the core rules every layer shares
 - ``core/params``  Typed parameters of an analysis stage: one frozen dataclass per stage, the one source of every setting
 - ``core/paths``  Project-root anchored paths
+- ``core/strict_yaml``  The YAML reader of configs and column maps: plain data only, every refused construct named with its key and line
 
 data: the input data model and validated loading
 - ``data/checks``  A table under validation (`_Ctx`) and its element-wise rules (pandera, lazily, column by column)
@@ -123,7 +124,6 @@ pipeline: config, settings derived from the data, the runner, manifest, verify a
 - ``pipeline/cli``  The ``pbc`` command
 - ``pipeline/compare``  Compare result tables and JSON with a stated tolerance: the one rule the back tests and ``pbc verify`` share
 - ``pipeline/config``  The run config: parsed and checked against the notebooks' own ``parameters`` cells before anything runs
-- ``pipeline/config_yaml``  The YAML reader of run configs: plain data only, every refused construct named with its key and line
 - ``pipeline/derive``  Settings that follow from the data: derived, checked against every cross-setting rule, before any notebook runs
 - ``pipeline/init``  ``pbc init``: a complete run config for a data directory, every setting written out and explained
 - ``pipeline/manifest``  Provenance of a run: file hashes, code version, packages, the inputs a config reads, and the manifest

@@ -1,4 +1,4 @@
-"""The package's layers: imports only point down (core -> data -> synth -> methods -> stages -> publish -> pipeline).
+"""The package's layers: imports only point down (core -> data -> ingest -> synth -> methods -> stages -> publish -> pipeline).
 
 Checked on the source (every ``import``/``from ... import`` of ``pbc_analysis``, also those inside functions),
 so a lazy import cannot hide an upward dependency; and in a fresh interpreter, importing the publish layer
@@ -17,7 +17,7 @@ import pytest
 
 from pbc_analysis.core import paths
 
-LAYERS = ("core", "data", "synth", "methods", "stages", "publish", "pipeline")
+LAYERS = ("core", "data", "ingest", "synth", "methods", "stages", "publish", "pipeline")
 RANK = {layer: i for i, layer in enumerate(LAYERS)}
 
 

@@ -60,7 +60,7 @@ from typing import Any, Mapping
 from pbc_analysis.core import names, paths
 from pbc_analysis.core.params import AUTO
 from pbc_analysis.data.plausibility import PlausibilitySettings, parse_settings
-from pbc_analysis.pipeline.config_yaml import ConfigError, StrictLoader, load_yaml  # noqa: F401 (re-exported)
+from pbc_analysis.core.strict_yaml import ConfigError, StrictLoader, load_yaml  # noqa: F401 (re-exported)
 from pbc_analysis.publish import results
 
 REPORT_NOTEBOOK = "09_evaluation_report"

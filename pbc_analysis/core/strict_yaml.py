@@ -1,6 +1,6 @@
-"""The YAML reader of run configs: plain data only, every refused construct named with its key and line.
+"""The YAML reader of configs and column maps: plain data only, every refused construct named with its key and line.
 
-A config is data, never code. :class:`StrictLoader` is a ``yaml.SafeLoader`` that first checks the
+A config or a column map is data, never code. :class:`StrictLoader` is a ``yaml.SafeLoader`` that first checks the
 composed node tree and refuses, all at once: tags that build anything but plain mappings, lists, str,
 int, float, bool and null (``!!set``, ``!!omap``, ``!!pairs``, ``!!binary``, every ``!!python/...`` and
 unknown ``!tag``), explicit tags other than ``!!str``, unquoted dates (with the "quote your dates" fix),
