@@ -21,8 +21,8 @@ Modules, in the order they build on each other:
   (:func:`read_table`).
 - :mod:`~pbc_analysis.data.checks`: a table under validation (``_Ctx``), its integer codes and the
   element-wise (pandera) rules.
-- :mod:`~pbc_analysis.data.rules`: keys, references, the window and the table-level rules (coverage,
-  gaps, population, activity, prices, engagement, reference rates).
+- :mod:`~pbc_analysis.data.rules`: keys, references, the window and the table-level rules (population
+  (dense), activity, prices, engagement, reference rates; activity and referrals may be sparse).
 - :mod:`~pbc_analysis.data.inputs`: :class:`Inputs`, :func:`load_inputs` and :func:`validate`.
 - :mod:`~pbc_analysis.data.plausibility`: the plausibility ceilings checked after validation.
 

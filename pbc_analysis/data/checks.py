@@ -49,10 +49,20 @@ class _Ctx:
         return all(c in self.usable for c in cols)
 
     def raw_factorize(self, col: str) -> tuple[np.ndarray, pd.Index]:
-        """(codes, uniques) of a column; missing cells get code -1."""
+        """(codes, uniques) of a column; missing cells get code -1.
+
+        A ``Categorical`` column's own codes and categories are used as they are (no copy; the codes are
+        of the narrowest integer width); a frame from a caller first has its unused categories removed,
+        so that every unique value occurs (the reader keeps only the values present).
+        """
         if col not in self._raw:
-            codes, uniques = pd.factorize(self.df[col], use_na_sentinel=True)
-            self._raw[col] = (np.asarray(codes, dtype=np.int64), pd.Index(uniques))
+            s = self.df[col]
+            if isinstance(s.dtype, pd.CategoricalDtype):
+                cat = s.array.remove_unused_categories() if self.check_dtype else s.array
+                self._raw[col] = (np.asarray(cat.codes), pd.Index(cat.categories))
+            else:
+                codes, uniques = pd.factorize(s, use_na_sentinel=True)
+                self._raw[col] = (np.asarray(codes, dtype=np.int64), pd.Index(uniques))
         return self._raw[col]
 
     def factorize(self, col: str) -> tuple[np.ndarray, pd.Index]:
@@ -63,7 +73,7 @@ class _Ctx:
         return codes, uniques
 
     def month_index(self, col: str) -> np.ndarray:
-        """``year*12 + month - 1`` per row; -1 where missing or not a valid month."""
+        """``year*12 + month - 1`` per row (``int32``); -1 where missing or not a valid month."""
         if col not in self._months:
             self._months[col] = self._month_index(col)
         return self._months[col]
@@ -74,8 +84,8 @@ class _Ctx:
         ok = u.str.fullmatch(calendar.MONTH_PATTERN).fillna(False).astype(bool)
         y = pd.to_numeric(u.str.slice(0, 4).where(ok), errors="coerce")
         m = pd.to_numeric(u.str.slice(5, 7).where(ok), errors="coerce")
-        mi = (y * 12 + m - 1).fillna(-1).astype(np.int64).to_numpy()
-        return np.where(codes >= 0, mi[np.maximum(codes, 0)] if len(mi) else -1, -1)
+        mi = np.append((y * 12 + m - 1).fillna(-1).astype(np.int32).to_numpy(), np.int32(-1))
+        return mi[codes]  # code -1 (missing or invalid): the last slot, -1
 
     def problem(self, column: str | None, positions: np.ndarray, message: str, fix: str, check: str,
                 values: list[Any] | None = None) -> Problem:
@@ -149,13 +159,15 @@ def _pandera_problems(ctx: _Ctx, col: str) -> list[Problem]:
     column = ctx.spec.schema.columns[col]
     schema = _column_schema(ctx.table, col, ctx.check_dtype)
     s = ctx.df[col]
-    dedupe = len(s) >= DEDUPE_MIN_ROWS and (s.dtype == object or pd.api.types.is_string_dtype(s.dtype))
-    if dedupe:
+    categorical = isinstance(s.dtype, pd.CategoricalDtype) and ctx.spec.dtypes[col] == "str"
+    dedupe = categorical or (len(s) >= DEDUPE_MIN_ROWS and (s.dtype == object or pd.api.types.is_string_dtype(s.dtype)))
+    if dedupe:  # the distinct values (a Categorical's categories), with one NaN entry for missing cells
         codes, uniques = ctx.raw_factorize(col)
-        values = pd.Series(uniques, dtype=s.dtype)
+        vtype = uniques.dtype if categorical else s.dtype
+        values = pd.Series(uniques, dtype=vtype)
         if (codes < 0).any():  # missing cells: one NaN entry, at index len(uniques)
-            values = pd.concat([values, pd.Series([None], dtype=s.dtype)], ignore_index=True)
-            codes = np.where(codes < 0, len(uniques), codes)
+            values = pd.concat([values, pd.Series([None], dtype=vtype)], ignore_index=True)
+            codes = np.where(codes < 0, len(uniques), codes.astype(np.int64))
         frame = values.to_frame(col)
     else:
         frame = s.to_frame()
@@ -200,7 +212,8 @@ def _pandera_problems(ctx: _Ctx, col: str) -> list[Problem]:
 
 
 def _combine(parts: Sequence[tuple[np.ndarray, int]]) -> np.ndarray:
-    """Mixed-radix combination of non-negative integer codes (re-compacted before int64 overflow)."""
+    """Mixed-radix combination of non-negative integer codes (re-compacted before int64 overflow), ``int64``,
+    built in place (one array of the rows' length)."""
     key = np.zeros(len(parts[0][0]) if parts else 0, dtype=np.int64)
     span = 1
     for codes, n in parts:
@@ -208,7 +221,8 @@ def _combine(parts: Sequence[tuple[np.ndarray, int]]) -> np.ndarray:
         if span * n >= 2 ** 62:
             key = pd.factorize(key)[0].astype(np.int64)
             span = int(key.max()) + 1 if len(key) else 1
-        key = key * n + codes
+        key *= n
+        key += codes
         span *= n
     return key
 
@@ -218,8 +232,9 @@ def _key_codes(ctx: _Ctx, cols: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     parts, valid = [], np.ones(ctx.n, dtype=bool)
     for c in cols:
         codes, uniques = ctx.factorize(c)
-        valid &= codes >= 0
-        parts.append((np.maximum(codes, 0), len(uniques)))
+        ok = codes >= 0
+        valid &= ok
+        parts.append((codes if ok.all() else np.maximum(codes, 0), len(uniques)))
     return _combine(parts), valid
 
 

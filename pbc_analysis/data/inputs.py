@@ -47,11 +47,16 @@ class Inputs:
 
     def factorize(self, table: str, column: str) -> tuple[np.ndarray, pd.Index]:
         """``pd.factorize`` of ``table[column]`` (codes, uniques), reusing validation's work when it
-        was done; the codes index the uniques (every value of validated inputs is present)."""
+        was done; the codes index the uniques (every value of validated inputs is present). For a
+        ``Categorical`` column (:data:`~pbc_analysis.data.schema.CATEGORICAL_TABLES`) these are its own
+        codes (narrow integers, not copied) and its sorted categories."""
         hit = self.factors.get((table, column))
         if hit is not None:
             return hit
-        codes, uniques = pd.factorize(getattr(self, table)[column])
+        s = getattr(self, table)[column]
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            return np.asarray(s.array.codes), pd.Index(s.array.categories)
+        codes, uniques = pd.factorize(s)
         return np.asarray(codes, dtype=np.int64), pd.Index(uniques)
 
     def tables(self) -> dict[str, pd.DataFrame]:

@@ -360,7 +360,7 @@ def _tariff_prices(ctx: Any, tariff: Any, rows: np.ndarray) -> np.ndarray:
         return out
     r = rows[ok]
     fy0, n_fy = int(fy[r].min()), int(fy[r].max() - fy[r].min()) + 1
-    code = (sc[r] * len(pu) + pc_[r]) * n_fy + (fy[r] - fy0)
+    code = (sc[r].astype(np.int64) * len(pu) + pc_[r]) * n_fy + (fy[r] - fy0)  # codes may be narrow (int8)
     uniq, inv = np.unique(code, return_inverse=True)
     start = uniq % n_fy + fy0
     want = pd.MultiIndex.from_arrays([

@@ -4,7 +4,10 @@ CSV is read with everything as text (nothing is coerced), then each column is co
 type; every cell that does not convert is a problem. Codes stay text, so leading zeros are kept. Parquet
 columns must already have the schema's types (integer columns may be any integer width, float columns may
 be stored as integers). After loading, text columns have pandas ``str`` dtype, integers ``int64``, floats
-``float64`` and booleans ``bool``. Structural problems (empty file, delimiter, encoding, missing or extra
+``float64`` and booleans ``bool``; the text columns of the large monthly tables
+(:data:`~pbc_analysis.data.schema.CATEGORICAL_TABLES`) are pandas ``Categorical`` instead, with the values
+present as sorted ``str`` categories and narrow integer codes (read straight from Parquet's dictionary
+encoding, so no string is built per row; the values are the same). Structural problems (empty file, delimiter, encoding, missing or extra
 columns, wrong field counts) are collected with the cells that do not convert; nothing is dropped silently.
 """
 
@@ -267,7 +270,9 @@ def _read_csv(path: Path, spec: TableSpec) -> _Loaded:
                                     "(optional tables may instead be left out)", n_rows=1, check="no_rows"))
         return _Loaded(None, problems)
     arrays, excluded, wrong = _typed_columns(f, spec, tbl, present, rowmap)
-    df = _to_pandas(arrays, present, tbl.num_rows)
+    n_rows = tbl.num_rows
+    del tbl  # the text is no longer needed: free it before the frame is built
+    df = _to_pandas(arrays, present, n_rows, categorical=spec.categorical)
     return _Loaded(df, problems + wrong, rowmap, excluded)
 
 
@@ -330,10 +335,53 @@ def _convert_text(col: pyarrow.ChunkedArray, dtype: str) -> tuple[pyarrow.Chunke
     return out, bad
 
 
-def _to_pandas(arrays: dict[str, Any], order: Sequence[str], n: int) -> pd.DataFrame:
+def _narrow_int(n: int) -> type[np.signedinteger[Any]]:
+    """The narrowest signed integer type holding the codes ``-1 .. n - 1``."""
+    for t in (np.int8, np.int16, np.int32):
+        if n <= np.iinfo(t).max:
+            return t
+    return np.int64
+
+
+def _categorical(arr: pyarrow.ChunkedArray | pyarrow.Array) -> pd.Categorical:
+    """A text (or dictionary of text) column as a pandas ``Categorical``: categories the values present,
+    sorted and ordered as the strings sort (so ``min``, ``max`` and comparisons with a value present work as
+    on text), of ``str`` dtype; codes of the narrowest width; null cells code -1. Every value is kept.
+
+    Dictionary-encoded Parquet columns are used as they are (their dictionaries unified across row groups),
+    so no string is materialised per row.
+    """
+    if isinstance(arr, pyarrow.Array):
+        arr = pyarrow.chunked_array([arr])
+    if not pyarrow.types.is_dictionary(arr.type):
+        arr = pc.dictionary_encode(arr)
+    arr = pyarrow.table({"c": arr}).unify_dictionaries().column(0)
+    arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    values = np.asarray(arr.dictionary.to_pylist(), dtype=object)
+    used = pc.drop_null(pc.unique(arr.indices)).to_numpy(zero_copy_only=False).astype(np.int64)
+    used = used[np.asarray([values[i] is not None for i in used], dtype=bool)] if len(used) else used
+    keep = np.asarray(sorted(used.tolist(), key=lambda i: values[i]), dtype=np.int64)
+    remap = np.full(max(len(values), 1), -1, dtype=_narrow_int(len(keep)))  # -1: a null value
+    remap[keep] = np.arange(len(keep))
+    indices = arr.indices
+    null = indices.is_null().to_numpy(zero_copy_only=False) if indices.null_count else None
+    codes = remap[pc.fill_null(indices, 0).to_numpy(zero_copy_only=False)]
+    del arr, indices
+    if null is not None:
+        codes[null] = -1
+    categories = pd.Index([str(values[i]) for i in keep], dtype="str")
+    return pd.Categorical.from_codes(codes, categories=categories, ordered=True, validate=False)
+
+
+def _to_pandas(arrays: dict[str, Any], order: Sequence[str], n: int, categorical: bool = False) -> pd.DataFrame:
+    """The arrays as a frame; text columns as ``str``, or as ``Categorical`` when ``categorical``."""
     data = {}
     for c in order:
-        arr = arrays[c]
+        arr = arrays.pop(c)
+        if categorical and (pyarrow.types.is_dictionary(arr.type) or pyarrow.types.is_string(arr.type)
+                            or pyarrow.types.is_large_string(arr.type)):
+            data[c] = pd.Series(_categorical(arr), name=c, copy=False)
+            continue
         if isinstance(arr, pyarrow.ChunkedArray) and arr.num_chunks != 1:
             arr = arr.combine_chunks()
         if isinstance(arr, pyarrow.ChunkedArray):
@@ -341,18 +389,23 @@ def _to_pandas(arrays: dict[str, Any], order: Sequence[str], n: int) -> pd.DataF
         if pyarrow.types.is_string(arr.type) or pyarrow.types.is_large_string(arr.type):
             data[c] = pd.Series(pd.array(arr, dtype="str"), name=c)
         else:
-            data[c] = pd.Series(arr.to_pandas(), name=c)
-    df = pd.DataFrame(data, columns=list(order))
+            data[c] = pd.Series(arr.to_pandas(), name=c, copy=False)
+        del arr
+    df = pd.DataFrame(data, columns=list(order), copy=False)
     if not order:
         df = pd.DataFrame(index=pd.RangeIndex(n))
     return df
+
+
+def _is_text(t: pyarrow.DataType) -> bool:
+    return pyarrow.types.is_string(t) or pyarrow.types.is_large_string(t) or pyarrow.types.is_string_view(t)
 
 
 def _parquet_kind_ok(t: pyarrow.DataType, dtype: str) -> bool:
     if pyarrow.types.is_dictionary(t):
         t = t.value_type
     if dtype == "str":
-        return pyarrow.types.is_string(t) or pyarrow.types.is_large_string(t) or pyarrow.types.is_string_view(t)
+        return _is_text(t)
     if dtype == "int64":
         return pyarrow.types.is_integer(t)
     if dtype == "float64":
@@ -371,7 +424,10 @@ def _read_parquet(path: Path, spec: TableSpec) -> _Loaded:
     header = list(schema.names)
     problems = _column_set_problems(f, table, spec, header)
     present = [c for c in spec.column_names if c in header]
-    tbl = pq.read_table(path, columns=present)
+    # text columns of the large tables are read as dictionaries, never as a string per row
+    as_dict = [c for c in present if spec.categorical and spec.dtypes[c] == "str" and _is_text(schema.field(c).type)]
+    tbl = pq.read_table(path, columns=present, read_dictionary=as_dict or None)
+    n_rows = tbl.num_rows
     if tbl.num_rows == 0:
         problems.append(Problem(f, table, None, [], [], "the file has no data rows",
                                 "write the data rows (optional tables may instead be left out)", check="no_rows"))
@@ -393,6 +449,9 @@ def _read_parquet(path: Path, spec: TableSpec) -> _Loaded:
             continue
         target = {"str": pyarrow.string(), "int64": pyarrow.int64(), "float64": pyarrow.float64(),
                   "bool": pyarrow.bool_()}[dtype]
+        if dtype == "str" and spec.categorical:  # kept as (or encoded to) a dictionary: see _categorical
+            arrays[c] = col
+            continue
         if pyarrow.types.is_dictionary(col.type):
             col = col.cast(col.type.value_type)
         try:
@@ -412,7 +471,8 @@ def _read_parquet(path: Path, spec: TableSpec) -> _Loaded:
                                         f"wrong type: {len(bad):,} values are infinite", "write finite numbers",
                                         n_rows=len(bad), check="wrong_type"))
                 arrays[c] = pc.if_else(pc.is_finite(arrays[c]), arrays[c], pyarrow.scalar(None, pyarrow.float64()))
-    df = _to_pandas(arrays, [c for c in present if c in arrays], tbl.num_rows)
+    del tbl
+    df = _to_pandas(arrays, [c for c in present if c in arrays], n_rows, categorical=spec.categorical)
     # columns whose Parquet type is wrong are kept out of the frame (their checks are skipped)
     return _Loaded(df, problems, None, excluded)
 

@@ -1,16 +1,20 @@
 """The validation rules beyond the element-wise ones: keys, references, the window and the table-level rules.
 
-Keys, foreign keys (references), the analysis window, coverage (every practice in every month), gaps in
-series, complete age-sex lists (population), the activity and cost rules, prices, engagement and the
-reference rates are vectorised numpy/pandas on integer codes; there are no Python loops over rows or
-practices (only over the handful of items quoted in a message). :data:`_TABLE_RULES` is the registry of
-table-level rules; :func:`_validate` runs every rule on the tables read.
+Keys, foreign keys (references), the analysis window, complete age-sex lists (population: dense, every
+practice in every month), the activity and cost rules, prices, engagement and the reference rates are
+vectorised numpy/pandas on integer codes; there are no Python loops over rows or practices (only over the
+handful of items quoted in a message). :data:`_TABLE_RULES` is the registry of table-level rules;
+:func:`_validate` runs every rule on the tables read.
+
+``activity`` and ``referrals`` may be sparse: a missing (practice, provider, specialty[, pod], month) row
+means zero, so there is no gap rule for their series and no rule that every practice has rows in every
+month (docs/data_dictionary.md). Explicit zero rows stay allowed. The stages densify what they need.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -30,14 +34,6 @@ from pbc_analysis.data.problems import KEEP_VALUES, SHOW_ROWS, Problem, _are, _f
 from pbc_analysis.data.read import _column_set_problems
 from pbc_analysis.data.schema import AE_POD, AE_SPECIALTY, AGE_BANDS, MEASURES, SEXES, TABLES
 from pbc_analysis.data.window import Window
-
-
-def _sorted_unique(a: np.ndarray) -> np.ndarray:
-    """Sorted distinct values (sort-based: faster than hashing for tens of millions of distinct keys)."""
-    if len(a) > 1 and not np.all(a[1:] > a[:-1]):
-        a = np.sort(a)
-        a = a[np.r_[True, a[1:] != a[:-1]]]
-    return a
 
 
 def _sorted_dups(key: np.ndarray) -> bool:
@@ -131,91 +127,6 @@ def _window_problems(ctx: _Ctx, window: Window) -> list[Problem]:
                 f"the run config) if these {unit} belong to the analysis",
                 "outside_window"))
     return problems
-
-
-def _coverage_problems(ctx: _Ctx, ctxs: Mapping[str, _Ctx], window: Window, what: str) -> list[Problem]:
-    """Every practice in ``practices`` has rows in every month of the window.
-
-    Practices with a row whose month is missing or invalid (already reported) are not judged.
-    """
-    pi = _practice_index(ctx, ctxs)
-    if pi is None or not ctx.has("month"):
-        return []
-    p, known = pi
-    m = _window_month(ctx, window)
-    ok = (p >= 0) & (m >= 0)
-    n_m = window.n_months
-    present = np.zeros(len(known) * n_m, dtype=bool)
-    present[p[ok] * n_m + m[ok]] = True
-    grid = present.reshape(len(known), n_m)
-    missing = ~grid
-    missing[np.unique(p[(p >= 0) & (ctx.month_index("month") < 0)])] = False
-    if not missing.any():
-        return []
-    n_pm = int(missing.sum())
-    prac = np.flatnonzero(missing.any(axis=1))
-    months = window.months
-    values: list[tuple[str, str]] = []
-    details: list[str] = []
-    for i in prac[:SHOW_ROWS]:
-        ms = [months[j] for j in np.flatnonzero(missing[i])]
-        values.extend((str(known[i]), mm) for mm in ms[:3])
-        details.append(f"{known[i]}: " + (", ".join(ms[:6]) + (" ..." if len(ms) > 6 else "") if len(ms) < n_m
-                                          else "no rows at all"))
-    return [Problem(ctx.file, ctx.table, "month", [], values[:KEEP_VALUES],
-                    f"{_n(n_pm, 'practice-month')} ({_n(len(prac), 'practice')}) {_have(n_pm)} no {ctx.table} rows "
-                    f"in the window {window}: "
-                    + "; ".join(details) + (" ..." if len(prac) > SHOW_ROWS else ""),
-                    f"zero months must be explicit rows: add rows with {what} 0 for these practice-months "
-                    "(or check the extract is complete)", n_rows=0, check="practice_month_missing")]
-
-
-def _gap_problems(ctx: _Ctx, window: Window, series: Sequence[str], what: str) -> list[Problem]:
-    """Each series (``series`` columns) runs without gaps from its first to its last month in the window."""
-    if not ctx.has(*series, "month"):
-        return []
-    sid, valid = _key_codes(ctx, series)
-    m = _window_month(ctx, window)
-    unsure = np.unique(sid[valid & (ctx.month_index("month") < 0)])  # a row with a missing/invalid month
-    valid &= m >= 0
-    if not valid.any():
-        return []
-    n_m = window.n_months
-    if int(sid.max()) >= 2 ** 62 // n_m:  # pragma: no cover - only with astronomically many codes
-        sid = pd.factorize(sid)[0].astype(np.int64)
-    key = _sorted_unique(sid[valid] * n_m + m[valid])  # distinct (series, month)
-    s, mm = key // n_m, key % n_m
-    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-    ends = np.r_[starts[1:], len(s)] - 1
-    count = ends - starts + 1
-    span = mm[ends] - mm[starts] + 1
-    gappy = np.flatnonzero(span > count)
-    if len(unsure):
-        gappy = gappy[~np.isin(s[starts[gappy]], unsure)]
-    if not len(gappy):
-        return []
-    bad_series = s[starts[gappy]]
-    positions = np.flatnonzero(valid & np.isin(sid, bad_series))
-    months = window.months
-    values, details = [], []
-    for g, b in zip(gappy[:SHOW_ROWS], bad_series[:SHOW_ROWS]):
-        have = mm[starts[g]: ends[g] + 1]
-        gaps = sorted(set(range(int(have.min()), int(have.max()) + 1)) - set(have.tolist()))
-        first_row = int(positions[np.argmax(sid[positions] == b)])
-        label = tuple(str(ctx.df[c].iloc[first_row]) for c in series)
-        values.append(label)
-        details.append(f"{_fmt_value(label)} has no rows for {', '.join(months[j] for j in gaps[:6])}"
-                       + (" ..." if len(gaps) > 6 else "")
-                       + f" (runs {months[int(have.min())]} to {months[int(have.max())]})")
-    n = len(bad_series)
-    return [ctx.problem(", ".join(series) + ", month", positions,
-                        f"{_n(n, ctx.table + ' series', ctx.table + ' series')} ({', '.join(series)}) {_have(n)} "
-                        f"gaps (months with no row between their first and last month); their rows: "
-                        f"{len(positions):,}. " + "; ".join(details)
-                        + (" ..." if n > SHOW_ROWS else ""),
-                        f"zero months must be explicit rows: add the missing months with {what} 0"
-                        + (" and cost 0" if ctx.table == "activity" else ""),
-                        "series_gap", values=values)]
 
 
 def _population_problems(ctx: _Ctx, ctxs: Mapping[str, _Ctx], window: Window) -> list[Problem]:
@@ -425,11 +336,7 @@ def _reference_rate_problems(ctx: _Ctx, ctxs: Mapping[str, _Ctx], window: Window
 
 _TABLE_RULES: dict[str, Callable[[_Ctx, Mapping[str, _Ctx], Window], list[Problem]]] = {
     "population": _population_problems,
-    "activity": lambda c, cs, w: (_activity_problems(c, cs, w)
-                                  + _gap_problems(c, w, TABLES["activity"].key[:-1], "activity")
-                                  + _coverage_problems(c, cs, w, "activity")),
-    "referrals": lambda c, cs, w: (_gap_problems(c, w, TABLES["referrals"].key[:-1], "referrals")
-                                   + _coverage_problems(c, cs, w, "referrals")),
+    "activity": _activity_problems,  # activity and referrals may be sparse: no gap or coverage rule (module doc)
     "engagement": _engagement_problems,
     "reference_rates": _reference_rate_problems,
 }

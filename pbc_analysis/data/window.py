@@ -4,7 +4,8 @@ table covers (``start_month``/``end_month`` ``auto``).
 The monthly tables (``population``, ``activity``, ``referrals``) are read for their ``month`` column only
 (pyarrow, column projection: a national extract is not loaded), and the window is the span all of them cover:
 from the latest of their first months to the earliest of their last months. Validation then checks that
-every table covers that window month by month (:mod:`pbc_analysis.data`), so a gap inside it is still an error.
+``population`` covers that window month by month (:mod:`pbc_analysis.data`), so a gap inside it is still an
+error; ``activity`` and ``referrals`` may be sparse (a missing row means zero).
 """
 
 from __future__ import annotations
@@ -81,7 +82,12 @@ def _month_span(path: Path) -> tuple[str, str] | None:
     """First and last ``YYYY-MM`` value of a table's ``month`` column (values of another form are left to validation)."""
     name = path.name.lower()
     if name.endswith(".parquet"):
-        column = pq.read_table(path, columns=["month"]).column("month")
+        schema = pq.read_schema(path)
+        text = "month" in schema.names and pa.types.is_string(schema.field("month").type)
+        column = pq.read_table(path, columns=["month"], read_dictionary=["month"] if text else None).column("month")
+        if pa.types.is_dictionary(column.type):  # the values present, not a string per row
+            column = pa.chunked_array([c.dictionary.take(pc.drop_null(pc.unique(c.indices))) for c in column.chunks],
+                                      type=column.type.value_type)
     else:
         options = pacsv.ConvertOptions(include_columns=["month"], column_types={"month": pa.string()})
         column = pacsv.read_csv(path, convert_options=options).column("month")

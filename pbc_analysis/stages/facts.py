@@ -136,8 +136,12 @@ def data_facts(inputs: Inputs, completeness_recent_months: int = 6, completeness
     tariff_years: tuple[str, ...] = ()
     if inputs.tariff is not None and "financial_year" in inputs.tariff.columns:
         tariff_years = tuple(sorted(set(inputs.tariff["financial_year"].astype(str))))
-    specialties = {"referrals": tuple(sorted(set(inputs.referrals["specialty_code"].astype(str))))}
-    for pod, codes in inputs.activity.groupby("pod", observed=True)["specialty_code"]:
+    # each measure's specialties with a count > 0 (the benchmarking cube's series): the same whether zeros are
+    # explicit rows or implicit (sparse activity and referrals)
+    ref = inputs.referrals[inputs.referrals["referrals"].to_numpy() > 0]
+    specialties = {"referrals": tuple(sorted(set(ref["specialty_code"].astype(str))))}
+    act = inputs.activity[inputs.activity["activity"].to_numpy() > 0]
+    for pod, codes in act.groupby("pod", observed=True)["specialty_code"]:
         specialties[str(pod)] = tuple(sorted(set(codes.astype(str))))
     return DataFacts(start_month=window.start_month, end_month=window.end_month, specialties=specialties,
                      n_practices=int(inputs.practices["practice_code"].nunique()), engaged_from=engaged_from,

@@ -171,6 +171,17 @@ def financial_year(month: pd.Series) -> pd.Series:
     return pd.Series(calendar.financial_year_of(month), index=month.index, dtype="str")
 
 
+def _span(col: pd.Series) -> tuple[Any, Any]:
+    """First and last value of a month or year column (missing values skipped; a ``Categorical`` column
+    is judged on the categories its rows use, without building a string per row)."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        codes = np.asarray(col.cat.codes)
+        used = pd.Index(col.cat.categories)[np.unique(codes[codes >= 0])]
+        return (used.min(), used.max()) if len(used) else (np.nan, np.nan)
+    col = col.dropna()
+    return col.min(), col.max()
+
+
 def table_summary(inputs: Inputs) -> pd.DataFrame:
     """One row per input table: file, rows, columns, months covered and practices present."""
     rows = []
@@ -183,8 +194,8 @@ def table_summary(inputs: Inputs) -> pd.DataFrame:
             "file": path.name,
             "rows": len(df),
             "columns": df.shape[1],
-            "first_period": (df[month_col].dropna().min() if month_col else df[fy_col].min() if fy_col else None),
-            "last_period": (df[month_col].dropna().max() if month_col else df[fy_col].max() if fy_col else None),
+            "first_period": _span(df[month_col or fy_col])[0] if (month_col or fy_col) else None,
+            "last_period": _span(df[month_col or fy_col])[1] if (month_col or fy_col) else None,
             "practices": df["practice_code"].nunique() if "practice_code" in df.columns else None,
         })
     return pd.DataFrame(rows)
@@ -193,13 +204,18 @@ def table_summary(inputs: Inputs) -> pd.DataFrame:
 def monthly_totals(inputs: Inputs, by: Sequence[str] = ("pod",)) -> pd.DataFrame:
     """Monthly activity and cost by ``by`` (columns of ``activity``), plus GP referrals as ``pod='gp_referral'``.
 
-    Returns columns ``[*by, month, activity, cost]`` (cost is missing for referrals).
+    Returns columns ``[*by, month, activity, cost]`` (cost is missing for referrals): every month of the
+    window for each ``by`` group with a row (``activity`` and ``referrals`` may be sparse: a month without
+    rows is a 0 total, not a missing month, so the completeness model sees every month).
     """
     by = list(by)
-    act = inputs.activity.groupby(by + ["month"], observed=True, sort=True)[["activity", "cost"]].sum().reset_index()
+    months = list(inputs.window.months) if inputs.window is not None else None
+    act = _every_month(inputs.activity.groupby(by + ["month"], observed=True, sort=True)[["activity", "cost"]].sum(),
+                       months)
     if "pod" in by and inputs.referrals is not None:
         ref_by = [c for c in by if c != "pod" and c in inputs.referrals.columns]
-        ref = inputs.referrals.groupby(ref_by + ["month"], observed=True, sort=True)["referrals"].sum().reset_index()
+        ref = _every_month(inputs.referrals.groupby(ref_by + ["month"], observed=True, sort=True)[["referrals"]].sum(),
+                           months)
         ref = ref.rename(columns={"referrals": "activity"}).assign(pod="gp_referral", cost=np.nan)
         for c in by:
             if c not in ref.columns:
@@ -207,6 +223,23 @@ def monthly_totals(inputs: Inputs, by: Sequence[str] = ("pod",)) -> pd.DataFrame
         act = pd.concat([act, ref[act.columns]], ignore_index=True)
     act["activity"] = act["activity"].astype("int64")
     return act.sort_values(by + ["month"], kind="mergesort").reset_index(drop=True)
+
+
+def _every_month(sums: pd.DataFrame, months: Sequence[str] | None) -> pd.DataFrame:
+    """Sums indexed by ``(*groups, month)`` with every month of ``months`` for every group present, 0 where a
+    group has no row that month (the implicit zeros of a sparse table); ``months=None`` keeps the months seen."""
+    if months is not None and len(sums):
+        if sums.index.nlevels == 1:
+            full = pd.Index(list(months), name="month")
+        else:
+            groups = sums.index.droplevel(-1).unique()
+            g_codes = np.repeat(np.arange(len(groups)), len(months))
+            m_codes = np.tile(np.arange(len(months)), len(groups))
+            g_levels = [groups.get_level_values(i)[g_codes] for i in range(groups.nlevels)] \
+                if isinstance(groups, pd.MultiIndex) else [groups[g_codes]]
+            full = pd.MultiIndex.from_arrays([*g_levels, pd.Index(list(months))[m_codes]], names=sums.index.names)
+        sums = sums.reindex(full, fill_value=0)
+    return sums.reset_index()
 
 
 def completeness(monthly: pd.DataFrame, value: str = "activity", by: Sequence[str] = ("pod",), recent_months: int = 6,
@@ -284,7 +317,7 @@ def population_consistency(inputs: Inputs, jump_threshold: float = 0.05, z_thres
     growth = (arr[:, -1] / arr[:, 0]) ** (1 / years) - 1 if years > 0 else np.full(len(arr), np.nan)
     act = inputs.activity.groupby("practice_code", observed=True)["activity"].sum()
     person_years = wide.sum(axis=1) / 12
-    rate = 1000 * act.reindex(wide.index).to_numpy(dtype=float) / person_years.to_numpy()
+    rate = 1000 * act.reindex(wide.index, fill_value=0).to_numpy(dtype=float) / person_years.to_numpy()  # no rows: 0
     med = np.median(rate)
     mad = 1.4826 * np.median(np.abs(rate - med))
     robust_z = (rate - med) / mad if mad > 0 else np.zeros_like(rate)
@@ -305,11 +338,14 @@ def population_consistency(inputs: Inputs, jump_threshold: float = 0.05, z_thres
 
 
 def totals_by(inputs: Inputs, dims: Iterable[str], period: str = "financial_year") -> pd.DataFrame:
-    """Activity and cost totals by ``dims`` and ``period`` (``month`` or ``financial_year``)."""
+    """Activity and cost totals by ``dims`` and ``period`` (``month`` or ``financial_year``); groups whose
+    activity and cost are both 0 are left out, so the table is the same whether zeros are explicit rows or
+    implicit (a sparse ``activity``)."""
     dims = list(dims)
     act = inputs.activity
     key = act["month"] if period == "month" else financial_year(act["month"])
     grouped = act.assign(**{period: key}).groupby(dims + [period], observed=True, sort=True)[["activity", "cost"]].sum()
+    grouped = grouped[(grouped["activity"].to_numpy() != 0) | (grouped["cost"].to_numpy() != 0)]
     return grouped.reset_index()
 
 

@@ -479,6 +479,6 @@ def without_provider_cut(inputs: Any, truth: dict) -> Any:
     cut = truth["provider_change"]
     act = inputs.activity
     hit = ((act["provider_code"] == cut["provider_code"]) & (act["pod"] == cut["pod"])
-           & (act["month"] >= cut["effective_month"])).to_numpy()
+           & (act["month"].astype(str) >= cut["effective_month"])).to_numpy()
     scale = np.where(hit, 1.0 / (1.0 + cut["relative_change_in_follow_up_ratio"]), 1.0)
     return dataclasses.replace(inputs, activity=act.assign(activity=act["activity"] * scale, cost=act["cost"] * scale))

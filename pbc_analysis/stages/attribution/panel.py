@@ -148,6 +148,29 @@ def _completion_array(comp: pd.DataFrame, pods: Sequence[str], months: Sequence[
     return out
 
 
+def _dense_series(codes: Sequence[np.ndarray], sizes: Sequence[int], values: np.ndarray
+                  ) -> tuple[np.ndarray, ...]:
+    """Every month of every series with a row: the codes of ``(practice, provider, specialty, month)`` rows
+    (month last, ``sizes`` their ranges) and their counts, expanded to one row per series and month of the
+    window, sorted by series and month; months without a row get 0 (a sparse table's implicit zeros).
+    Vectorised on the integer codes: the output has (series with a row) x months rows, never the full cross
+    product of practices, providers and specialties."""
+    *keys, month = (np.asarray(c, dtype=np.int64) for c in codes)
+    *key_sizes, n_m = sizes
+    series = np.zeros(len(month), dtype=np.int64)
+    for c, n in zip(keys, key_sizes):
+        series = series * n + c
+    uniq, inv = np.unique(series, return_inverse=True)
+    dense = np.zeros(len(uniq) * n_m, dtype=np.int64)
+    dense[inv * n_m + month] = values
+    out = []
+    rest = np.repeat(uniq, n_m)
+    for n in reversed(key_sizes):
+        out.append(rest % n)
+        rest = rest // n
+    return (*reversed(out), np.tile(np.arange(n_m, dtype=np.int64), len(uniq)), dense)
+
+
 def referral_panel(inputs: _data.Inputs) -> pd.DataFrame:
     """GP referrals per practice x provider x specialty x month with the exposure and engagement.
 
@@ -159,7 +182,10 @@ def referral_panel(inputs: _data.Inputs) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        One row per row of ``referrals``; codes as categoricals with sorted text categories:
+        One row per month of the window for every (practice, provider, specialty) series with a row in
+        ``referrals`` (``referrals`` may be sparse: a missing month is 0 referrals, and is a 0 row here, so the
+        model sees the same observations whether the zeros were explicit or not), sorted by series and month;
+        codes as categoricals with sorted text categories:
         ``practice_code``, ``provider_code``, ``specialty_code``, ``month``, ``referrals``, ``weighted_list``
         (the practice's list weighted by the specialty's reference age-sex referral rates; the registered
         list when ``reference_rates`` is absent), ``cohort`` (1-based month index of the practice's first
@@ -175,10 +201,10 @@ def referral_panel(inputs: _data.Inputs) -> pd.DataFrame:
     ref = inputs.referrals
     _, spec_seen = inputs.factorize("referrals", "specialty_code")
     specs = pd.Index(sorted(pd.Index(spec_seen).astype(str)))
-    pi = _inputs_codes(inputs, "referrals", "practice_code", practices)
-    vi = _inputs_codes(inputs, "referrals", "provider_code", providers)
-    si = _inputs_codes(inputs, "referrals", "specialty_code", specs)
-    mi = _inputs_codes(inputs, "referrals", "month", months)
+    pi, vi, si, mi, counts = _dense_series(
+        [_inputs_codes(inputs, "referrals", c, idx) for c, idx in
+         (("practice_code", practices), ("provider_code", providers), ("specialty_code", specs), ("month", months))],
+        (len(practices), len(providers), len(specs), len(months)), ref["referrals"].to_numpy(dtype=np.int64))
     reg = _population(inputs, practices, months)
     W = _weighted_lists(reg, _need_rates(inputs, [("referrals", s) for s in specs]))  # (P, S, M)
     eng = inputs.engagement.set_index("practice_code")["engaged_from"].reindex(practices)
@@ -193,7 +219,7 @@ def referral_panel(inputs: _data.Inputs) -> pd.DataFrame:
 
     return pd.DataFrame({
         "practice_code": cat(pi, practices), "provider_code": cat(vi, providers), "specialty_code": cat(si, specs),
-        "month": cat(mi, months), "referrals": ref["referrals"].to_numpy(dtype=np.int64),
+        "month": cat(mi, months), "referrals": counts,
         "weighted_list": W[pi, si, mi], "cohort": cohort[pi],
         "consortium": cat(cons_cats.get_indexer(cons.to_numpy())[pi], cons_cats)})
 

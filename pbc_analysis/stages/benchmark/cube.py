@@ -62,13 +62,57 @@ class Cube:
         return bool(np.isfinite(self.reference_rates).any())
 
 
-def _codes(inputs: _data.Inputs, table: str, column: str, categories: Sequence[str] | pd.Index) -> np.ndarray:
-    """Integer positions of ``inputs.<table>[column]`` in ``categories`` (validated inputs: all known)."""
+def _positions(inputs: _data.Inputs, table: str, column: str, categories: Sequence[str] | pd.Index
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """``(lookup, codes)``: each row's position in ``categories`` is ``lookup[codes]`` (validated inputs: all known)."""
     codes, uniques = inputs.factorize(table, column)
     pos = pd.Index(categories).get_indexer(pd.Index(uniques))
     if (pos < 0).any():  # cannot happen after validation; a guard, not a filter
         raise BenchmarkError(f"{table}.{column}: values not in the reference list: {list(pd.Index(uniques)[pos < 0][:5])}")
+    return pos, codes
+
+
+def _codes(inputs: _data.Inputs, table: str, column: str, categories: Sequence[str] | pd.Index) -> np.ndarray:
+    """Integer positions of ``inputs.<table>[column]`` in ``categories`` (validated inputs: all known)."""
+    pos, codes = _positions(inputs, table, column, categories)
     return pos[codes]
+
+
+#: rows per block while the cells of a large table are indexed (bounds the temporaries at national size)
+_BLOCK = 1 << 22
+_Axis = tuple[np.ndarray, tuple[np.ndarray, ...], int]
+
+
+def _cells(n_rows: int, axes: Sequence[_Axis]) -> np.ndarray:
+    """Per row, the row-major index (``int64``) of its cell over ``axes`` ``(lookup, codes, length)``, a row's
+    position on an axis being ``lookup[codes]`` (``codes``: one array per dimension of ``lookup``); a row
+    with position -1 on any axis gets the spare index one past the last cell. Built in blocks of rows."""
+    size = int(np.prod([n for _, _, n in axes]))
+    flat = np.empty(n_rows, dtype=np.int64)
+    for i in range(0, n_rows, _BLOCK):
+        sl = slice(i, min(i + _BLOCK, n_rows))
+        out = np.zeros(sl.stop - sl.start, dtype=np.int64)
+        bad = np.zeros(len(out), dtype=bool)
+        for lookup, codes, n in axes:
+            pos = lookup[tuple(c[sl] for c in codes)]
+            out *= n
+            out += pos
+            bad |= pos < 0
+        out[bad] = size
+        flat[sl] = out
+    return flat
+
+
+def _sums(cells: np.ndarray, weights: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sums of ``weights`` by cell (one pass in row order, as ``np.bincount``), the spare cell dropped."""
+    size = int(np.prod(shape))
+    return np.bincount(cells, weights=weights, minlength=size + 1)[:size].reshape(shape)
+
+
+def _pair_lookup(rows: np.ndarray, cols: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``table[rows[i], cols[j]]`` for every (i, j), -1 where ``rows[i]`` or ``cols[j]`` is -1."""
+    ok = (rows[:, None] >= 0) & (cols[None, :] >= 0)
+    return np.where(ok, table[np.maximum(rows, 0)][:, np.maximum(cols, 0)], -1)
 
 
 def build_cube(inputs: _data.Inputs) -> Cube:
@@ -82,8 +126,8 @@ def build_cube(inputs: _data.Inputs) -> Cube:
     Returns
     -------
     Cube
-        Series: GP referrals by specialty, then each point of delivery by specialty (the combinations that
-        occur); reference rates from the optional ``reference_rates`` table.
+        Series: GP referrals by specialty, then each point of delivery by specialty (the combinations with
+        a count > 0: ``activity`` and ``referrals`` may be sparse, missing rows are zeros); reference rates from the optional ``reference_rates`` table.
 
     References
     ----------
@@ -99,15 +143,21 @@ def build_cube(inputs: _data.Inputs) -> Cube:
     ref = inputs.referrals
     s_raw, spec_seen = inputs.factorize("activity", "specialty_code")
     spec_act = pd.Index(sorted(spec_seen))
-    s_codes = spec_act.get_indexer(spec_seen)[s_raw]
+    s_pos = spec_act.get_indexer(spec_seen)
     p_raw, pod_seen = inputs.factorize("activity", "pod")
     pod_act = pd.Index([p for p in _data.PODS if p in set(pod_seen)])
-    p_codes = pod_act.get_indexer(pod_seen)[p_raw]
+    p_pos = pod_act.get_indexer(pod_seen)
     r_raw, spec_ref_seen = inputs.factorize("referrals", "specialty_code")
-    spec_ref = pd.Index(sorted(spec_ref_seen))
-    r_codes = spec_ref.get_indexer(spec_ref_seen)[r_raw]
-    # series: referrals by specialty, then each pod by specialty (only combinations that occur)
-    combo = np.flatnonzero(np.bincount(p_codes * len(spec_act) + s_codes, minlength=len(pod_act) * len(spec_act)))
+    # series: referrals by specialty, then each pod by specialty (only combinations with a count > 0, so that
+    # explicit zero rows and a sparse table's implicit zeros give the same series)
+    ref_val = ref["referrals"].to_numpy(dtype=float)
+    spec_ref_seen = pd.Index(spec_ref_seen)
+    spec_ref = pd.Index(sorted(spec_ref_seen[np.bincount(r_raw, weights=ref_val, minlength=len(spec_ref_seen)) > 0]))
+    r_pos = spec_ref.get_indexer(spec_ref_seen)
+    act_val = act["activity"].to_numpy(dtype=float)
+    pairs = np.arange(len(pod_act) * len(spec_act)).reshape(len(pod_act), len(spec_act))
+    pair_axis = (_pair_lookup(p_pos, s_pos, pairs), (p_raw, s_raw), pairs.size)
+    combo = np.flatnonzero(_sums(_cells(len(act), [pair_axis]), act_val, (pairs.size,)) > 0)
     series = pd.DataFrame({
         "measure": ["referrals"] * len(spec_ref) + [pod_act[c // len(spec_act)] for c in combo],
         "specialty_code": list(spec_ref) + [spec_act[c % len(spec_act)] for c in combo]})
@@ -116,30 +166,29 @@ def build_cube(inputs: _data.Inputs) -> Cube:
     combo_k = np.full(len(pod_act) * len(spec_act), -1)
     combo_k[combo] = len(spec_ref) + np.arange(len(combo))
 
-    counts = np.zeros((P, K, M))
-    cost = np.full((P, K, M), np.nan)
-    cost[:, len(spec_ref):, :] = 0.0
-    # activity
-    pi = _codes(inputs, "activity", "practice_code", practices)
-    mi = _codes(inputs, "activity", "month", months)
-    ki = combo_k[p_codes * len(spec_act) + s_codes]
-    flat = (pi * K + ki) * M + mi
-    counts.reshape(-1)[:] += np.bincount(flat, weights=act["activity"].to_numpy(dtype=float), minlength=P * K * M)
-    cost_flat = np.bincount(flat, weights=act["cost"].to_numpy(dtype=float), minlength=P * K * M).reshape(P, K, M)
-    cost[:, len(spec_ref):, :] = cost_flat[:, len(spec_ref):, :]
+    # activity: rows of a combination with no activity at all are zeros (their cost is 0 too) and go to the
+    # spare cell; cost is NaN for the referral series
+    def prac_month(table: str) -> list[_Axis]:
+        (pl, pc), (ml, mc) = (_positions(inputs, table, c, v) for c, v in (("practice_code", practices), ("month", months)))
+        return [(pl, (pc,), P), (ml, (mc,), M)]
+
+    (pa_, ma_) = prac_month("activity")
+    cells = _cells(len(act), [pa_, (_pair_lookup(p_pos, s_pos, combo_k.reshape(pairs.shape)), (p_raw, s_raw), K), ma_])
+    counts = _sums(cells, act_val, (P, K, M))
+    del act_val
+    cost = _sums(cells, act["cost"].to_numpy(dtype=float), (P, K, M))
+    cost[:, :len(spec_ref), :] = np.nan
+    del cells
     # referrals
-    pi = _codes(inputs, "referrals", "practice_code", practices)
-    mi = _codes(inputs, "referrals", "month", months)
-    ki = r_codes
-    flat = (pi * K + ki) * M + mi
-    counts.reshape(-1)[:] += np.bincount(flat, weights=ref["referrals"].to_numpy(dtype=float), minlength=P * K * M)
+    (pr_, mr_) = prac_month("referrals")
+    counts += _sums(_cells(len(ref), [pr_, (r_pos, (r_raw,), K), mr_]), ref_val, (P, K, M))
 
     pop = inputs.population
-    pi = _codes(inputs, "population", "practice_code", practices)
-    mi = _codes(inputs, "population", "month", months)
-    ai = _codes(inputs, "population", "age_band", _data.AGE_BANDS) * 2 + _codes(inputs, "population", "sex", _data.SEXES)
-    registered = np.bincount((pi * M + mi) * N_AS + ai, weights=pop["registered"].to_numpy(dtype=float),
-                             minlength=P * M * N_AS).reshape(P, M, N_AS)
+    (pp_, mp_) = prac_month("population")
+    (al, ac), (sl, sc) = (_positions(inputs, "population", c, v) for c, v in (("age_band", _data.AGE_BANDS), ("sex", _data.SEXES)))
+    cell_as = _pair_lookup(al, sl, np.arange(N_AS).reshape(len(_data.AGE_BANDS), len(_data.SEXES)))
+    registered = _sums(_cells(len(pop), [pp_, mp_, (cell_as, (ac, sc), N_AS)]), pop["registered"].to_numpy(dtype=float),
+                       (P, M, N_AS))
 
     rates = np.full((K, N_AS), np.nan)
     rr = inputs.reference_rates

@@ -94,7 +94,7 @@ def completeness_from_snapshots(snapshots: pd.DataFrame, value: str = "value", m
 
 
 def completeness_from_model(activity: pd.DataFrame, months: int = 3, recent_months: int = COMPLETENESS_RECENT_MONTHS,
-                            level: float = 0.95) -> pd.DataFrame:
+                            level: float = 0.95, window_months: Sequence[str] | None = None) -> pd.DataFrame:
     """Completeness factors of the last ``months`` months from the data-quality model, capped at 1.
 
     Parameters
@@ -107,6 +107,9 @@ def completeness_from_model(activity: pd.DataFrame, months: int = 3, recent_mont
         The model's recent window (:func:`pbc_analysis.stages.quality.completeness`).
     level : float
         Level of the factors' intervals.
+    window_months : sequence of str, optional
+        The window's months: a month without rows counts 0 (``activity`` may be sparse). Default: the
+        months with rows.
 
     Returns
     -------
@@ -120,8 +123,11 @@ def completeness_from_model(activity: pd.DataFrame, months: int = 3, recent_mont
     model of :func:`pbc_analysis.stages.quality.completeness`.
     """
     check_number("completeness_months", months, 1, recent_months, integer=True)
-    m = activity.groupby("month", observed=True, sort=True)["activity"].sum().reset_index().assign(pod="all")
-    m["month"] = m["month"].astype(str)
+    m = activity.groupby("month", observed=True, sort=True)["activity"].sum()
+    m.index = m.index.astype(str)
+    if window_months is not None:
+        m = m.reindex(pd.Index(list(window_months), name="month"), fill_value=0)
+    m = m.reset_index().assign(pod="all")
     c = _quality.completeness(m, recent_months=recent_months, level=level).tail(int(months))
     return pd.DataFrame({"month": c["month"].to_numpy(), "lag": np.arange(int(months) - 1, -1, -1),
                          "factor": np.minimum(c["completeness"].to_numpy(float), 1.0),
@@ -170,4 +176,5 @@ def completeness_for(inputs: Any, completeness_factors: Sequence[float] = (), co
         f = by_lag.sort_values("lag", ascending=False)["factor"].to_numpy(float)
         out = completeness_table(np.minimum(f, 1.0), last)
         return out.assign(source="snapshots")
-    return completeness_from_model(inputs.activity, completeness_months, level=level)
+    return completeness_from_model(inputs.activity, completeness_months, level=level,
+                                   window_months=inputs.window.months if inputs.window is not None else None)

@@ -139,7 +139,8 @@ def practice_cells(activity: pd.DataFrame, completeness: pd.DataFrame | None = N
         ``practice_code, specialty_code, pod, month, financial_year, activity, cost, factor,
         activity_adjusted, cost_adjusted``: ``factor`` is the month's completeness factor (1 for months not
         named in ``completeness``) and the adjusted columns are divided by it; the recorded activity and
-        cost are kept.
+        cost are kept. Cells with activity 0 and cost 0 are left out (``activity`` may be sparse: a missing
+        row is a zero), so every sum below is the same whether the zeros were explicit rows or not.
 
     References
     ----------
@@ -163,6 +164,7 @@ def practice_cells(activity: pd.DataFrame, completeness: pd.DataFrame | None = N
         g[c] = pd.Series(np.asarray(u, dtype=object)[part], dtype="str")
     g["activity"] = np.bincount(inv, weights=activity["activity"].to_numpy(float), minlength=len(key)).astype(np.int64)
     g["cost"] = np.bincount(inv, weights=activity["cost"].to_numpy(float), minlength=len(key))
+    g = g[(g["activity"].to_numpy() != 0) | (g["cost"].to_numpy() != 0)].reset_index(drop=True)  # implicit zeros
     g.insert(4, "financial_year", calendar.financial_year_of(g["month"]))
     fmap = factor_map(completeness)
     # months not named in the completeness table are complete (factor 1); nothing else is filled in

@@ -282,7 +282,8 @@ def _provider_series(never: set, lists: pd.DataFrame, provider: str, spec: str,
         t = t[t["pod"] == pod]
     if spec != "all":
         t = t[t["specialty_code"] == spec]
-    s = t.groupby("month", as_index=False)[value].sum().rename(columns={value: "events"})
+    s = t.groupby("month", as_index=False, observed=True)[value].sum().rename(columns={value: "events"})
+    s["month"] = s["month"].astype(str)
     s = lists.merge(s, on="month", how="left").fillna({"events": 0})
     s["t"] = np.arange(1, len(s) + 1)
     s["calendar_month"] = s["month"].str.slice(5, 7).astype(int)
@@ -330,7 +331,8 @@ def provider_change_check(inputs: Inputs, end: str | None = None, harmonics: int
     if not never:
         raise ValueError("no never-engaged practices: the provider-change check needs them")
     pop = inputs.population[inputs.population["practice_code"].isin(never)]
-    lists = pop.groupby("month", as_index=False)["registered"].sum()
+    lists = pop.groupby("month", as_index=False, observed=True)["registered"].sum()
+    lists["month"] = lists["month"].astype(str)   # text months (the table may hold them as categoricals)
     rows = []
     for ch in changes.itertuples(index=False):
         spec = str(ch.specialty_code)

@@ -37,15 +37,27 @@ def monthly_costs(cells: pd.DataFrame, practices: pd.DataFrame | None = None) ->
     -------
     DataFrame
         ``practice_code, month, financial_year, cost`` (recorded), ``factor`` (completeness),
-        ``cost_adjusted`` and ``cost_at_target`` (adjusted, at the target year's prices).
+        ``cost_adjusted`` and ``cost_at_target`` (adjusted, at the target year's prices): every month of
+        ``cells`` for every practice (of ``practices`` when given), 0 where a practice has no cell that
+        month (``activity`` may be sparse: a missing row is a zero, so each practice's series has no gaps).
 
     References
     ----------
     DOMAIN.md "Data lag".
     """
     g = cells.groupby(["practice_code", "month"], sort=True).agg(
-        financial_year=("financial_year", "first"), cost=("cost", "sum"), factor=("factor", "first"),
-        cost_adjusted=("cost_adjusted", "sum"), cost_at_target=("cost_at_target", "sum")).reset_index()
+        cost=("cost", "sum"), cost_adjusted=("cost_adjusted", "sum"), cost_at_target=("cost_at_target", "sum"))
+    per_month = cells.groupby("month", sort=True).agg(financial_year=("financial_year", "first"),
+                                                       factor=("factor", "first"))
+    codes = (pd.Index(sorted(practices["practice_code"].astype(str))) if practices is not None
+             else pd.Index(sorted(cells["practice_code"].astype(str).unique())))
+    n_m = len(per_month)
+    full = pd.MultiIndex.from_arrays([np.repeat(codes.to_numpy(), n_m), np.tile(per_month.index.to_numpy(), len(codes))],
+                                     names=["practice_code", "month"])
+    g = g.reindex(full, fill_value=0.0)
+    g.insert(0, "financial_year", np.tile(per_month["financial_year"].to_numpy(), len(codes)))
+    g.insert(2, "factor", np.tile(per_month["factor"].to_numpy(), len(codes)))
+    g = g.reset_index()
     if practices is not None:
         g = g.merge(practices[["practice_code", "consortium"]].astype(str), on="practice_code", how="left")
     return g
