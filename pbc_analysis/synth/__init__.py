@@ -12,33 +12,40 @@ IMD score of p (sample mean and SD, recorded in the truth).
 
 The model, step by step, is written in the docstrings of the modules that implement it:
 
-============  =========================================================================================
-module        what it holds
-============  =========================================================================================
-params        :class:`SynthParams`: every shape option and effect size with its default, type, range and
-              help text (the one source of ``pbc synth``'s flags); the rules that derive the defaults
-              from the window (cohort timing, provider cut, structural change); the checks
-options       ``pbc synth``'s flags generated from :class:`SynthParams`, their parsing (months or offsets,
-              ``code=value`` pairs) and :func:`params_from_flags`
-calibration   the pyramid, the 12 specialties' rates, conversions, follow-up ratios and prices, the need
-              curves, names; :data:`SYNTH_MODEL_VERSION`, :data:`LMDI_FACTORS`
-contract      the file contract: :data:`TABLE_COLUMNS`, :data:`TABLE_KEYS`, :data:`LARGE_TABLES`, codes
-world         window, providers, practices (lists, IMD, consortia), engagement cohorts and under-referrers,
-              practice-provider pairs, the registered population and weighted lists
-activity      expected referrals (the engagement effect), outpatients and electives (the provider cut),
-              emergency activity, the tariff, the activity cube, the data lag and cost
-tables        the tables as data frames in the data dictionary's format, the reference rates
-truth         expected spend and counterfactuals, the LMDI-I decomposition, the truth dictionary,
-              :func:`lmdi_decompose`, :func:`without_provider_cut`
-budgets       the historic budgets and the high-cost patients
-generator     :func:`generate`: runs the steps in order (one child random generator each), returns a
-              :class:`SynthResult`
-write         :func:`write_tables`, :func:`write_synthetic_pct` (Parquet / CSV, ``ground_truth.json``)
-============  =========================================================================================
+================  =========================================================================================
+module            what it holds
+================  =========================================================================================
+params            :class:`SynthParams`: every shape option and effect size with its default, type, range and
+                  help text (the one source of ``pbc synth``'s flags); the rules that derive the defaults
+                  from the window (cohort timing, provider cut, structural change); the checks
+options           ``pbc synth``'s flags generated from :class:`SynthParams`, their parsing (months or offsets,
+                  ``code=value`` pairs) and :func:`params_from_flags`
+calibration       the pyramid, the 12 specialties' rates, conversions, follow-up ratios and prices, the need
+                  curves, names; :data:`SYNTH_MODEL_VERSION`, :data:`LMDI_FACTORS`
+contract          the file contract: :data:`TABLE_COLUMNS`, :data:`TABLE_KEYS`, :data:`LARGE_TABLES`, codes
+world             window, providers, practices (lists, IMD, consortia), engagement cohorts and under-referrers,
+                  practice-provider pairs, the registered population and weighted lists
+activity          expected referrals (the engagement effect), outpatients and electives (the provider cut),
+                  emergency activity, the tariff, the activity cube, the data lag and cost
+tables            the tables as data frames in the data dictionary's format, the reference rates
+truth             expected spend and counterfactuals, the LMDI-I decomposition, the truth dictionary,
+                  :func:`lmdi_decompose`, :func:`without_provider_cut`
+budgets           the historic budgets and the high-cost patients
+generator         :func:`generate`: runs the steps in order (one child random generator each), returns a
+                  :class:`SynthResult`
+write             :func:`write_tables`, :func:`write_synthetic_pct` (Parquet / CSV, ``ground_truth.json``),
+                  :func:`write_result_events` (``pbc synth --events``)
+events            :func:`write_events`: the PCT as event-level extracts in ``<out>/extracts/`` (outpatients, admitted
+                  care, A&E, e-RS referrals as Parquet, one row per event of the tables) with seeded dirt the ingest
+                  rules handle, and ``events_truth.json`` (rows and cost per source and exclusion reason)
+events_reference  the reference extracts: GP registrations (quinary ages), the epraccur-like practice
+                  reference, practice attributes, succession (one merged practice), providers, prices, local tables
+================  =========================================================================================
 
 The sample is ``make sample`` = ``pbc synth --seed 20070401 --practices 60 --months 60 --start 2003-04
 --out data/sample`` = ``write_synthetic_pct("data/sample", seed=20070401, n_practices=60, n_months=60,
-start_month="2003-04", fmt="parquet")``.
+start_month="2003-04", fmt="parquet")``; with ``--events`` (``events=True``) the same PCT is also written as
+event-level extracts for ``pbc ingest`` (``configs/ingest_sample.yaml``).
 
 References
 ----------
@@ -49,11 +56,12 @@ from __future__ import annotations
 
 from pbc_analysis.synth.calibration import LMDI_FACTORS, SYNTH_MODEL_VERSION
 from pbc_analysis.synth.contract import LARGE_TABLES, TABLE_COLUMNS, TABLE_KEYS
+from pbc_analysis.synth.events import write_events
 from pbc_analysis.synth.generator import SynthResult, generate
 from pbc_analysis.synth.options import SynthFlag, flags, params_from_flags
 from pbc_analysis.synth.params import SynthParams, pipeline_warnings
 from pbc_analysis.synth.truth import lmdi_decompose, without_provider_cut
-from pbc_analysis.synth.write import write_synthetic_pct, write_tables
+from pbc_analysis.synth.write import write_result_events, write_synthetic_pct, write_tables
 
 __all__ = [
     "LARGE_TABLES",
@@ -70,6 +78,8 @@ __all__ = [
     "params_from_flags",
     "pipeline_warnings",
     "without_provider_cut",
+    "write_events",
+    "write_result_events",
     "write_synthetic_pct",
     "write_tables",
 ]

@@ -11,7 +11,9 @@ same bytes with the locked pandas/pyarrow. ``ground_truth.json`` is ``json.dumps
 sort_keys=True, indent=1)``. The sample is ``make sample`` = ``write_synthetic_pct("data/sample",
 seed=20070401, n_practices=60, n_months=60, start_month="2003-04", fmt="parquet")`` (about 2 MB);
 6,500 practices x 60 months (84 million rows) takes about 45 s and 4.5 GB on 2 cores
-(``scripts/benchmark.py``).
+(``scripts/benchmark.py``). With ``events=True`` (``pbc synth --events``) the same PCT is also written as
+event-level extracts into ``<out>/extracts/`` (:func:`pbc_analysis.synth.events.write_events`); the tables
+beside them are unchanged, so ``pbc ingest`` of the extracts can be compared with them.
 
 References
 ----------
@@ -32,10 +34,11 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from pbc_analysis.synth.contract import LARGE_TABLES, TABLE_COLUMNS
+from pbc_analysis.synth.events import write_events
 from pbc_analysis.synth.generator import SynthResult, generate
 from pbc_analysis.synth.params import SynthParams
 
-__all__ = ["FORMATS", "write_synthetic_pct", "write_tables"]
+__all__ = ["FORMATS", "write_result_events", "write_synthetic_pct", "write_tables"]
 
 FORMATS = ("parquet", "csv", "csv.gz")
 
@@ -123,7 +126,7 @@ def write_tables(result: SynthResult, out_dir: str | Path, fmt: str = "parquet",
 
 def write_synthetic_pct(out_dir: str | Path, seed: int = 20070401, n_practices: int = 60, n_months: int = 60,
                         start_month: str = "2003-04", fmt: str = "parquet", progress: bool = True,
-                        params: SynthParams | None = None) -> dict[str, Path]:
+                        params: SynthParams | None = None, events: bool = False) -> dict[str, Path]:
     """Generate a synthetic PCT and write it to ``out_dir``.
 
     The documented sample is ``write_synthetic_pct("data/sample", seed=20070401, n_practices=60,
@@ -138,17 +141,46 @@ def write_synthetic_pct(out_dir: str | Path, seed: int = 20070401, n_practices: 
     progress : bool
     params : SynthParams, optional
         Every parameter (``pbc synth`` builds one from its flags).
+    events : bool
+        Also write the event-level extracts into ``<out_dir>/extracts/`` (``pbc synth --events``).
 
     Returns
     -------
     dict
-        Table name (and ``ground_truth``) -> path written.
+        Table name (and ``ground_truth``; with ``events``, every extract and ``events_truth``) -> path written.
 
     References
     ----------
-    :mod:`pbc_analysis.synth` (the model).
+    :mod:`pbc_analysis.synth` (the model); :mod:`pbc_analysis.synth.events` (the extracts).
     """
     if params is None:
         params = SynthParams(seed=seed, n_practices=n_practices, n_months=n_months, start_month=start_month)
     result = generate(params, progress=progress)
-    return write_tables(result, out_dir, fmt=fmt, progress=progress)
+    paths = write_tables(result, out_dir, fmt=fmt, progress=progress)
+    if events:
+        paths |= write_result_events(result, out_dir, progress=progress)
+    return paths
+
+
+def write_result_events(result: SynthResult, out_dir: str | Path, progress: bool = False) -> dict[str, Path]:
+    """Write ``result`` as event-level extracts into ``<out_dir>/extracts/`` (after :func:`write_tables`).
+
+    Parameters
+    ----------
+    result : SynthResult
+    out_dir : str or Path
+        Where :func:`write_tables` wrote the tables.
+    progress : bool
+
+    Returns
+    -------
+    dict
+        Extract name (and ``events_truth``) -> path written.
+
+    References
+    ----------
+    :mod:`pbc_analysis.synth.events`.
+    """
+    p = result.params
+    return write_events(result.tables, out_dir, seed=int(p.seed), start_month=str(p.start_month),
+                        n_months=int(p.n_months), progress=progress)
