@@ -10,7 +10,7 @@ CONFIG ?= configs/sample.yaml
 PYTEST_ARGS ?=
 VERIFY_ARGS ?=
 
-.PHONY: help venv report test lint docs test-fast lab lock sample expected clean-reports bench simulate-benchmark simulate-evaluation simulate-attribution verify
+.PHONY: help venv report report-events test lint docs test-fast lab lock sample sample-events expected clean-reports bench simulate-benchmark simulate-evaluation simulate-attribution verify
 
 help:
 	@echo "make report   run the full pipeline on the embedded sample (reports/latest/)"
@@ -21,6 +21,8 @@ help:
 	@echo "make lab      open JupyterLab on notebooks/ with the project's kernel"
 	@echo "make lock     re-resolve requirements.lock from pyproject.toml (needs network)"
 	@echo "make sample   regenerate data/sample/ from the synthetic generator"
+	@echo "make sample-events  the sample as event-level extracts (data/sample-events/), for pbc ingest"
+	@echo "make report-events  the pipeline from those extracts: ingest first, then every notebook and the report"
 	@echo "make expected regenerate tests/expected/ back-test tables (review the diff!)"
 	@echo "make bench    time synth, validated loading and benchmarking at national size"
 	@echo "make simulate-benchmark  flag rates of benchmarking over 20 synthetic PCTs"
@@ -67,6 +69,14 @@ lock:
 
 sample: $(STAMP)
 	$(BIN)/pbc synth --seed 20070401 --practices 60 --months 60 --start 2003-04 --out data/sample
+
+# the sample as event-level extracts (data/sample-events/extracts/, not in git: about 25 MB), for pbc ingest
+sample-events: $(STAMP)
+	$(BIN)/pbc synth --seed 20070401 --practices 60 --months 60 --start 2003-04 --events --out data/sample-events
+
+# the whole pipeline from the extracts: ingest (first stage of the run), notebooks, report
+report-events: sample-events
+	$(BIN)/pbc run --config configs/sample_events.yaml
 
 expected: $(STAMP)
 	$(BIN)/python scripts/make_expected.py

@@ -23,6 +23,20 @@ data: the input data model and validated loading
 - ``data/schema``  The input data model: vocabularies, code patterns and the pandera schema of every table
 - ``data/window``  The analysis window (`Window`) and the data window of a data directory: the months every monthly table covers (``start_month``/``end_month``
 
+ingest: event-level extracts to the analysis tables, row-level work in Ibis on DuckDB
+- ``ingest/columnmap``  Column maps: the canonical fields of every source kind (`FIELDS`) and the YAML map from a file's columns to them
+- ``ingest/engine``  The embedded engine: DuckDB through Ibis, with its memory limit, spill directory and threads as settings
+- ``ingest/sources``  Reading one extract through its column map: canonical field names, normalised types, coded fields as categories
+- ``ingest/hospital``  The hospital event rules: outpatient appointments, admitted-care episodes and A&E attendances -> activity
+- ``ingest/referrals``  GP referrals: from an e-RS-style referral extract, or derived from first outpatient attendances
+- ``ingest/reconcile``  The reconciliation table: for every source, rows and cost read = aggregated + excluded (by reason)
+- ``ingest/params``  The ingest settings (`IngestParams`): typed, defaults in one place, every problem listed at once
+- ``ingest/run``  The ingest orchestrator: extracts -> validated analysis tables (Parquet), reconciliation and manifest
+- ``ingest/practices``  The practice reference (epraccur-like), the local practice attributes and the succession table -> the ``practices`` table and the
+- ``ingest/registrations``  GP registration snapshots (quinary age, by sex) -> the ``population`` table: the list at the start of every month of the window,
+- ``ingest/prices``  The price table (payment-scheme-like, long) -> the price lookup for missing costs and the ``tariff`` table, a fixed-weight (Laspeyres)
+- ``ingest/reference``  The providers and specialties tables from the provider reference and the treatment-function list, and the shared helpers of the
+
 synth: a synthetic PCT with planted effects, in the real data's formats, and its truth
 - ``synth/activity``  Hospital activity of the synthetic PCT: expected counts, draws, tariff, the activity cube, data lag and cost
 - ``synth/budgets``  The synthetic PCT's indicative budgets (historic rule) and its high-cost patients (the risk pool's cases)
@@ -34,6 +48,8 @@ synth: a synthetic PCT with planted effects, in the real data's formats, and its
 - ``synth/tables``  The synthetic PCT's tables as data frames in the data dictionary's format (one function per group of tables)
 - ``synth/truth``  The ground truth of the synthetic PCT (``truth`` / ``ground_truth.json``)
 - ``synth/world``  The synthetic PCT's structure: window, providers, practices, consortia, engagement, practice-provider pairs, lists
+- ``synth/events``  ``pbc synth --events``: the synthetic PCT as event-level extracts, with the dirt the ingest rules handle
+- ``synth/events_reference``  The reference extracts of ``pbc synth --events``: registrations, practice reference, attributes, succession, providers, prices
 - ``synth/write``  Writing the synthetic PCT in the real-data formats (``docs/data_dictionary.md`` is the contract)
 
 methods: the statistical methods, each in one place; nothing here knows about notebooks or runs
@@ -125,6 +141,7 @@ pipeline: config, settings derived from the data, the runner, manifest, verify a
 - ``pipeline/compare``  Compare result tables and JSON with a stated tolerance: the one rule the back tests and ``pbc verify`` share
 - ``pipeline/config``  The run config: parsed and checked against the notebooks' own ``parameters`` cells before anything runs
 - ``pipeline/derive``  Settings that follow from the data: derived, checked against every cross-setting rule, before any notebook runs
+- ``pipeline/extracts``  The ingest stage of a run and ``pbc ingest``: event-level extracts to the analysis tables, recorded for audit
 - ``pipeline/init``  ``pbc init``: a complete run config for a data directory, every setting written out and explained
 - ``pipeline/manifest``  Provenance of a run: file hashes, code version, packages, the inputs a config reads, and the manifest
 - ``pipeline/run``  The pipeline runner: validate a config, execute the numbered notebooks with papermill, publish

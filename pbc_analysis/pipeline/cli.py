@@ -11,6 +11,9 @@
                                                validate DIR and write a config with every setting
     pbc validate --data-dir DIR --start YYYY-MM --end YYYY-MM [--config CONFIG]
                                                validate input files without running anything
+    pbc ingest --config INGEST.yaml [--out DIR] [--quiet]
+                                               event-level extracts -> the analysis tables (Parquet),
+                                               with the reconciliation of every source
 """
 
 from __future__ import annotations
@@ -95,6 +98,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from pbc_analysis.core.checks import ArgumentError
     from pbc_analysis.synth import flags, generate, params_from_flags, pipeline_warnings, write_tables
     from pbc_analysis.synth.options import flag_label, name_flags
+    from pbc_analysis.synth.write import write_result_events
 
     given = {f.name: getattr(args, f.name) for f in flags() if hasattr(args, f.name)}
     try:
@@ -111,8 +115,12 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a value only the drawn PCT can refuse (an unknown --provider-cut-provider)
         print(f"error: pbc synth: {name_flags(str(exc))}", file=sys.stderr)
         return 2
-    files = write_tables(result, paths.resolve(args.out, base=Path.cwd()), fmt=args.format, progress=not args.quiet)
-    print(f"wrote {len(files)} tables and ground_truth.json to {args.out} in {time.perf_counter() - start:.1f} s")
+    out = paths.resolve(args.out, base=Path.cwd())
+    files = write_tables(result, out, fmt=args.format, progress=not args.quiet)
+    events = write_result_events(result, out, progress=not args.quiet) if getattr(args, "events", False) else {}
+    extracts = f" and {len(events) - 1} extracts with events_truth.json to {Path(args.out) / 'extracts'}" if events else ""
+    print(f"wrote {len(files) - 1} tables and ground_truth.json to {args.out}{extracts} in "
+          f"{time.perf_counter() - start:.1f} s")
     return 0
 
 
@@ -130,6 +138,11 @@ def _add_synth_flags(p: argparse.ArgumentParser) -> None:
             groups[f.group] = p.add_argument_group(f.group)
         groups[f.group].add_argument(f.flag, dest=f.name, metavar=f.metavar, default=argparse.SUPPRESS,
                                      help=f.help.replace("%", "%%"))
+    p.add_argument("--events", action="store_true",
+                   help="also write the PCT as event-level extracts (outpatients, admitted care, A&E, e-RS referrals as "
+                        "Parquet; GP registrations, practice reference, succession, providers, prices as CSV; the local "
+                        "tables; events_truth.json: the planted dirt by source and reason) into OUT/extracts/, for "
+                        "pbc ingest (configs/ingest_sample.yaml); the tables in OUT are written unchanged")
 
 
 def _validate_window(args: argparse.Namespace) -> tuple[str, str, str, Any] | str:
@@ -221,8 +234,39 @@ def _cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    """``pbc ingest``: 0 written, 1 the extracts failed validation (every problem listed), 2 the config refused."""
+    from pbc_analysis.core.strict_yaml import ConfigError
+    from pbc_analysis.data import DataValidationError
+    from pbc_analysis.ingest.run import run_ingest
+    from pbc_analysis.pipeline.extracts import load_ingest_config
+
+    try:
+        params, path = load_ingest_config(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = paths.resolve(args.out, base=Path.cwd()) if args.out else paths.resolve(params.out)
+    t0 = time.perf_counter()
+    try:
+        result = run_ingest(params, out_dir=out, progress=not args.quiet)
+    except DataValidationError as exc:
+        print(f"error: the extracts of {path} did not pass validation; nothing was written.\n{exc}", file=sys.stderr)
+        return 1
+    print(f"ingested {len(result.extracts)} extracts in {time.perf_counter() - t0:.1f} s, window {result.window[0]} "
+          f"to {result.window[1]}: {out}")
+    rec = result.reconciliation
+    for source, part in rec.groupby("source", sort=False):
+        by = part.groupby("outcome")["rows"].sum()
+        excluded = ", ".join(f"{r.reason} {int(r.rows):,}" for r in part.itertuples() if r.outcome == "excluded")
+        print(f"  {source}: read {int(by.get('read', 0)):,}, aggregated {int(by.get('aggregated', 0)):,}, "
+              f"excluded {int(by.get('excluded', 0)):,}" + (f" ({excluded})" if excluded else ""))
+    print(f"reconciliation: {out / 'reconciliation.csv'}; run it with parameters.data_dir: {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``pbc`` command's argument parser (subcommands run, verify, synth, init, validate).
+    """The ``pbc`` command's argument parser (subcommands run, verify, synth, settings, init, validate, ingest).
 
     Returns
     -------
@@ -278,6 +322,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end", help="last month of the analysis window, YYYY-MM (default: the config's, else the data's)")
     p.add_argument("--config", help="a run config whose validation: settings (thresholds, accept) are used")
     p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("ingest", help="event-level extracts (outpatients, admitted care, A&E, registrations, practice "
+                                      "reference, prices) -> the analysis tables, with a reconciliation of every source")
+    p.add_argument("--config", required=True, help="YAML with one section, ingest: (docs/extracts.md), e.g. "
+                                                   "configs/ingest_sample.yaml")
+    p.add_argument("--out", help="the data directory to write (default: the config's ingest.out)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_ingest)
     return parser
 
 

@@ -59,15 +59,15 @@ from typing import Any, Mapping
 
 from pbc_analysis.core import names, paths
 from pbc_analysis.core.params import AUTO
-from pbc_analysis.data.plausibility import PlausibilitySettings, parse_settings
 from pbc_analysis.core.strict_yaml import ConfigError, StrictLoader, load_yaml  # noqa: F401 (re-exported)
+from pbc_analysis.data.plausibility import PlausibilitySettings, parse_settings
 from pbc_analysis.publish import results
 
 REPORT_NOTEBOOK = "09_evaluation_report"
 RESERVED_PARAMETERS = {"run_dir"}
 PATH_SUFFIXES = ("_dir", "_path", "_file")
 PATH_PARAMETERS = frozenset({"completeness_snapshots"})   # input files whose names do not end in PATH_SUFFIXES
-TOP_LEVEL_KEYS = {"run", "parameters", "notebooks", "validation"}
+TOP_LEVEL_KEYS = {"run", "parameters", "notebooks", "validation", "extracts"}
 RUN_KEYS = {"name": str, "notebooks": list, "renderer": str, "workers": int}
 RENDERERS = ("auto", "quarto", "nbconvert")
 NAME_RULE = names.name_rule()
@@ -455,6 +455,7 @@ class RunConfig:
     notebooks_dir: Path = paths.NOTEBOOKS_DIR
     workers: int = 0                           # analysis notebooks run at once (0 = one per CPU core)
     validation: PlausibilitySettings = dataclasses.field(default_factory=PlausibilitySettings)
+    extracts: Any = None                       # IngestParams of an `extracts:` section: ingested first, into the run's data/
 
     @property
     def parameters_hash(self) -> str:
@@ -613,8 +614,16 @@ def _effective(glob: dict[str, Any], per_nb: dict[str, Any], declared: dict[str,
 
 
 def _check_data_dir(effective: dict[str, dict[str, Any]], declared: dict[str, dict[str, ParamType]], where: str,
-                    problems: list[str]) -> None:
-    """Every running notebook that declares ``data_dir`` is given a non-empty one by the config."""
+                    problems: list[str], extracts: bool = False) -> None:
+    """Every running notebook that declares ``data_dir`` is given a non-empty one by the config (or, with an
+    ``extracts:`` section, none: the run's ingested data directory is given to them)."""
+    if extracts:
+        given = sorted(n for n, params in effective.items() if "data_dir" in params)
+        if given:
+            problems.append(f"{where}: data_dir is set ({', '.join(given)}) but so is extracts:, whose tables are the run's "
+                            "data (written into the run directory's data/): remove data_dir, or remove extracts: to read "
+                            "a data directory of tables")
+        return
     missing = [n for n, params in effective.items() if "data_dir" in declared[n] and "data_dir" not in params]
     empty = [n for n, params in effective.items() if params.get("data_dir") == ""]
     if missing:
@@ -692,7 +701,15 @@ def parse_config(text: str, path: Path | None = None, notebooks_dir: Path = path
     defaults = {n: notebook_parameters(p) for n, p in available.items()}
     _check_keys(glob, per_nb, declared, running, where, problems)
     effective = _effective(glob, per_nb, declared, defaults, running, where, problems)
-    _check_data_dir(effective, declared, where, problems)
+    extracts = None
+    if raw.get("extracts") is not None:
+        from pbc_analysis.pipeline.extracts import parse_section
+
+        try:
+            extracts = parse_section(raw["extracts"], where, in_run=True)
+        except ConfigError as exc:
+            problems.extend(str(exc).splitlines())
+    _check_data_dir(effective, declared, where, problems, extracts="extracts" in raw)
     validation, found = parse_settings(raw.get("validation"), where)
     problems.extend(found)
     problems.extend(_path_problems(effective, where))
@@ -708,7 +725,23 @@ def parse_config(text: str, path: Path | None = None, notebooks_dir: Path = path
     if problems:
         raise ConfigError("invalid run config:\n  - " + "\n  - ".join(dict.fromkeys(problems)))
     return RunConfig(name=name, renderer=renderer, notebooks=tuple(selected), parameters=effective, source=text,
-                     path=path, notebooks_dir=notebooks_dir, workers=workers, validation=validation)
+                     path=path, notebooks_dir=notebooks_dir, workers=workers, validation=validation, extracts=extracts)
+
+
+def declares_data_dir(cfg: RunConfig, notebook: str) -> bool:
+    """Whether a notebook's parameters cell declares ``data_dir`` (it then reads the run's input tables).
+
+    Parameters
+    ----------
+    cfg : RunConfig
+    notebook : str
+        A notebook of the config (its stem).
+
+    Returns
+    -------
+    bool
+    """
+    return "data_dir" in notebook_parameter_types(cfg.notebooks_dir / f"{notebook}.ipynb")
 
 
 def load_config(path: str | Path) -> RunConfig:

@@ -102,7 +102,8 @@ def _rel(path: Path) -> str:
 
 
 def input_files(cfg: RunConfig) -> dict[str, Path]:
-    """Every input file the run reads: each notebook's ``data_dir`` tables and the files its path parameters name.
+    """Every input file the run reads: each notebook's ``data_dir`` tables (or, with ``extracts:``, the extracts, their
+    column-map files and local tables) and the files its path parameters name.
 
     Parameters
     ----------
@@ -118,8 +119,12 @@ def input_files(cfg: RunConfig) -> dict[str, Path]:
     from pbc_analysis.pipeline.config import is_path_parameter
 
     files: dict[str, Path] = {}
+    if cfg.extracts is not None:   # the run's data_dir is its own ingested data/ (an output): its inputs are the extracts
+        from pbc_analysis.pipeline.extracts import input_files as extract_files
+
+        files.update(extract_files(cfg.extracts))
     for params in cfg.parameters.values():
-        if params.get("data_dir"):
+        if params.get("data_dir") and cfg.extracts is None:
             for path in find_table_files(params["data_dir"]).values():
                 files[_rel(path)] = path
         for key, value in params.items():  # other input files named by a parameter (completeness_snapshots)

@@ -458,6 +458,18 @@ def _provenance(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     }
 
 
+def _write_reconciliation(run_dir: Path, ingested: Any) -> None:
+    """The ingest's reconciliation as a result table (``tables/ingest_reconciliation.csv``) and results section."""
+    from pbc_analysis.pipeline.extracts import RECONCILIATION_TABLE
+
+    rec = ingested.reconciliation
+    results.write_table(rec, RECONCILIATION_TABLE, run_dir, sort_by=[c for c in ("source", "outcome", "reason") if c in rec.columns])
+    section = ingested.section
+    results.write_section(run_dir, "ingest", {"window": section["window"], "referrals_from": section["settings"].get("referrals"),
+                                             "sources": sorted(section["reconciliation_rows"]),
+                                             "extracts": [e.get("source") for e in section["extracts"]]})
+
+
 def _render(cfg: RunConfig, run_dir: Path, echo: Any) -> dict[str, Any]:
     """Render the executed report notebook to ``report.html``; return how it was rendered."""
     from pbc_analysis.publish.report import ReportError, render_html
@@ -538,14 +550,43 @@ def run_pipeline(cfg: RunConfig, reports_dir: Path = paths.REPORTS_DIR, render: 
 
     _check_kernel()
     with stop_on_signals():
+        if cfg.extracts is not None:
+            return _run_from_extracts(cfg, reports_dir, render, run_id, echo)
         validation, resolved, resolution = validate_and_derive(cfg, echo=echo)
         run_dir = _make_run_dir(reports_dir, cfg, run_id)
         _run_in(run_dir, cfg, render, validation, run_id is None, echo, resolved, resolution)
     return run_dir
 
 
+def _run_from_extracts(cfg: RunConfig, reports_dir: Path, render: bool, run_id: str | None, echo: Any) -> Path:
+    """A config with ``extracts:``: ingest into the new run directory's ``data/`` first, then run as usual.
+
+    The run directory is made first (the ingested tables are outputs of the run) and stays marked INCOMPLETE,
+    with the reason, when the extracts fail validation or the ingested tables fail the data dictionary.
+    """
+    from pbc_analysis.data import DataValidationError
+    from pbc_analysis.pipeline.extracts import ingest_for_run, with_data_dir
+
+    run_dir = _make_run_dir(reports_dir, cfg, run_id)
+    _mark_incomplete(run_dir, f"ingesting the extracts (pid {os.getpid()})")
+    try:
+        ingested = ingest_for_run(cfg.extracts, run_dir, echo=echo)
+        data_cfg = with_data_dir(cfg, ingested.data_dir)
+        validation, resolved, resolution = validate_and_derive(data_cfg, echo=echo)
+    except DataValidationError as exc:
+        _mark_incomplete(run_dir, "failed: the extracts did not pass validation; no notebook was run")
+        _finish_index(run_dir.parent)
+        raise RunError(f"the extracts did not pass validation; no notebook was run (run directory {run_dir}).\n{exc}") from None
+    except BaseException as exc:
+        _mark_incomplete(run_dir, f"failed before any notebook: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        _finish_index(run_dir.parent)
+        raise
+    _run_in(run_dir, cfg, render, validation, run_id is None, echo, resolved, resolution, ingested=ingested)
+    return run_dir
+
+
 def _run_in(run_dir: Path, cfg: RunConfig, render: bool, validation: dict[str, Any], point_latest: bool,
-            echo: Any, resolved: RunConfig | None = None, resolution: Any = None) -> None:
+            echo: Any, resolved: RunConfig | None = None, resolution: Any = None, ingested: Any = None) -> None:
     """Run into a new run directory: marked INCOMPLETE until its manifest is written, whatever happens."""
     from pbc_analysis.pipeline.supervise import Interrupted
 
@@ -557,7 +598,7 @@ def _run_in(run_dir: Path, cfg: RunConfig, render: bool, validation: dict[str, A
     log.setLevel(logging.INFO)
     try:
         _complete_run(cfg, run_dir, render, validation, dt.datetime.now(dt.UTC), echo,
-                      resolved or cfg, resolution)
+                      resolved or cfg, resolution, ingested)
     except Interrupted as exc:
         _mark_incomplete(run_dir, f"{exc}; stopped every notebook; partial output kept in {run_dir}")
         log.error("%s", exc)
@@ -575,7 +616,7 @@ def _run_in(run_dir: Path, cfg: RunConfig, render: bool, validation: dict[str, A
 
 
 def _complete_run(cfg: RunConfig, run_dir: Path, render: bool, validation: dict[str, Any], started: dt.datetime,
-                  echo: Any, resolved: RunConfig, resolution: Any) -> None:
+                  echo: Any, resolved: RunConfig, resolution: Any, ingested: Any = None) -> None:
     """The body of :func:`run_pipeline`: notebooks (given the derived settings), report, bundle, manifest.
 
     ``cfg`` is the config as written (recorded in the manifest); ``resolved`` the same with every ``"auto"``
@@ -584,6 +625,9 @@ def _complete_run(cfg: RunConfig, run_dir: Path, render: bool, validation: dict[
     provenance = _provenance(cfg, run_dir)
     if resolution is not None:
         provenance["derived"] = {"settings": resolution.derived, "facts": resolution.facts}
+    if ingested is not None:
+        provenance["ingest"] = ingested.section
+        _write_reconciliation(run_dir, ingested)
     (run_dir / "provenance.json").write_text(results.dumps(provenance), encoding="utf-8")
     if validation:
         results.write_section(run_dir, "validation", validation)

@@ -58,7 +58,8 @@ from pbc_analysis.publish.report_provenance import changed_count
 
 #: Outputs re-run and compared (tables and JSON with the tolerance, reports by their tables, text exactly).
 COMPARED = ("tables/*.csv", "results.json", "results/*.json", "report.html", "published/tables/*.csv",
-            "published/results.json", "published/report.html", "published/README.txt")
+            "published/results.json", "published/report.html", "published/README.txt",
+            "data/*.parquet", "data/*.csv", "data/*.csv.gz", "data/ingest.json")   # data/: a run's ingested tables
 REPORTS = frozenset({"report.html", "published/report.html"})   # compared by their tables
 HASH_ONLY = "figures, notebooks, provenance.json and published/CONTENTS.json are checked against their hashes only"
 TAMPERED, NOT_IDENTICAL, CODE_DIFFERS, RERUN_FAILED = "TAMPERED", "NOT IDENTICAL", "CODE DIFFERS", "RE-RUN FAILED"

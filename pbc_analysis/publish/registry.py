@@ -157,8 +157,16 @@ _RATIO_COLS = ("ratio", "lower_*", "upper_*", "limit_*", "z", "pct_percentile", 
                "consortium_decile", "change", "trend_per_period", "standardised_rate_per_1000")
 _POOL_CHARGE = "cost - pool_charge = patients x threshold would give back the unrounded number of patients"
 
+# the ingest's event sources: their row counts are counts of events (registrations: rows of snapshot files, a tally)
+_EVENT_SOURCES = frozenset({"outpatients", "admitted", "ae", "referrals", "referrals (derived)"})
+
 #: Every result table a run writes, every column classified (see :data:`KINDS`).
 TABLES: dict[str, TableSpec] = {
+    # ---- the ingest stage of a run with extracts: (pbc_analysis.pipeline.extracts) ----------------
+    "ingest_reconciliation": _t("source x outcome x reason of the event-level extracts ingested",
+                                key=("source", "outcome", "reason"), money=("cost", "priced_cost"),
+                                counts_where={"rows": ("source", _EVENT_SOURCES), "priced_rows": ("source", _EVENT_SOURCES),
+                                              "merged_rows": ("source", _EVENT_SOURCES)}),
     # ---- 01 data quality -------------------------------------------------------------------------
     "dq_table_summary": _t("one row per input file read", key=("table", "file", "first_period", "last_period"),
                            tally=("columns", "practices"),

@@ -163,6 +163,86 @@ def table_summary(run_dir: str | Path) -> HTML:
     return _table(df, "Input files read and validated (rows are file rows, not patients)")
 
 
+#: every exclusion reason of the ingest (pbc_analysis.ingest.hospital.EXCLUSIONS and the registrations'), in words
+INGEST_REASON_TEXT: dict[str, str] = {
+    "duplicate_event_id": "duplicate of an event already read (same event id)",
+    "outside_window": "dated outside the analysis window",
+    "not_attended": "appointment not attended (did not attend, cancelled)",
+    "first_attendance_excluded": "first/follow-up code excluded (e.g. FIRSTATT 5, telephone)",
+    "later_episode": "later episode of a spell counted once, on its first episode",
+    "unfinished_spell": "spell not finished (no discharge date)",
+    "admission_method_excluded": "admission method excluded (maternity, transfers, other)",
+    "practice_code_missing": "no registered practice code",
+    "pseudo_practice": "pseudo practice code (no registered practice, e.g. V81999)",
+    "unknown_practice": "practice code not in the practice reference",
+    "other_commissioner": "practice of another commissioner",
+    "not_gp_practice": "not a GP practice (prescribing setting)",
+    "not_open_throughout_window": "practice not open throughout the window",
+    "referral_date_missing": "no referral received date",
+    "total_row": "a total row of the registration file (checked against its bands)",
+}
+_OUTCOME_TEXT = {"read": "read", "aggregated": "aggregated into the tables", "excluded": "excluded"}
+
+
+def ingest_text(res: dict[str, Any]) -> str:
+    """The data section's paragraph on the ingest of event-level extracts (a run with ``extracts:``).
+
+    Parameters
+    ----------
+    res : dict
+        results.json, with the runner's ``ingest`` section.
+
+    Returns
+    -------
+    str
+        Markdown.
+    """
+    ing = res.get("ingest") or {}
+    window = ing.get("window") or ["?", "?"]
+    source = ("counted from the referral extract (one row per referral, e-Referral Service style)"
+              if ing.get("referrals_from") == "extract" else
+              "derived from first outpatient attendances with a GP source of referral, dated by the referral received date "
+              "(no referral extract was given)")
+    return (f"The input tables were built from event-level extracts by the ingest stage (window "
+            f"{markdown_text(str(window[0]))} to {markdown_text(str(window[-1]))}). GP referrals were {source}. Nothing is "
+            "dropped silently: for every source, the events read equal the events aggregated plus those excluded, by "
+            "reason, in rows and in cost (the table below; counts of events under the disclosure rule, rounded "
+            "independently, so totals need not add up; rows of the registration files are file rows, not people).")
+
+
+def reconciliation_table(run_dir: str | Path) -> HTML:
+    """The ingest's reconciliation (``ingest_reconciliation``): read = aggregated + excluded, per source.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run directory.
+
+    Returns
+    -------
+    IPython.display.HTML
+
+    References
+    ----------
+    DOMAIN.md "Publishing rules": event counts 1 to 7 suppressed, others rounded to 5.
+    """
+    df = results.read_table(run_dir, "ingest_reconciliation", keep_default_na=False)
+    events = df["source"] != "registrations"
+
+    def counts(col: str) -> list[str]:
+        shown = disclosure.disclose_counts(df[col])
+        return [(f"{d:,}" if isinstance(d, int) else str(d)) if e else f"{int(r):,}"
+                for d, r, e in zip(shown.astype(object), df[col], events)]
+
+    shown = pd.DataFrame({
+        "Source": df["source"], "Outcome": df["outcome"].map(lambda o: _OUTCOME_TEXT.get(o, o)),
+        "Reason": df["reason"].map(lambda r: INGEST_REASON_TEXT.get(r, r)),
+        "Rows": counts("rows"), "Cost (GBP)": [f"{float(c):,.0f}" for c in df["cost"]],
+        "Priced from the tariff (rows)": counts("priced_rows"), "Merged practices (rows)": counts("merged_rows"),
+    })
+    return _table(shown, "Reconciliation of the extracts: rows and cost read = aggregated + excluded, by reason")
+
+
 def completeness_table(run_dir: str | Path) -> HTML:
     """Completeness of the latest months by point of delivery (``dq_completeness``) as an HTML table.
 
