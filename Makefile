@@ -83,6 +83,7 @@ expected: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/benchmark.py
+	$(BIN)/python scripts/benchmark_ingest.py
 
 simulate-benchmark: $(STAMP)
 	$(BIN)/python scripts/simulate_benchmark.py --seeds 20

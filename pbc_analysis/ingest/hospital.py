@@ -11,7 +11,10 @@ then the practice reasons (:func:`practice_reason`): ``practice_code_missing``, 
 ``unknown_practice`` and the reference's own statuses (``other_commissioner``, ``not_gp_practice``,
 ``not_open_throughout_window``); a merged practice's events count under its final successor. The point of
 delivery follows from first/follow-up (``first_op``, ``followup_op``), the admission method (``elective``,
-``non_elective``) or is ``ae`` (specialty ``180``). :func:`group_events` condenses the classified events into
+``non_elective``) or is ``ae`` (specialty ``180``). :func:`condense` reads the extract once (after
+:func:`duplicate_ids`, a separate small aggregate) into one row per distinct rule-independent key (with the
+validation check bits), so :func:`classify` runs on those groups, never on the events; :func:`group_events`
+condenses the classified groups into
 one row per (reason, practice, provider, specialty, pod, month, price code, cost missing), materialised once:
 activity, pricing, the reconciliation and the tariff weights are all read from it, never from the events again.
 
@@ -34,7 +37,7 @@ from pbc_analysis.data.schema import AE_POD, AE_SPECIALTY
 from pbc_analysis.ingest import engine
 
 __all__ = ["EXCLUSIONS", "HOSPITAL", "PRACTICE_REASONS", "EventRules", "activity_rows", "classify", "exact_sum", "with_duplicates",
-           "financial_year", "group_events", "month_of", "practice_reason", "priced", "unpriced", "weights"]
+           "condense", "duplicate_ids", "financial_year", "group_events", "month_of", "prepare", "practice_reason", "priced", "unpriced", "weights"]
 
 #: reasons of the practice column, in the order they apply (the reference's own statuses follow)
 PRACTICE_REASONS: tuple[str, ...] = ("practice_code_missing", "pseudo_practice", "unknown_practice", "other_commissioner",
@@ -158,13 +161,41 @@ def practice_reason(t: Any, rules: EventRules) -> tuple[Any, list[tuple[Any, Any
     return j, pairs
 
 
-def with_duplicates(t: Any) -> Any:
+def _id_key(t: Any) -> str:
+    return "_id" if "_id" in t.columns else "event_id"
+
+
+def duplicate_ids(t: Any) -> Any:
+    """The event ids that occur more than once, with the lowest ``_row`` of each (the row kept).
+
+    Parameters
+    ----------
+    t : ibis.Table
+        Events with ``event_id`` (or ``_id``, the id as the file holds it) and ``_row``.
+
+    Returns
+    -------
+    ibis.Table
+        ``_did, _first`` (small: one row per repeated id).
+
+    References
+    ----------
+    Method: one hash aggregation of the ids. Source: DuckDB hash aggregate.
+    """
+    key = _id_key(t)
+    ids = t.group_by(t[key].name("_did")).aggregate(_first=t._row.min(), _n=t.count())
+    return ids.filter(ids._n > 1).drop("_n")
+
+
+def with_duplicates(t: Any, ids: Any = None) -> Any:
     """The events with ``_dup``: true on the second and later rows of an event id (the kept row is the lowest ``_row``).
 
     Parameters
     ----------
     t : ibis.Table
-        Events with ``event_id`` and ``_row``.
+        Events with ``event_id`` (or ``_id``, the id as the file holds it) and ``_row``.
+    ids : ibis.Table, optional
+        :func:`duplicate_ids` of ``t``, already computed (e.g. materialised); default: computed here.
 
     Returns
     -------
@@ -175,10 +206,90 @@ def with_duplicates(t: Any) -> Any:
     Method: one hash aggregation finds the repeated ids (a small table), joined back to the events; cheaper than
     a window over every row. Source: DuckDB hash aggregate and hash join.
     """
-    ids = t.group_by(t.event_id.name("_did")).aggregate(_first=t._row.min(), _n=t.count())
-    ids = ids.filter(ids._n > 1).drop("_n")
-    j = t.left_join(ids, t.event_id == ids._did).drop("_did")
+    key = _id_key(t)
+    ids = duplicate_ids(t) if ids is None else ids
+    j = t.left_join(ids, t[key] == ids._did).drop("_did")
     return j.mutate(_dup=j._first.notnull() & (j._row != j._first)).drop("_first")
+
+
+#: the type money is summed in (exact, order-independent: :func:`exact_sum`)
+_COST = dt.Decimal(38, 9)
+
+
+def _keys(kind: str, t: Any) -> dict[str, Any]:
+    """The rule-independent keys of one event (a function of the event alone): what :func:`classify` reads."""
+    if kind == "outpatients":
+        gp = t.referral_source == "gp"
+        ref = ibis.ifelse((t.first_attendance == "first") & gp, month_of(t.referral_received_date), ibis.null("string"))
+        return {"_month": month_of(t.appointment_date), "specialty_code": t.specialty_code,
+                "first_attendance": t.first_attendance, "attended": t.attended, "_gp": gp, "_ref_month": ref}
+    if kind == "admitted":
+        return {"_month": month_of(t.discharge_date), "specialty_code": t.specialty_code, "hrg": t.hrg,
+                "admission_method": t.admission_method, "_later": t.episode_order != 1,
+                "_unfinished": t.discharge_date.isnull()}
+    if kind == "ae":
+        return {"_month": month_of(t.arrival_date), "hrg": t.hrg, "_t1": t.department_type == "type_1"}
+    if kind == "referrals":
+        return {"_month": month_of(t.referral_date), "specialty_code": t.specialty_code}
+    raise ValueError(f"not an event source: {kind!r}; one of {', '.join(HOSPITAL)}, referrals")
+
+
+def prepare(kind: str, events: Any, ids: Any = None) -> Any:
+    """One row per event with the keys the rules read, ``_dup``, ``cost_missing``, ``rows`` (1) and ``cost`` (exact decimal).
+
+    Parameters
+    ----------
+    kind : str
+        ``outpatients``, ``admitted``, ``ae`` or ``referrals``.
+    events : ibis.Table
+        :attr:`pbc_analysis.ingest.sources.Source.table` (or :meth:`~pbc_analysis.ingest.sources.Source.checked`,
+        whose ``_bad`` is kept) of that kind.
+    ids : ibis.Table, optional
+        Its :func:`duplicate_ids`, if already computed.
+
+    Returns
+    -------
+    ibis.Table
+
+    References
+    ----------
+    Method: every rule of :func:`classify` is a function of these keys, so events with equal keys can be
+    condensed first (:func:`condense`). Source: docs/extracts.md.
+    """
+    t = with_duplicates(events, ids)
+    cost = t.cost if "cost" in t.columns else ibis.null("float64")
+    extra = {"_bad": t._bad} if "_bad" in t.columns else {}
+    return t.select(_dup=t._dup, practice_code=t.practice_code, provider_code=t.provider_code, **_keys(kind, t), **extra,
+                    cost_missing=cost.isnull(), rows=ibis.literal(1, "int64"), cost=cost.fill_null(0.0).cast(_COST))
+
+
+def condense(con: Any, kind: str, events: Any, name: str) -> Any:
+    """The events of one source condensed to one row per distinct (keys of :func:`prepare`), materialised: the
+    single pass over the extract after the duplicate ids are found.
+
+    Parameters
+    ----------
+    con : ibis DuckDB backend
+    kind : str
+    events : ibis.Table
+        As for :func:`prepare` (with ``_bad``: the check counts are kept too).
+    name : str
+        The temporary table's name.
+
+    Returns
+    -------
+    ibis.Table
+        The keys, ``rows`` (events) and ``cost`` (exact decimal sum of the extract's cost, missing = 0).
+
+    References
+    ----------
+    Method: one hash aggregation of the extract; the rules, pricing, reconciliation and validation counts all
+    read the (small) result. Source: DuckDB hash aggregation (spills beyond the memory limit).
+    """
+    ids = engine.materialise(con, duplicate_ids(events), f"{name}_dups")   # apart, so the events are never stored
+    p = prepare(kind, events, ids)
+    keys = [c for c in p.columns if c not in ("rows", "cost")]
+    return engine.materialise(con, p.group_by(keys).aggregate(rows=p.rows.sum(), cost=p.cost.sum()), name)
 
 
 def _classified(j: Any, own: list[tuple[Any, str]], practice: list[tuple[Any, Any]], **columns: Any) -> Any:
@@ -188,61 +299,58 @@ def _classified(j: Any, own: list[tuple[Any, str]], practice: list[tuple[Any, An
 
 
 def classify(kind: str, events: Any, rules: EventRules) -> Any:
-    """Every event of one hospital source with its exclusion ``reason`` (null = included) and what it counts as.
+    """Every event (or group of events) of one hospital source with its exclusion ``reason`` (null = included)
+    and what it counts as.
 
     Parameters
     ----------
     kind : str
         ``outpatients``, ``admitted`` or ``ae``.
     events : ibis.Table
-        :attr:`pbc_analysis.ingest.sources.Source.table` of that kind.
+        :attr:`pbc_analysis.ingest.sources.Source.table` of that kind (one row per event), or its
+        :func:`condense` (one row per group, with ``rows``).
     rules : EventRules
 
     Returns
     -------
     ibis.Table
-        One row per event read: ``_row, reason, merged`` (bool), ``practice_code`` (the practice counted),
-        ``provider_code, specialty_code, pod, month, price_code`` (TFC for outpatients, HRG otherwise),
-        ``cost`` (the extract's, null when missing), ``type_1`` (A&E type 1 department), ``candidate`` (an
-        included GP-referred first outpatient attendance: a derived referral) and ``ref_month`` (its month of
-        referral received).
+        ``reason, merged`` (bool), ``practice_code`` (the practice counted), ``provider_code, specialty_code,
+        pod, month, price_code`` (TFC for outpatients, HRG otherwise), ``cost_missing``, ``type_1`` (A&E type 1
+        department), ``candidate`` (an included GP-referred first outpatient attendance: a derived referral),
+        ``ref_month`` (its month of referral received), ``rows`` and ``cost`` (exact decimal, missing = 0).
 
     References
     ----------
     Method: first applicable reason, in the order of :data:`EXCLUSIONS`. Source: HES and ECDS data dictionaries.
     """
-    t = with_duplicates(events)
+    if kind not in HOSPITAL:
+        raise ValueError(f"not a hospital source: {kind!r}; one of {', '.join(HOSPITAL)}")
+    t = events if "rows" in events.columns else prepare(kind, events)
+    win = ~_in_window(t._month, rules)
     if kind == "outpatients":
-        t = t.mutate(_month=month_of(t.appointment_date))
-        own = [(t._dup, "duplicate_event_id"), (~_in_window(t._month, rules), "outside_window"),
-               (t.attended != "seen", "not_attended"), (t.first_attendance == "excluded", "first_attendance_excluded")]
+        own = [(t._dup, "duplicate_event_id"), (win, "outside_window"), (t.attended != "seen", "not_attended"),
+               (t.first_attendance == "excluded", "first_attendance_excluded")]
         pod = ibis.ifelse(t.first_attendance == "first", "first_op", "followup_op")
         extra = {"_pod": pod, "_pcode": t.specialty_code, "_spec": t.specialty_code, "_t1": ibis.literal(False)}
     elif kind == "admitted":
-        t = t.mutate(_month=month_of(t.discharge_date))
-        own = [(t._dup, "duplicate_event_id"), (t.episode_order != 1, "later_episode"),
-               (t.discharge_date.isnull(), "unfinished_spell"), (~_in_window(t._month, rules), "outside_window"),
-               (t.admission_method == "excluded", "admission_method_excluded")]
+        own = [(t._dup, "duplicate_event_id"), (t._later, "later_episode"), (t._unfinished, "unfinished_spell"),
+               (win, "outside_window"), (t.admission_method == "excluded", "admission_method_excluded")]
         pod = ibis.ifelse(t.admission_method == "elective", "elective", "non_elective")
         extra = {"_pod": pod, "_pcode": t.hrg, "_spec": t.specialty_code, "_t1": ibis.literal(False)}
-    elif kind == "ae":
-        t = t.mutate(_month=month_of(t.arrival_date))
-        own = [(t._dup, "duplicate_event_id"), (~_in_window(t._month, rules), "outside_window")]
-        extra = {"_pod": ibis.literal(AE_POD), "_pcode": t.hrg, "_spec": ibis.literal(AE_SPECIALTY),
-                 "_t1": t.department_type == "type_1"}
     else:
-        raise ValueError(f"not a hospital source: {kind!r}; one of {', '.join(HOSPITAL)}")
+        own = [(t._dup, "duplicate_event_id"), (win, "outside_window")]
+        extra = {"_pod": ibis.literal(AE_POD), "_pcode": t.hrg, "_spec": ibis.literal(AE_SPECIALTY), "_t1": t._t1}
     t = t.mutate(**extra)
     j, practice = practice_reason(t, rules)
     out = _classified(j, own, practice)
     if kind == "outpatients":
-        candidate = out.reason.isnull() & (out.first_attendance == "first") & (out.referral_source == "gp")
-        ref_month = ibis.ifelse(candidate, month_of(out.referral_received_date), ibis.null("string"))
+        candidate = out.reason.isnull() & (out.first_attendance == "first") & out._gp
+        ref_month = ibis.ifelse(candidate, out._ref_month, ibis.null("string"))
     else:
         candidate, ref_month = ibis.literal(False), ibis.null("string")
-    return out.select("_row", "reason", "merged", practice_code=out._target, provider_code=out.provider_code,
-                      specialty_code=out._spec, pod=out._pod, month=out._month, price_code=out._pcode, cost=out.cost,
-                      type_1=out._t1, candidate=candidate, ref_month=ref_month)
+    return out.select("reason", "merged", "cost_missing", "rows", "cost", practice_code=out._target,
+                      provider_code=out.provider_code, specialty_code=out._spec, pod=out._pod, month=out._month,
+                      price_code=out._pcode, type_1=out._t1, candidate=candidate, ref_month=ref_month)
 
 
 def group_events(con: Any, classified: Any, name: str) -> Any:
@@ -264,11 +372,11 @@ def group_events(con: Any, classified: Any, name: str) -> Any:
 
     References
     ----------
-    Method: one pass over the events; everything downstream reads this small table.
-    Source: DuckDB hash aggregation (spills beyond the memory limit).
+    Method: sums of exact decimals (the same bits whatever the grouping before); everything downstream reads
+    this small table. Source: DuckDB hash aggregation (spills beyond the memory limit).
     """
-    c = classified.mutate(cost_missing=classified.cost.isnull(), merged=classified.merged.fill_null(False))
-    g = c.group_by(list(_GROUP_KEYS)).aggregate(rows=c.count(), cost=exact_sum(c.cost.fill_null(0.0)))
+    c = classified.mutate(merged=classified.merged.fill_null(False))
+    g = c.group_by(list(_GROUP_KEYS)).aggregate(rows=c.rows.sum(), cost=c.cost.sum().cast("float64"))
     return engine.materialise(con, g, name)
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import ibis
 
 from pbc_analysis.ingest import engine
-from pbc_analysis.ingest.hospital import EventRules, _in_window, month_of, practice_reason, with_duplicates
+from pbc_analysis.ingest.hospital import EventRules, _in_window, practice_reason, prepare
 
 __all__ = ["DERIVED", "classify_extract", "derive", "group_referrals", "referral_rows"]
 
@@ -37,25 +37,25 @@ def classify_extract(events: Any, rules: EventRules) -> Any:
     Parameters
     ----------
     events : ibis.Table
-        :attr:`pbc_analysis.ingest.sources.Source.table` of kind ``referrals``.
+        :attr:`pbc_analysis.ingest.sources.Source.table` of kind ``referrals`` (one row per referral), or its
+        :func:`pbc_analysis.ingest.hospital.condense` (one row per group, with ``rows``).
     rules : EventRules
 
     Returns
     -------
     ibis.Table
-        ``_row, reason, merged, practice_code`` (the practice counted), ``provider_code, specialty_code, month``.
+        ``reason, merged, practice_code`` (the practice counted), ``provider_code, specialty_code, month, rows``.
 
     References
     ----------
     Method: first applicable reason (docs/extracts.md, "Referrals"). Source: e-Referral Service extract.
     """
-    t = with_duplicates(events)
-    t = t.mutate(_month=month_of(t.referral_date))
+    t = events if "rows" in events.columns else prepare("referrals", events)
     j, practice = practice_reason(t, rules)
     cases = [(j._dup, ibis.literal("duplicate_event_id")), (~_in_window(j._month, rules), ibis.literal("outside_window")),
              *practice]
     j = j.mutate(reason=ibis.cases(*cases, else_=ibis.null("string")), merged=(j._status == "merged").fill_null(False))
-    return j.select("_row", "reason", "merged", practice_code=j._target, provider_code=j.provider_code,
+    return j.select("reason", "merged", "rows", practice_code=j._target, provider_code=j.provider_code,
                     specialty_code=j.specialty_code, month=j._month)
 
 

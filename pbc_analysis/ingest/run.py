@@ -45,6 +45,8 @@ REFERRALS_SCHEMA = pa.schema([("practice_code", _S), ("provider_code", _S), ("sp
                               ("referrals", _I)])
 _ACTIVITY_KEY = ["practice_code", "provider_code", "specialty_code", "pod", "month"]
 _REFERRALS_KEY = ["practice_code", "provider_code", "specialty_code", "month"]
+#: the event sources, condensed in one pass when they are read
+_EVENTS = (*hospital.HOSPITAL, "referrals")
 _STEPS = ("read", "practices", "population", "prices", "outpatients", "admitted", "ae", "referrals", "tariff",
           "reference", "write")
 
@@ -129,6 +131,8 @@ def _read_sources(s: _State) -> None:
             continue
         src = read_source(s.con, kind, path, cmap)
         s.sources[kind] = src
+        if kind in _EVENTS and src.table is not None:   # the one pass over the events: groups and check counts
+            src.condensed = hospital.condense(s.con, kind, src.checked(), f"condensed_{kind}")
         s.problems += source_problems(s.con, src)
 
 
@@ -186,7 +190,7 @@ def _unpriced_problem(s: _State, kind: str, keys: list[dict[str, Any]]) -> Probl
 
 
 def _hospital(s: _State, kind: str, rules: hospital.EventRules, lookup: Any) -> Any:
-    classified = hospital.classify(kind, s.table(kind), rules)
+    classified = hospital.classify(kind, s.sources[kind].condensed, rules)
     grouped = hospital.group_events(s.con, classified, f"grouped_{kind}")
     pg = engine.materialise(s.con, hospital.priced(grouped, lookup), f"priced_{kind}")
     keys = s.con.to_pyarrow(hospital.unpriced(pg)).to_pylist()
@@ -202,7 +206,7 @@ def _hospital(s: _State, kind: str, rules: hospital.EventRules, lookup: Any) -> 
 
 def _referrals(s: _State, rules: hospital.EventRules, outpatients: Any) -> None:
     if s.referrals_from == "extract":
-        name, classified = "referrals", referrals.classify_extract(s.table("referrals"), rules)
+        name, classified = "referrals", referrals.classify_extract(s.sources["referrals"].condensed, rules)
     else:
         name, classified = referrals.DERIVED, referrals.derive(outpatients, rules)
     grouped = referrals.group_referrals(s.con, classified, "grouped_referrals")
@@ -362,7 +366,10 @@ def _run(s: _State, steps: Iterator[str], engine_settings: dict[str, Any]) -> In
     settings = {**s.params.values(), "start_month": s.window[0], "end_month": s.window[1], "referrals": s.referrals_from,
                 "price_base_year": s.base_year,
                 "engine": {k: engine_settings[k] for k in ("memory_limit", "threads")}}
-    manifest = {"settings": settings, "window": list(s.window), "extracts": extracts, "rows": dict(sorted(s.counts.items())),
+    # ingest.json holds what the tables follow from, so that a rerun on another machine or into another directory
+    # writes the same bytes: not the engine's resources (they change no result) nor the output directory
+    portable = {k: v for k, v in settings.items() if k not in ("engine", "out", "memory_limit", "temp_directory", "threads")}
+    manifest = {"settings": portable, "window": list(s.window), "extracts": extracts, "rows": dict(sorted(s.counts.items())),
                 "referrals_from": s.referrals_from}
     (s.out_dir / "ingest.json").write_text(json.dumps(manifest, sort_keys=True, indent=1) + "\n", encoding="utf-8")
     for _ in steps:

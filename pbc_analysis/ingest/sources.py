@@ -60,6 +60,26 @@ class Source:
     absent: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
+    condensed: Any = None
+
+    def checked(self) -> Any:
+        """The canonical fields (as :attr:`table`) with ``_id`` (the event id as the file holds it: an integer column
+        stays an integer, cheaper to group) and ``_bad`` (bit ``i`` set when check ``i`` of :func:`check_names` fails).
+
+        Returns
+        -------
+        ibis.Table
+
+        References
+        ----------
+        Method: the row-level checks as a bit mask, so one grouping pass both condenses the events and counts
+        every check (:func:`source_problems` reads the counts from :attr:`condensed`). Source: docs/extracts.md.
+        """
+        w = self.wide
+        bits = [ibis.ifelse(cond, 1 << i, 0) for i, (_, _, cond, _) in enumerate(_checks(self))]
+        bad = sum(bits[1:], bits[0]) if bits else ibis.literal(0)
+        fields = [w[f"{f}__cat"].name(f) if f"{f}__cat" in w.columns else w[f] for f in self.raw.columns]
+        return w.select(*fields, _id=w["_id"], _bad=bad.cast("int64"))
 
     @property
     def file(self) -> str:
@@ -230,7 +250,8 @@ def read_source(con: Any, kind: str, path: str | Path, cmap: ColumnMap) -> Sourc
     src.text_fields = {f for f in cols if _is_text(t[cols[f]])}
     cells = {f"{f}__cell": _cell(t[cols[f]]) if f in src.text_fields else t[cols[f]] for f in cols}
     coded = {f"{f}__cat": _categories(src, f, raw[f]) for f, spec in cmap.fields.items() if spec.categories and f in cols}
-    src.wide = t.select(**raw, **cells, **coded)
+    ident = t[cols["event_id"]] if "event_id" in cols and t[cols["event_id"]].type().is_integer() else raw.get("event_id")
+    src.wide = t.select(**raw, **cells, **coded, **({"_id": ident} if ident is not None else {}))
     src.raw = src.wide.select(*raw)
     src.table = src.wide.select(*[src.wide[f"{f}__cat"].name(f) if f"{f}__cat" in coded else src.wide[f] for f in raw])
     return src
@@ -273,7 +294,8 @@ def source_problems(con: Any, src: Source) -> list[Problem]:
 
     References
     ----------
-    Method: one aggregate pass counts every check; only the failing checks are queried for examples.
+    Method: one aggregate pass counts every check (or, when the events were condensed with their check bits,
+    :attr:`Source.condensed`, sums of its groups); only the failing checks are queried for examples.
     Source: the column map's fields (:data:`~pbc_analysis.ingest.columnmap.FIELDS`), docs/extracts.md.
     """
     if src.table is None:
@@ -281,7 +303,12 @@ def source_problems(con: Any, src: Source) -> list[Problem]:
     checks = _checks(src)
     if not checks:
         return []
-    counts = con.to_pyarrow(src.wide.aggregate(**{f"n{i}": cond.sum() for i, (_, _, cond, _) in enumerate(checks)}))
+    if src.condensed is not None:
+        c = src.condensed
+        counts = con.to_pyarrow(c.aggregate(**{f"n{i}": ibis.ifelse((c._bad & (1 << i)) != 0, c.rows, 0).sum()
+                                               for i in range(len(checks))}))
+    else:
+        counts = con.to_pyarrow(src.wide.aggregate(**{f"n{i}": cond.sum() for i, (_, _, cond, _) in enumerate(checks)}))
     row = counts.to_pylist()[0]
     return [_example_problem(con, src, f, check, cond, what, int(row[f"n{i}"]))
             for i, (f, check, cond, what) in enumerate(checks) if row[f"n{i}"]]

@@ -77,6 +77,8 @@ def test_manifest(result):
     assert m["window"] == ["2005-04", "2006-03"] and m["referrals_from"] == "derived"
     assert m["settings"]["price_base_year"] == "2005/06" and m["settings"]["commissioners"] == ["5NG"]
     assert m["rows"]["activity"] == 12 and m["rows"]["population"] == 912
+    # machine- and directory-independent: no output directory, no engine resources (they change no result)
+    assert not {"engine", "out", "memory_limit", "temp_directory", "threads"} & set(m["settings"])
     sources = {e["source"]: e for e in m["extracts"]}
     assert set(sources) == set(FILES) | {"table:engagement"}
     assert len(sources["outpatients"]["sha256"]) == 64 and sources["outpatients"]["bytes"] == (FIX / "outpatients.csv").stat().st_size
@@ -84,7 +86,8 @@ def test_manifest(result):
 
 def test_rerun_is_byte_identical(result, tmp_path):
     _, first = result
-    run_ingest(params(), tmp_path, progress=False)
+    # another output directory and other engine resources write the same bytes (ingest.json included)
+    run_ingest(params(memory_limit="512MB", threads=1), tmp_path, progress=False)
     names = sorted(p.name for p in first.iterdir())
     assert names == sorted(p.name for p in tmp_path.iterdir())
     assert [n for n in names if (first / n).read_bytes() != (tmp_path / n).read_bytes()] == []
