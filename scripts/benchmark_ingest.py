@@ -270,7 +270,7 @@ def verdicts(step: str, r: dict[str, Any], ratio: float) -> str:
     """The targets of issue 14 for one step."""
     limit = str(r.get("duckdb_memory_limit", ""))
     rss = "met" if r["peak_rss_gib"] < TARGET_RSS_GIB else "NOT met"
-    out = [f"RSS<{TARGET_RSS_GIB:g}G {rss}", f"limit {limit}"]
+    out = [f"RSS<{TARGET_RSS_GIB:g}G {rss}", f"memory_limit {MEMORY_LIMIT} (DuckDB: {limit})"]
     if step.startswith("ingest"):
         out.insert(0, f"<= {TARGET_RATIO:g}x {'met' if ratio <= TARGET_RATIO else 'NOT met'}")
     return "; ".join(out)
@@ -330,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in steps if s not in STEPS]
     if unknown:
         ap.error(f"unknown steps {unknown}; choose from {','.join(STEPS)}")
+    code = code_version()
     synth = ensure_extracts(data, args.practices, args.months, args.seed)
     n_rows = extract_rows(data)
     log("event rows: " + ", ".join(f"{k} {v:,d}" for k, v in n_rows.items()))
@@ -339,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
            "data": str(data), "practices": args.practices, "months": args.months, "seed": args.seed, "synth": synth,
            "event_rows": n_rows, "targets": {"ratio": TARGET_RATIO, "memory_limit": MEMORY_LIMIT, "peak_rss_gib": TARGET_RSS_GIB},
-           "code": code_version(), "cpus": os.cpu_count(), "load_average_at_end": os.getloadavg(), "table": rows, "steps": results}
+           "code": code, "code_changed_during_run": code_version() != code, "cpus": os.cpu_count(),
+           "load_average_at_end": os.getloadavg(), "table": rows, "steps": results}
     (data / "bench_ingest.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     log(f"wrote {data / 'bench_ingest.json'}")
     return 0

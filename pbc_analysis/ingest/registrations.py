@@ -33,6 +33,7 @@ import pyarrow as pa
 from pbc_analysis.core import calendar
 from pbc_analysis.data.problems import Problem
 from pbc_analysis.data.schema import AGE_BANDS, SEXES
+from pbc_analysis.ingest import engine
 from pbc_analysis.ingest.reference import _problem, arrow_table, examples
 
 __all__ = ["NEAREST_MONTHS", "Population", "interpolation_plan", "population", "snapshot_window"]
@@ -233,6 +234,15 @@ def _presence_problems(cells: ir.Table, plan: pa.Table, included: list[str], fil
                      "practice reference and succession table", values=missing, check="snapshot_practice")]
 
 
+def _once(expr: ir.Table, name: str) -> ir.Table:
+    """``expr`` computed once into a temporary table of its database (as it is when it has none: an in-memory table)."""
+    try:
+        con = expr._find_backend()
+    except ibis.common.exceptions.IbisError:
+        return expr
+    return engine.materialise(con, expr, name)
+
+
 def population(registrations: ir.Table, codes: ir.Table, *, window: tuple[str, str], pseudo_practices: Sequence[str] = (),
                files: Mapping[str, str] | None = None) -> Population:
     """The dense population table from registration snapshots.
@@ -263,6 +273,7 @@ def population(registrations: ir.Table, codes: ir.Table, *, window: tuple[str, s
     NHS Digital, "Patients registered at a GP practice"; ``docs/extracts_reference.md``, "Interpolation".
     """
     file = str((files or {}).get(KIND, ""))
+    registrations = _once(registrations, "registrations_read")   # the file is read (parsed) once
     problems = _value_problems(registrations, file) + _total_problems(registrations, file)
     dates = [d for d in registrations.select("extract_date").distinct().to_pyarrow().column(0).to_pylist() if d is not None]
     plan, uncovered = interpolation_plan(dates, window)
@@ -279,7 +290,8 @@ def population(registrations: ir.Table, codes: ir.Table, *, window: tuple[str, s
     cs = codes.filter(codes.status == INCLUDED)
     included = sorted(cs.select("practice_code").distinct().to_pyarrow().column(0).to_pylist())
     problems += _presence_problems(cells, plan, included, file)
-    dense = _dense(cells, plan, included)
+    cells = _once(cells, "registrations_cells")
+    dense = _once(_dense(cells, plan, included), "registrations_dense")
     totals = dense.group_by(["practice_code", "month"]).aggregate(n=dense.registered.sum())
     zero = totals.filter(totals.n == 0).order_by(["practice_code", "month"]).to_pyarrow().to_pylist()
     if zero:

@@ -134,6 +134,8 @@ def _read_sources(s: _State) -> None:
         if kind in _EVENTS and src.table is not None:   # the one pass over the events: groups and check counts
             src.condensed = hospital.condense(s.con, kind, src.checked(), f"condensed_{kind}")
         s.problems += source_problems(s.con, src)
+        if kind not in _EVENTS and src.table is not None and not src.problems:   # a text file parsed once, read often
+            src.table = engine.materialise(s.con, src.table, f"source_{kind}")
 
 
 def _window(s: _State) -> None:
@@ -228,8 +230,9 @@ def _years(window: tuple[str, str]) -> list[str]:
 
 
 def _reference_tables(s: _State, lookup: Any) -> None:
-    activity = _union(s.parts["activity"])
+    activity = engine.materialise(s.con, _union(s.parts["activity"]), "activity_rows")   # computed once: read twice
     s.lazy["activity"] = activity
+    s.lazy["referrals"] = engine.materialise(s.con, s.lazy["referrals"], "referral_rows")
     tariff, found = prices.tariff(lookup, _union(s.parts["weights"]), base_year=s.base_year, years=_years(s.window),
                                   file=s.file("prices"))
     s.problems += found

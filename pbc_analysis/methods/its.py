@@ -359,6 +359,11 @@ def _design(a: dict[str, np.ndarray], harmonics: int, period: float, slope_chang
 # Fitting
 # --------------------------------------------------------------------------------------------------
 
+#: NB2's alpha at or below this (from the BFGS fit) is the boundary: Var = mu + alpha mu^2 adds under 1e-4 of the
+#: variance at a mean of 100, so the model is the Poisson model (Cameron & Trivedi 2013, section 3.4)
+NEGBIN_ALPHA_BOUNDARY = 1e-6
+
+
 def _fit_model(y: np.ndarray, X: np.ndarray, log_offset: np.ndarray, family: str,
                newey_west_lags: int | None, panel: np.ndarray | None
                ) -> tuple[np.ndarray, np.ndarray, float, float | None, np.ndarray, str]:
@@ -386,6 +391,16 @@ def _fit_model(y: np.ndarray, X: np.ndarray, log_offset: np.ndarray, family: str
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         start = model.fit(method="bfgs", maxiter=2000, disp=0)
+    if not (np.isfinite(start.params[-1]) and start.params[-1] > NEGBIN_ALPHA_BOUNDARY):
+        # alpha at its boundary (no over-dispersion): NB2 is the Poisson model there. Newton polishing on the
+        # boundary takes minutes and ends with alpha = NaN, so the Poisson fit is returned, with alpha = 0.
+        warnings.warn(f"negative binomial: alpha is estimated at the boundary ({float(start.params[-1]):.2g} <= "
+                      f"{NEGBIN_ALPHA_BOUNDARY:g}: no over-dispersion, NB2 reduces to Poisson); the Poisson fit is "
+                      "used, with alpha = 0", RuntimeWarning, stacklevel=4)
+        params, vcov, _, _, mu, label = _fit_model(y, X, log_offset, "poisson", newey_west_lags, panel)
+        return params, vcov, 1.0, 0.0, mu, label
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         res = model.fit(method="newton", start_params=start.params, maxiter=100, tol=1e-12, disp=0, **cov)
     params = np.asarray(res.params, dtype=float)
     if not (np.isfinite(params).all() and params[-1] > 0):
@@ -467,7 +482,7 @@ def _fit(data: pd.DataFrame, outcome: str, time: str, post: str, offset: str | N
     z = stats.norm.ppf(0.5 + confidence / 2)
     fit, fit_lo, fit_hi = _predict(X.to_numpy(), log_off, est, vcov, z)
     cf, cf_lo, cf_hi = _predict(Xcf.to_numpy(), log_off, est, vcov, z)
-    fam = sm.families.Poisson() if alpha is None else sm.families.NegativeBinomial(alpha=alpha)
+    fam = sm.families.Poisson() if not alpha else sm.families.NegativeBinomial(alpha=alpha)   # alpha 0: Poisson
     var = mu if alpha is None else mu + alpha * mu ** 2
     df_resid = n - k
     pearson = float(np.sum((y - mu) ** 2 / var) / df_resid)
