@@ -24,7 +24,7 @@ help:
 	@echo "make sample-events  the sample as event-level extracts (data/sample-events/), for pbc ingest"
 	@echo "make report-events  the pipeline from those extracts: ingest first, then every notebook and the report"
 	@echo "make expected regenerate tests/expected/ back-test tables (review the diff!)"
-	@echo "make bench    time synth, validated loading and benchmarking at national size"
+	@echo "make bench    time synth, validated loading and benchmarking at national size, and the ingest of 40M outpatient events"
 	@echo "make simulate-benchmark  flag rates of benchmarking over 20 synthetic PCTs"
 	@echo "make simulate-evaluation bias and coverage of ITS, TWFE and Callaway-Sant'Anna over 100 synthetic PCTs"
 	@echo "make simulate-attribution savings attribution over 100 PCTs of 60 practices and 50 of 400 (about 25 min)"
