@@ -159,3 +159,20 @@ def _only_residual_noise(a: Path, b: Path) -> bool:
         elif not x[c].equals(y[c]):
             return False
     return True
+
+
+def test_a_run_whose_extracts_fail_validation_runs_no_notebook_and_is_marked_incomplete(tmp_path, events_dir):
+    from pbc_analysis.core.names import INCOMPLETE
+    from pbc_analysis.pipeline.run import RunError
+
+    bad_map = tmp_path / "opa.yaml"
+    opa = (paths.PACKAGE_DIR / "ingest" / "maps" / "hes_opa.yaml").read_text(encoding="utf-8")
+    bad_map.write_text(opa.replace("PROCODE3", "PROVIDER_CODE_X"), encoding="utf-8")
+    cfg = parse_config(_config_text(events_dir).replace("map: hes_opa", f"map: {bad_map}"), path=EVENTS_CONFIG)
+    with pytest.raises(RunError, match="the extracts did not pass validation; no notebook was run") as err:
+        run_pipeline(cfg, reports_dir=tmp_path / "reports", run_id="bad", **QUIET)
+    assert "PROVIDER_CODE_X" in str(err.value)
+    run = tmp_path / "reports" / "bad"
+    assert "extracts did not pass validation" in (run / INCOMPLETE).read_text()
+    assert not (run / "notebooks").exists() and not (run / "manifest.json").exists()
+    assert not (tmp_path / "reports" / "latest").exists()
