@@ -14,9 +14,12 @@ YAML 1.1 tag repository (https://yaml.org/type/); PyYAML ``SafeLoader`` and its 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import yaml
+
+from pbc_analysis.core import paths
 
 
 class ConfigError(ValueError):
@@ -192,3 +195,33 @@ def load_yaml(text: str, where: str = "config") -> Any:
         raise ConfigError(f"{where}: not a usable config: {type(exc).__name__}: {exc}") from None
     finally:
         loader.dispose()
+
+
+def read_config_file(path: str | Path, what: str = "config file") -> tuple[str, Path]:
+    """The text of a config file (a run config, an ingest config), or a ConfigError saying what is wrong.
+
+    Parameters
+    ----------
+    path : str or Path
+        Relative: from the current directory if it exists there, else from the project root.
+    what : str
+        Names the file in messages ("config file", "ingest config").
+
+    Returns
+    -------
+    text : str
+    path : Path
+        The file read.
+
+    Raises
+    ------
+    ConfigError
+        Missing, a directory, unreadable or not UTF-8.
+    """
+    p = paths.resolve(path, base=Path.cwd()) if not Path(path).is_absolute() and Path(path).exists() else paths.resolve(path)
+    if not p.is_file():
+        raise ConfigError(f"{what} not found: {path} (looked at {p}{', a directory' if p.is_dir() else ''})")
+    try:
+        return p.read_text(encoding="utf-8"), p
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what} {p} cannot be read: {exc}") from None

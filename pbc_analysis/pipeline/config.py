@@ -59,7 +59,7 @@ from typing import Any, Mapping
 
 from pbc_analysis.core import names, paths
 from pbc_analysis.core.params import AUTO
-from pbc_analysis.core.strict_yaml import ConfigError, StrictLoader, load_yaml  # noqa: F401 (re-exported)
+from pbc_analysis.core.strict_yaml import ConfigError, StrictLoader, load_yaml, read_config_file  # noqa: F401 (re-exported)
 from pbc_analysis.data.plausibility import PlausibilitySettings, parse_settings
 from pbc_analysis.publish import results
 
@@ -762,11 +762,5 @@ def load_config(path: str | Path) -> RunConfig:
     ConfigError
         If the file is missing or unreadable, or the config is invalid.
     """
-    p = paths.resolve(path, base=Path.cwd()) if not Path(path).is_absolute() and Path(path).exists() else paths.resolve(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {path} (looked at {p}{', a directory' if p.is_dir() else ''})")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {p} cannot be read: {exc}") from None
+    text, p = read_config_file(path, "config file")
     return parse_config(text, path=p)

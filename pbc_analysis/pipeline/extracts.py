@@ -27,7 +27,7 @@ from typing import Any
 
 from pbc_analysis.core import paths
 from pbc_analysis.core.checks import ArgumentError
-from pbc_analysis.core.strict_yaml import ConfigError, load_yaml
+from pbc_analysis.core.strict_yaml import ConfigError, load_yaml, read_config_file
 
 SECTION = "extracts"                    # the run config's section
 INGEST_SECTION = "ingest"               # the only section of a `pbc ingest` config
@@ -102,13 +102,7 @@ def load_ingest_config(path: str | Path) -> tuple[Any, Path]:
     ----------
     docs/extracts.md, "Settings".
     """
-    p = paths.resolve(path, base=Path.cwd()) if not Path(path).is_absolute() and Path(path).exists() else paths.resolve(path)
-    if not p.is_file():
-        raise ConfigError(f"ingest config not found: {path} (looked at {p})")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"ingest config {p} cannot be read: {exc}") from None
+    text, p = read_config_file(path, "ingest config")
     raw = load_yaml(text, str(p))
     if not isinstance(raw, dict) or set(raw) != {INGEST_SECTION}:
         keys = sorted(raw) if isinstance(raw, dict) else type(raw).__name__
@@ -133,6 +127,7 @@ def input_files(params: Any) -> dict[str, Path]:
     docs/extracts.md.
     """
     from pbc_analysis.data import find_table_files
+    from pbc_analysis.pipeline.manifest import _rel
 
     files: dict[str, Path] = {}
     for kind, path in params.source_paths().items():
@@ -144,13 +139,6 @@ def input_files(params: Any) -> dict[str, Path]:
         for path in find_table_files(paths.resolve(params.tables)).values():
             files[_rel(path)] = path
     return dict(sorted(files.items()))
-
-
-def _rel(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(paths.PROJECT_ROOT))
-    except ValueError:
-        return str(path.resolve())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,6 +202,8 @@ def manifest_section(result: Any) -> dict[str, Any]:
     ----------
     W3C PROV: the inputs of the ingest with their hashes.
     """
+    from pbc_analysis.pipeline.manifest import _rel
+
     rec = result.reconciliation
     totals = {}
     for source, part in rec.groupby("source", sort=True):

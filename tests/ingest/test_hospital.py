@@ -7,7 +7,6 @@ from pathlib import Path
 
 import ibis
 import pyarrow as pa
-import pytest
 
 from pbc_analysis.ingest import engine, hospital, reconcile
 from pbc_analysis.ingest.columnmap import load_map
@@ -15,29 +14,12 @@ from pbc_analysis.ingest.sources import read_source, source_problems
 
 FIX = Path(__file__).parent / "fixtures" / "events"
 MAPS = {"outpatients": "hes_opa", "admitted": "hes_apc", "ae": "ecds", "referrals": "ers"}
-# the practice-code status the practice reference gives for the fixture (tests/ingest/test_run.py checks it end to end)
-CODES = pa.table({"code": ["P81001", "P81002", "P81003", "P81004", "P81005", "P81006"],
-                  "practice_code": ["P81001", "P81002", "P81002", None, None, None],
-                  "status": ["included", "included", "merged", "other_commissioner", "not_gp_practice",
-                             "not_open_throughout_window"]})
 PRICES = pa.table({"pod": ["first_op", "followup_op", "first_op", "followup_op", "elective", "non_elective", "non_elective",
                            "ae", "ae"],
                    "code": ["110", "110", "100", "100", "HA01", "HA01", "HA02", "VB01Z", "VB02Z"],
                    "financial_year": ["2005/06"] * 9,
                    "price": [150.0, 80.0, 140.0, 70.0, 2000.0, 2500.0, 3100.0, 100.0, 150.0]})
 KEY = ["practice_code", "provider_code", "specialty_code", "pod", "month"]
-
-
-@pytest.fixture(scope="module")
-def con(tmp_path_factory):
-    c = engine.connect(engine.EngineSettings(memory_limit="1GB", threads=2), tmp_path_factory.mktemp("duck"))
-    yield c
-    c.disconnect()
-
-
-@pytest.fixture(scope="module")
-def rules(con):
-    return hospital.EventRules("2005-04", "2006-03", engine.materialise(con, ibis.memtable(CODES), "codes"))
 
 
 def run_source(con, rules, kind):

@@ -4,33 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import ibis
-import pyarrow as pa
-import pytest
-
-from pbc_analysis.ingest import engine, hospital, reconcile, referrals
+from pbc_analysis.ingest import hospital, reconcile, referrals
 from pbc_analysis.ingest.columnmap import load_map
 from pbc_analysis.ingest.sources import read_source, source_problems
 
 FIX = Path(__file__).parent / "fixtures" / "events"
-# the practice-code status of the fixture's practices (as in test_hospital.py; end to end in test_run.py)
-CODES = pa.table({"code": ["P81001", "P81002", "P81003", "P81004", "P81005", "P81006"],
-                  "practice_code": ["P81001", "P81002", "P81002", None, None, None],
-                  "status": ["included", "included", "merged", "other_commissioner", "not_gp_practice",
-                             "not_open_throughout_window"]})
 KEY = ["practice_code", "provider_code", "specialty_code", "month"]
-
-
-@pytest.fixture(scope="module")
-def con(tmp_path_factory):
-    c = engine.connect(engine.EngineSettings(memory_limit="1GB", threads=2), tmp_path_factory.mktemp("duck"))
-    yield c
-    c.disconnect()
-
-
-@pytest.fixture(scope="module")
-def rules(con):
-    return hospital.EventRules("2005-04", "2006-03", engine.materialise(con, ibis.memtable(CODES), "codes"))
 
 
 def _result(con, name, grouped):
