@@ -131,7 +131,8 @@ def _check_text(check_name: str, stats: dict[str, Any], meta: dict[str, Any], co
                     "write months as YYYY-MM with a month 01 to 12 (not dates, not 2005-4)")
         example = {"practice_code": "P81001 (one letter and five digits)",
                    "provider_code": "RA7 (three to five capital letters/digits)",
-                   "specialty_code": "110 (three digits, kept as text so leading zeros stay)"}.get(kind, "")
+                   "specialty_code": "110 (three digits, kept as text so leading zeros stay)",
+                   "commissioner_code": "5A0 (three to five capital letters/digits)"}.get(kind, "")
         return ("bad_pattern", f"{cells} not a valid {kind.replace('_', ' ')} (pattern {stats.get('pattern')})",
                 f"correct the codes; a valid {kind.replace('_', ' ')} looks like {example}".rstrip())
     if check_name == "financial_year":

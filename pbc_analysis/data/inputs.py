@@ -39,6 +39,7 @@ class Inputs:
     budgets: pd.DataFrame | None = None
     provider_changes: pd.DataFrame | None = None
     reference_rates: pd.DataFrame | None = None
+    commissioners: pd.DataFrame | None = None
     files: dict[str, Path] = field(default_factory=dict)
     window: Window | None = None
     #: ``{(table, column): (codes, uniques)}`` of text columns factorised during validation, so that

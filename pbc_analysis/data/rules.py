@@ -1,7 +1,7 @@
 """The validation rules beyond the element-wise ones: keys, references, the window and the table-level rules.
 
 Keys, foreign keys (references), the analysis window, complete age-sex lists (population: dense, every
-practice in every month), the activity and cost rules, prices, engagement and the reference rates are
+practice in every month), the activity and cost rules, prices, engagement, commissioners and the reference rates are
 vectorised numpy/pandas on integer codes; there are no Python loops over rows or practices (only over the
 handful of items quoted in a message). :data:`_TABLE_RULES` is the registry of table-level rules;
 :func:`_validate` runs every rule on the tables read.
@@ -296,6 +296,23 @@ def _engagement_problems(ctx: _Ctx, ctxs: Mapping[str, _Ctx], window: Window) ->
                     n_rows=0, check="engagement_missing")]
 
 
+def _commissioner_problems(ctx: _Ctx, ctxs: Mapping[str, _Ctx], window: Window) -> list[Problem]:
+    """``commissioners``, when present, has a row for every practice (a practice of no commissioner would be left
+    out of a national run silently)."""
+    known = _reference_values(ctxs, "practices")
+    if known is None or not ctx.has("practice_code"):
+        return []
+    missing = known[~known.isin(pd.Index(ctx.df["practice_code"].dropna().unique()))]
+    if not len(missing):
+        return []
+    return [Problem(ctx.file, ctx.table, "practice_code", [], _samples(missing.tolist()),
+                    f"{_n(len(missing), 'practice')} in 'practices' {_have(len(missing))} no commissioners row: "
+                    + ", ".join(map(str, missing[:SHOW_ROWS])) + (" ..." if len(missing) > SHOW_ROWS else ""),
+                    "add one row per practice with its commissioner_code and commissioner_name (the practice "
+                    "reference's commissioner), or remove the practices that belong to no commissioner of the run",
+                    n_rows=0, check="commissioner_missing")]
+
+
 def _reference_rate_problems(ctx: _Ctx, ctxs: Mapping[str, _Ctx], window: Window) -> list[Problem]:
     if not ctx.has("measure", "specialty_code", "age_band", "sex"):
         return []
@@ -339,6 +356,7 @@ _TABLE_RULES: dict[str, Callable[[_Ctx, Mapping[str, _Ctx], Window], list[Proble
     "activity": _activity_problems,  # activity and referrals may be sparse: no gap or coverage rule (module doc)
     "engagement": _engagement_problems,
     "reference_rates": _reference_rate_problems,
+    "commissioners": _commissioner_problems,
 }
 
 

@@ -31,6 +31,7 @@ FY_PATTERN = calendar.FY_PATTERN
 PRACTICE_PATTERN = r"^[A-Z][0-9]{5}$"
 PROVIDER_PATTERN = r"^[A-Z0-9]{3,5}$"
 SPECIALTY_PATTERN = r"^[0-9]{3}$"
+COMMISSIONER_PATTERN = r"^[A-Z0-9]{3,5}$"
 
 SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz", ".parquet")
 
@@ -267,6 +268,15 @@ TABLES: dict[str, TableSpec] = {s.name: s for s in [
         "reference (e.g. national) age-sex rates for indirect standardisation",
         rules=("specialty 180 exactly when measure is ae",
                "each (measure, specialty) has all 38 age-sex rows")),
+    _spec("commissioners", False, {
+        "practice_code": _practice(),
+        "commissioner_code": _col(str, [pa.Check.str_matches(COMMISSIONER_PATTERN)], kind="commissioner_code",
+                                  description="commissioner (PCT or sub-ICB) identifier (ODS)"),
+        "commissioner_name": _text("name"),
+    }, ["practice_code"],
+        "practices grouped into commissioners (PCTs or sub-ICBs) for a national run (pbc run with partition: "
+        "commissioner); made by pbc synth --national and by pbc ingest from the practice reference",
+        rules=("one row per practice in practices when present",)),
 ]}
 
 REQUIRED_TABLES: tuple[str, ...] = tuple(n for n, s in TABLES.items() if s.required)

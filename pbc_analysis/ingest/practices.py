@@ -48,12 +48,15 @@ class PracticeReference:
     ``codes`` has one row per code the reference or the succession table knows: ``code``,
     ``practice_code`` (the code the events count under: itself when included, the final successor when
     merged, missing otherwise) and ``status`` (``included``, ``merged`` or an exclusion reason).
+    ``commissioners`` has one row per included practice: ``practice_code, commissioner_code, commissioner_name``
+    (the reference's ``commissioner_name`` when its map gives one, else the code), sorted by practice code.
     """
 
     practices: pa.Table
     codes: ir.Table
     problems: list[Problem] = field(default_factory=list)
     status: pa.Table | None = None   # ``codes`` as a pyarrow table (small)
+    commissioners: pa.Table | None = None
 
 
 def window_days(window: tuple[str, str]) -> tuple[dt.date, dt.date]:
@@ -289,7 +292,8 @@ def practice_reference(con: Any, reference: ir.Table, attributes: ir.Table, succ
     -------
     PracticeReference
         ``practices`` (data-dictionary table, sorted by code), ``codes`` (ibis: code, practice_code, status),
-        ``problems`` (duplicate codes, included practices without attributes, succession cycles, ...).
+        ``problems`` (duplicate codes, included practices without attributes, succession cycles, ...),
+        ``commissioners`` (the included practices' commissioner: the optional ``commissioners`` table).
 
     References
     ----------
@@ -318,4 +322,16 @@ def practice_reference(con: Any, reference: ir.Table, attributes: ir.Table, succ
     codes = sorted(status)
     table = pa.table({"code": codes, "practice_code": [status[c][0] for c in codes],
                       "status": [status[c][1] for c in codes]}, schema=_CODES_SCHEMA)
-    return PracticeReference(practices=practices, codes=ibis.memtable(table), problems=problems, status=table)
+    return PracticeReference(practices=practices, codes=ibis.memtable(table), problems=problems, status=table,
+                             commissioners=_commissioners(ref, rows))
+
+
+def _commissioners(ref: pa.Table, rows: list[str]) -> pa.Table:
+    """practice_code, commissioner_code, commissioner_name of the included practices ``rows`` (the first row of a code)."""
+    code = dict(zip(reversed(ref.column("practice_code").to_pylist()), reversed(ref.column("commissioner").to_pylist())))
+    named = "commissioner_name" in ref.column_names
+    name = dict(zip(reversed(ref.column("practice_code").to_pylist()),
+                    reversed(ref.column("commissioner_name").to_pylist()))) if named else {}
+    return pa.table({"practice_code": pa.array(rows, pa.string()),
+                     "commissioner_code": pa.array([code[c] for c in rows], pa.string()),
+                     "commissioner_name": pa.array([name.get(c) or code[c] for c in rows], pa.string())})

@@ -101,6 +101,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from pbc_analysis.synth.write import write_result_events
 
     given = {f.name: getattr(args, f.name) for f in flags() if hasattr(args, f.name)}
+    if getattr(args, "national", False):
+        return _synth_national(args, given)
     try:
         params = params_from_flags(given)
         resolved = params.resolved()
@@ -124,6 +126,31 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _synth_national(args: argparse.Namespace, given: dict[str, str]) -> int:
+    """``pbc synth --national``: 0 written, 2 a flag refused."""
+    from pbc_analysis.core.checks import ArgumentError
+    from pbc_analysis.synth import pipeline_warnings
+    from pbc_analysis.synth.national import national_from_flags, plan_national, write_national
+    from pbc_analysis.synth.options import flag_label
+
+    try:
+        base = national_from_flags(given)
+        commissioners = plan_national(base)
+    except ArgumentError as exc:
+        print("error: pbc synth --national: " + "; ".join(exc.problems), file=sys.stderr)
+        return 2
+    for c in commissioners:
+        for warning in pipeline_warnings(c.params.resolved(), flag_label):
+            print(f"warning: commissioner {c.code}: {warning}", file=sys.stderr)
+    start, echo = time.perf_counter(), None if args.quiet else print
+    out = paths.resolve(args.out, base=Path.cwd())
+    write_national(out, commissioners, base, fmt=args.format, echo=echo, events=args.events)
+    extracts = f"; the extracts and events_truth.json to {Path(args.out) / 'extracts'}" if args.events else ""
+    print(f"wrote {len(commissioners)} commissioner(s) of {base.n_practices} practices: the tables, commissioners.csv "
+          f"and national_truth.json to {args.out}{extracts} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
 def _add_synth_flags(p: argparse.ArgumentParser) -> None:
     """One flag per field of ``SynthParams``, its name, metavar, default and help from the dataclass.
 
@@ -143,6 +170,12 @@ def _add_synth_flags(p: argparse.ArgumentParser) -> None:
                         "Parquet; GP registrations, practice reference, succession, providers, prices as CSV; the local "
                         "tables; events_truth.json: the planted dirt by source and reason) into OUT/extracts/, for "
                         "pbc ingest (configs/ingest_sample.yaml); the tables in OUT are written unchanged")
+    p.add_argument("--national", action="store_true",
+                   help="a synthetic nation: --practices N (at least 30) split into commissioners of 30 to 200 practices, "
+                        "each a synthetic PCT with its own seed, codes, providers, engagement timing and planted effects; "
+                        "writes the tables of all of them, commissioners.csv and national_truth.json (every "
+                        "commissioner's truth); only --seed, --practices, --months, --start and settings the "
+                        "commissioners do not draw may be given")
 
 
 def _validate_window(args: argparse.Namespace) -> tuple[str, str, str, Any] | str:

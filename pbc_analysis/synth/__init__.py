@@ -39,13 +39,20 @@ events            :func:`write_events`: the PCT as event-level extracts in ``<ou
                   care, A&E, e-RS referrals as Parquet, one row per event of the tables) with seeded dirt the ingest
                   rules handle, and ``events_truth.json`` (rows and cost per source and exclusion reason)
 events_reference  the reference extracts: GP registrations (quinary ages), the epraccur-like practice
-                  reference, practice attributes, succession (one merged practice), providers, prices, local tables
+                  reference, practice attributes, succession (one merged practice), providers, prices, local tables;
+                  :class:`~pbc_analysis.synth.events_reference.Codes` (a commissioner's codes and identifier offsets)
+national          ``pbc synth --national``: :func:`~pbc_analysis.synth.national.plan_national` splits N practices
+                  into commissioners of 30 to 200 (each its own seed, ``code_block``, timing and planted effects);
+                  :func:`~pbc_analysis.synth.national.write_national` writes the nation one commissioner at a
+                  time: the tables, ``commissioners.csv``, ``national_truth.json`` (and with ``events`` the
+                  extracts of all of them, one file per source)
 ================  =========================================================================================
 
 The sample is ``make sample`` = ``pbc synth --seed 20070401 --practices 60 --months 60 --start 2003-04
 --out data/sample`` = ``write_synthetic_pct("data/sample", seed=20070401, n_practices=60, n_months=60,
 start_month="2003-04", fmt="parquet")``; with ``--events`` (``events=True``) the same PCT is also written as
-event-level extracts for ``pbc ingest`` (``configs/ingest_sample.yaml``).
+event-level extracts for ``pbc ingest`` (``configs/ingest_sample.yaml``). ``make national`` = ``pbc synth --national
+--seed 20070401 --practices 6500 --months 60 --start 2003-04 --out data/national`` (README "A synthetic nation").
 
 References
 ----------
@@ -58,6 +65,7 @@ from pbc_analysis.synth.calibration import LMDI_FACTORS, SYNTH_MODEL_VERSION
 from pbc_analysis.synth.contract import LARGE_TABLES, TABLE_COLUMNS, TABLE_KEYS
 from pbc_analysis.synth.events import write_events
 from pbc_analysis.synth.generator import SynthResult, generate
+from pbc_analysis.synth.national import plan_national, write_national
 from pbc_analysis.synth.options import SynthFlag, flags, params_from_flags
 from pbc_analysis.synth.params import SynthParams, pipeline_warnings
 from pbc_analysis.synth.truth import lmdi_decompose, without_provider_cut
@@ -77,8 +85,10 @@ __all__ = [
     "lmdi_decompose",
     "params_from_flags",
     "pipeline_warnings",
+    "plan_national",
     "without_provider_cut",
     "write_events",
+    "write_national",
     "write_result_events",
     "write_synthetic_pct",
     "write_tables",

@@ -64,12 +64,9 @@ from tqdm import tqdm
 
 from pbc_analysis.synth.contract import PODS
 from pbc_analysis.synth.events_reference import (
-    COMMISSIONER,
-    EXTRA_PRACTICES,
-    OLD_CODE,
     OLD_SHARE,
     PSEUDO_PRACTICES,
-    UNKNOWN_PRACTICE,
+    Codes,
     Frame,
     frame,
     hrg_code,
@@ -184,7 +181,7 @@ def _common(cells: Cells, lo: int, hi: int, fr: Frame, rng: np.random.Generator)
     day = _days(cells, idx, fr, rng)
     prac = cells.prac[idx].copy()
     old = (prac == fr.merged) & (day < fr.merge_day) & (rng.random(idx.size) < OLD_SHARE)
-    pid = prac.astype(np.int64) * 100_000 + rng.integers(0, 30_000, idx.size)
+    pid = (prac.astype(np.int64) + fr.codes.patient_offset) * 100_000 + rng.integers(0, 30_000, idx.size)
     prac[old] = fr.old_index
     return idx, {"practice": prac, "provider": cells.prov[idx], "specialty": cells.spec[idx],
                  "patient": (pid * 2_654_435_761 + 97_531) % 10**11}, day
@@ -310,9 +307,12 @@ def _dirt(src: EventSource, clean: Batch, counted: np.ndarray, fr: Frame, rng: n
     """The dirt rows of one chunk: (reason, rows) per reason of :data:`DIRT`."""
     base = np.flatnonzero(counted)
     out = []
+    reasons = fr.reason_codes()
     for reason, rate in DIRT[src.name].items():
         if base.size == 0:
             break
+        if reason in PRACTICE_REASONS and reason not in reasons:  # a reason without codes in this frame
+            continue
         k = max(1, round(rate * base.size))
         if reason == "duplicate_event_id":
             take = rng.choice(next(iter(clean.values())).size, size=k, replace=False)
@@ -370,7 +370,7 @@ def _write_source(src: EventSource, cells: Cells, fr: Frame, path: Path, stream:
                   progress: bool) -> dict[str, Any]:
     """Write one event extract, chunk by chunk (one row group each); its truth."""
     rng = np.random.default_rng([fr.seed, 14, stream])
-    ids = _Ids(_ID_BASE)
+    ids = _Ids({name: base + fr.codes.id_offset for name, base in _ID_BASE.items()})
     dictionaries = {name: _dictionary(kind, codes, fr) for name, kind, codes in src.columns
                     if kind not in ("id", "int", "patient", "date", "money")}
     acc: dict[str, list[float]] = {}
@@ -405,7 +405,7 @@ def _truth_of(acc: dict[str, list[float]], src: EventSource, path: Path) -> dict
 
 
 def write_events(tables: dict[str, pd.DataFrame], out_dir: str | Path, *, seed: int, start_month: str, n_months: int,
-                 progress: bool = False) -> dict[str, Path]:
+                 progress: bool = False, codes: Codes | None = None) -> dict[str, Path]:
     """Write the synthetic PCT's event-level extracts, reference files and truth into ``<out_dir>/extracts/``.
 
     The aggregated tables must already be in ``out_dir`` (the local tables are copied from there).
@@ -420,6 +420,9 @@ def write_events(tables: dict[str, pd.DataFrame], out_dir: str | Path, *, seed: 
         The PCT's (resolved) parameters.
     progress : bool
         Show progress bars.
+    codes : Codes, optional
+        The commissioner, extra practice codes and identifier offsets (default: the single PCT's;
+        ``pbc synth --national`` gives each commissioner its own).
 
     Returns
     -------
@@ -432,7 +435,7 @@ def write_events(tables: dict[str, pd.DataFrame], out_dir: str | Path, *, seed: 
     """
     out = Path(out_dir) / "extracts"
     out.mkdir(parents=True, exist_ok=True)
-    fr = frame(tables, start_month, n_months, seed)
+    fr = frame(tables, start_month, n_months, seed, codes)
     paths: dict[str, Path] = {}
     truth: dict[str, Any] = {}
     inputs = {"outpatients": ("activity", "activity", ("first_op", "followup_op")),
@@ -455,9 +458,9 @@ def write_events(tables: dict[str, pd.DataFrame], out_dir: str | Path, *, seed: 
 
 def _settings(fr: Frame) -> dict[str, Any]:
     """What an ingest of the extracts needs to know (commissioner, pseudo codes, window) and the planted codes."""
-    return {"commissioners": [COMMISSIONER], "pseudo_practices": list(PSEUDO_PRACTICES),
+    return {"commissioners": [fr.codes.commissioner], "pseudo_practices": list(PSEUDO_PRACTICES),
             "start_month": fr.months[0], "end_month": fr.months[-1],
-            "merged": {"old_code": OLD_CODE, "new_code": fr.practices[fr.merged],
+            "merged": {"old_code": fr.codes.old_code, "new_code": fr.practices[fr.merged],
                        "effective_date": fr.date_text(fr.merge_day)},
-            "extra_practices": {k: list(v) for k, v in EXTRA_PRACTICES.items()} | {"unknown_practice": [UNKNOWN_PRACTICE]},
+            "extra_practices": {k: list(v) for k, v in fr.codes.extra} | {"unknown_practice": [fr.codes.unknown]},
             "closing_date": fr.date_text(int(fr.first_day[fr.close_month]))}

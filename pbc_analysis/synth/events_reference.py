@@ -7,7 +7,9 @@ commissioner, one closing in the middle of the window, one that is not a GP prac
 :data:`UNKNOWN_PRACTICE` is in no reference. One practice of the PCT (drawn) absorbed an old practice,
 :data:`OLD_CODE`, on the first day of month ``2M // 5`` (the merge date): before it, a share
 :data:`OLD_SHARE` of that practice's events and of its registered patients carry the old code, which the
-reference lists as closed at the merge date and the succession table maps to the practice.
+reference lists as closed at the merge date and the succession table maps to the practice. These codes and the
+identifiers' offsets are a :class:`Codes` (the single PCT's by default; ``pbc synth --national`` gives each
+commissioner its own commissioner code, planted practices and offsets, and no practice of another commissioner).
 
 Files (in ``<out>/extracts/``; CSV UTF-8 with ``\\n``, no quoting but in ``practice_reference.csv``):
 
@@ -52,7 +54,7 @@ from pbc_analysis.core import calendar
 from pbc_analysis.synth.contract import AGE_BANDS
 
 __all__ = ["COMMISSIONER", "EXTRA_PRACTICES", "LOCAL_TABLES", "OLD_CODE", "OLD_SHARE", "OTHER_COMMISSIONER",
-           "PSEUDO_PRACTICES", "UNKNOWN_PRACTICE", "Frame", "frame", "hrg_code", "write_reference"]
+           "PSEUDO_PRACTICES", "UNKNOWN_PRACTICE", "Codes", "Frame", "frame", "hrg_code", "write_reference"]
 
 COMMISSIONER = "5ZZ"
 OTHER_COMMISSIONER = "5ZY"
@@ -74,6 +76,28 @@ _HRG_PREFIX = {"first_op": "OF", "followup_op": "OU", "elective": "EL", "non_ele
 _SOURCE_BANDS = tuple(b.replace("-", "_") for b in AGE_BANDS[:-1]) + ("90_94", "95+")
 _OPEN_DATE = "19740401"
 _EPOCH = np.datetime64("1970-01-01", "D")
+
+
+@dataclass(frozen=True)
+class Codes:
+    """The codes of one PCT's extracts: its commissioner, the planted extra practices, identifier offsets.
+
+    The default is the single PCT's (:data:`COMMISSIONER`, :data:`EXTRA_PRACTICES`, :data:`UNKNOWN_PRACTICE`,
+    :data:`OLD_CODE`, no offsets); ``pbc synth --national`` gives each commissioner its own
+    (:func:`pbc_analysis.synth.national.commissioner_codes`), so codes and identifiers stay unique nationally.
+    """
+
+    commissioner: str = COMMISSIONER
+    extra: tuple[tuple[str, tuple[str, ...]], ...] = tuple(EXTRA_PRACTICES.items())  # (reason, codes); may omit one
+    unknown: str = UNKNOWN_PRACTICE
+    old_code: str = OLD_CODE
+    id_offset: int = 0             # added to every event identifier
+    patient_offset: int = 0        # added to the practice index of the patient tokens
+
+    @property
+    def extras(self) -> dict[str, tuple[str, ...]]:
+        """Exclusion reason -> the extra practice codes that give it."""
+        return dict(self.extra)
 
 
 def hrg_code(specialty: str, pod: str) -> str:
@@ -121,6 +145,7 @@ class Frame:
     merge_month: int               # month index of the merge date
     close_month: int               # month index of the closing practice's close date
     seed: int
+    codes: Codes = Codes()
 
     @property
     def start_day(self) -> int:
@@ -147,15 +172,15 @@ class Frame:
         at = {code: i for i, code in enumerate(self.practices)}
         out = {"practice_code_missing": np.array([-1]),
                "pseudo_practice": np.array([at[c] for c in PSEUDO_PRACTICES]),
-               "unknown_practice": np.array([at[UNKNOWN_PRACTICE]])}
-        return out | {reason: np.array([at[c] for c in codes]) for reason, codes in EXTRA_PRACTICES.items()}
+               "unknown_practice": np.array([at[self.codes.unknown]])}
+        return out | {reason: np.array([at[c] for c in codes]) for reason, codes in self.codes.extra}
 
     def date_text(self, day: int) -> str:
         """A day number as ISO ``YYYY-MM-DD``."""
         return str(_EPOCH + np.timedelta64(day, "D"))
 
 
-def frame(tables: dict[str, pd.DataFrame], start_month: str, n_months: int, seed: int) -> Frame:
+def frame(tables: dict[str, pd.DataFrame], start_month: str, n_months: int, seed: int, codes: Codes | None = None) -> Frame:
     """The :class:`Frame` of a synthetic PCT.
 
     Parameters
@@ -167,6 +192,8 @@ def frame(tables: dict[str, pd.DataFrame], start_month: str, n_months: int, seed
     n_months : int
     seed : int
         The PCT's seed (the merged practice is drawn from it).
+    codes : Codes, optional
+        The commissioner, extra practices and offsets (default: the single PCT's).
 
     Returns
     -------
@@ -178,14 +205,15 @@ def frame(tables: dict[str, pd.DataFrame], start_month: str, n_months: int, seed
     """
     months = calendar.month_range(start_month, calendar.add_months(start_month, n_months - 1))
     first = np.array([_day(m) for m in months] + [_day(calendar.add_months(months[-1], 1))], dtype=np.int64)
-    codes = [str(c) for c in tables["practices"]["practice_code"]]
-    extra = [OLD_CODE] + [c for cs in EXTRA_PRACTICES.values() for c in cs] + [UNKNOWN_PRACTICE, *PSEUDO_PRACTICES]
+    cs = codes or Codes()
+    own = [str(c) for c in tables["practices"]["practice_code"]]
+    extra = [cs.old_code] + [c for _, group in cs.extra for c in group] + [cs.unknown, *PSEUDO_PRACTICES]
     rng = np.random.default_rng([seed, 14, 0])
-    return Frame(months=months, first_day=first[:-1], month_len=np.diff(first), practices=codes + extra,
+    return Frame(months=months, first_day=first[:-1], month_len=np.diff(first), practices=own + extra,
                  providers=[str(c) for c in tables["providers"]["provider_code"]],
-                 specialties=[str(c) for c in tables["specialties"]["specialty_code"]], n_practices=len(codes),
-                 merged=int(rng.integers(len(codes))), merge_month=(2 * n_months) // 5, close_month=n_months // 2,
-                 seed=seed)
+                 specialties=[str(c) for c in tables["specialties"]["specialty_code"]], n_practices=len(own),
+                 merged=int(rng.integers(len(own))), merge_month=(2 * n_months) // 5, close_month=n_months // 2,
+                 seed=seed, codes=cs)
 
 
 def _csv(columns: dict[str, Any], path: Path) -> None:
@@ -205,14 +233,15 @@ def _registration_counts(fr: Frame, population: pd.DataFrame) -> tuple[list[str]
     r = reg.reshape(P, M, 19, 2).transpose(0, 1, 3, 2)                   # (P, M, sex, band)
     top = r[..., 18] * 3 // 10
     counts = np.concatenate([r[..., :18], (r[..., 18] - top)[..., None], top[..., None]], axis=3)  # 20 bands
-    orgs = {code: counts[(k + 1) % P].copy() for k, code in enumerate(EXTRA_PRACTICES["other_commissioner"])}
+    extras = fr.codes.extras
+    orgs = {code: counts[(k + 1) % P].copy() for k, code in enumerate(extras.get("other_commissioner", ()))}
     closing = counts[3 % P].copy()
     closing[fr.close_month:] = 0
-    orgs[EXTRA_PRACTICES["not_open_throughout_window"][0]] = closing
+    orgs[extras["not_open_throughout_window"][0]] = closing
     before = np.arange(M) < fr.merge_month
     old = np.where(before[:, None, None], counts[fr.merged] * 2 // 5, 0)  # floor(2n/5) ~ OLD_SHARE
     counts[fr.merged] -= old
-    orgs |= {code: counts[i] for i, code in enumerate(fr.practices[:P])} | {OLD_CODE: old}
+    orgs |= {code: counts[i] for i, code in enumerate(fr.practices[:P])} | {fr.codes.old_code: old}
     names = sorted(orgs)
     return names, np.stack([orgs[c] for c in names])
 
@@ -238,7 +267,7 @@ def _registrations(fr: Frame, population: pd.DataFrame, path: Path) -> dict[str,
     org = np.repeat(np.array(names)[om[:, 1]], 43)
     total = np.tile(np.array([b == "ALL" for b in bands]), n)
     values = cols.reshape(-1)
-    reason = {code: r for r, codes in EXTRA_PRACTICES.items() for code in codes}
+    reason = {code: r for r, codes in fr.codes.extra for code in codes}
     out: dict[str, Any] = {"file": path.name, "read": _n(values, np.ones(values.size, bool)),
                            "excluded": {"total_row": _n(values, total)}}
     for code, r in reason.items():
@@ -246,7 +275,7 @@ def _registrations(fr: Frame, population: pd.DataFrame, path: Path) -> dict[str,
             out["excluded"][r] = _add(out["excluded"].get(r), _n(values, ~total & (org == code)))
     known = set(reason)
     out["aggregated"] = _n(values, ~total & ~np.isin(org, list(known)))
-    out["merged"] = _n(values, ~total & (org == OLD_CODE))
+    out["merged"] = _n(values, ~total & (org == fr.codes.old_code))
     return out
 
 
@@ -270,11 +299,12 @@ def _add(a: dict[str, int] | None, b: dict[str, int]) -> dict[str, int]:
 def _practice_reference(fr: Frame, practices: pd.DataFrame, path: Path) -> None:
     """Write the epraccur-like ``practice_reference.csv`` (no header, 27 fields, all quoted)."""
     names = dict(zip(practices["practice_code"].astype(str), practices["practice_name"].astype(str)))
-    close = {OLD_CODE: fr.date_text(fr.merge_day).replace("-", ""),
-             EXTRA_PRACTICES["not_open_throughout_window"][0]: fr.date_text(int(fr.first_day[fr.close_month])).replace("-", "")}
-    commissioner = dict.fromkeys(EXTRA_PRACTICES["other_commissioner"], OTHER_COMMISSIONER)
-    setting = dict.fromkeys(EXTRA_PRACTICES["not_gp_practice"], "2")
-    codes = sorted(set(fr.practices[:fr.n_practices]) | {OLD_CODE} | {c for cs in EXTRA_PRACTICES.values() for c in cs})
+    extras = fr.codes.extras
+    close = {fr.codes.old_code: fr.date_text(fr.merge_day).replace("-", ""),
+             extras["not_open_throughout_window"][0]: fr.date_text(int(fr.first_day[fr.close_month])).replace("-", "")}
+    commissioner = dict.fromkeys(extras.get("other_commissioner", ()), OTHER_COMMISSIONER)
+    setting = dict.fromkeys(extras["not_gp_practice"], "2")
+    codes = sorted(set(fr.practices[:fr.n_practices]) | {fr.codes.old_code} | {c for cs in extras.values() for c in cs})
     buf = io.StringIO()
     w = csv.writer(buf, quoting=csv.QUOTE_ALL, lineterminator="\n")
     for i, code in enumerate(codes):
@@ -284,7 +314,7 @@ def _practice_reference(fr: Frame, practices: pd.DataFrame, path: Path) -> None:
         row[4], row[5], row[9] = f"{i + 1} High Street", "Synthtown", f"ZZ{1 + i % 9} {1 + i % 9}AA"
         row[10], row[11] = _OPEN_DATE, close.get(code, "")
         row[12], row[13] = ("C" if code in close else "A"), "B"
-        row[14] = commissioner.get(code, COMMISSIONER)
+        row[14] = commissioner.get(code, fr.codes.commissioner)
         row[15], row[17], row[21] = _OPEN_DATE, f"01000 {100000 + i}", "0"
         row[23], row[25] = row[14], setting.get(code, "4")
         w.writerow(row)
@@ -340,7 +370,7 @@ def write_reference(fr: Frame, tables: dict[str, pd.DataFrame], tables_dir: Path
     truth = _registrations(fr, tables["population"], out / "registrations.csv")
     _practice_reference(fr, tables["practices"], out / "practice_reference.csv")
     _attributes(tables["practices"], out / "practice_attributes.csv")
-    _csv({"old_code": [OLD_CODE], "new_code": [fr.practices[fr.merged]], "effective_date": [fr.date_text(fr.merge_day)]},
+    _csv({"old_code": [fr.codes.old_code], "new_code": [fr.practices[fr.merged]], "effective_date": [fr.date_text(fr.merge_day)]},
          out / "succession.csv")
     _csv({"provider_code": tables["providers"]["provider_code"].astype(str).tolist(),
           "provider_name": tables["providers"]["provider_name"].astype(str).tolist()}, out / "providers.csv")

@@ -19,6 +19,9 @@ Derived defaults (the rules, each in its function):
 - :func:`default_n_providers`: 4 for a PCT of up to 200 practices, else round(P/40).
 - :func:`default_n_under_referrers`: max(1, round(P/30)) of the engaged practices.
 
+``code_block`` (``None`` for a single PCT) puts the PCT's practice and provider codes in block k of the national code
+space (:mod:`pbc_analysis.synth.world`); ``pbc synth --national`` gives each commissioner its own.
+
 References
 ----------
 pydesrap_mms (``simulation/param.py``): every model parameter defined in one place, with its default.
@@ -43,10 +46,14 @@ from pbc_analysis.synth.calibration import DEFAULT_EFFECTS, SPECIALTIES
 from pbc_analysis.synth.contract import PODS
 
 __all__ = ["Option", "SynthParams", "default_cohort_offsets", "first_full_year_end", "pipeline_warnings", "default_n_providers", "default_n_under_referrers",
-           "default_provider_cut_offset", "default_structural_change_offset", "largest_remainder"]
+           "default_provider_cut_offset", "default_structural_change_offset", "largest_remainder", "CODE_BLOCKS",
+           "PRACTICES_PER_BLOCK", "PROVIDERS_PER_BLOCK"]
 
 MAX_PRACTICES = 15 * 12 * 999          # the practice code space: 15 letters x 12 area prefixes x 999 numbers
 MAX_PROVIDERS = 22 * 32 * 32           # three-character provider codes
+PRACTICES_PER_BLOCK = 250              # practice codes of one commissioner's block (code_block)
+PROVIDERS_PER_BLOCK = 32               # provider codes of one block: R + two block characters + one of 32
+CODE_BLOCKS = MAX_PRACTICES // PRACTICES_PER_BLOCK  # 719 blocks of 250 practice codes
 
 
 @dataclass(frozen=True)
@@ -197,6 +204,11 @@ class SynthParams:
     high_cost_share: float = _opt(0.26, "share of hospital spend on patients above the threshold", HC, **_SHARE)
     high_cost_chronic_fraction: float = _opt(0.35, "share of last year's high-cost patients who stay high-cost",
                                              HC, **_SHARE)
+    # national codes (pbc synth --national: one block per commissioner)
+    code_block: int | None = _opt(None, "draw practice and provider codes in this commissioner's block of the national "
+                                  f"code space (at most {PRACTICES_PER_BLOCK} practices, {PROVIDERS_PER_BLOCK} providers)",
+                                  SHAPE, low=0, high=CODE_BLOCKS - 1,
+                                  derive="none: codes anywhere in the code space (a single PCT)")
 
     # -- the declared options --------------------------------------------------------------------
     @classmethod
@@ -314,13 +326,16 @@ class SynthParams:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists).
+        """JSON-ready dict (tuples become lists; ``code_block`` only when set).
 
         Returns
         -------
         dict
         """
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        d = dataclasses.asdict(self)
+        if d["code_block"] is None:  # written only when set, so a single PCT's ground truth keeps its bytes
+            del d["code_block"]
+        return json.loads(json.dumps(d))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SynthParams:
@@ -598,6 +613,10 @@ def _cross_problems(p: SynthParams, name: Callable[[str], str]) -> list[str]:
         lo, hi = getattr(p, low), getattr(p, high)
         if hi < lo or (strict and hi == lo):
             out.append(f"{name(high)} = {hi} must be {'above' if strict else 'at least'} {name(low)} = {lo}")
+    if p.code_block is not None and (p.n_practices > PRACTICES_PER_BLOCK or p.providers() > PROVIDERS_PER_BLOCK):
+        out.append(f"{name('code_block')} = {p.code_block} holds at most {PRACTICES_PER_BLOCK} practices and "
+                   f"{PROVIDERS_PER_BLOCK} providers, got {p.n_practices} and {p.providers()}; give fewer or no "
+                   f"{name('code_block')}")
     return out + _cohort_problems(p, name) + _month_problems(p, name) + _code_problems(p, name)
 
 

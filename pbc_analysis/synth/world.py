@@ -8,7 +8,9 @@ Practices (DOMAIN.md: list median 8,100, IQR 5,200-12,000; IMD median 21, range 
   single_handed_p = L0_p < 3,200 (about 5%) or p is the smallest practice (when >= 10 practices).
   IMD_p ~ exp(N(ln 21, 0.55^2)) truncated to [3, 75] (inverse-CDF draw; DOMAIN.md range 3-70).
   Codes: one letter, two-digit area prefix (81-92), three digits (``P81001``); one area block per
-  500 practices, so a PCT shares one prefix. Location in the unit square: 75% of practices around
+  500 practices, so a PCT shares one prefix (with ``code_block`` k, as ``pbc synth --national`` sets per
+  commissioner: 250 codes of its own, after those of block k - 1; its providers ``R`` + two characters of the
+  block + one). Location in the unit square: 75% of practices around
   a provider's town (N(0, 0.08^2) scatter), 25% uniform; it drives provider choice and consortia
   (strip partition of the map into max(1, round(P/11)) contiguous groups of about 11) and is
   not written out.
@@ -69,7 +71,7 @@ from pbc_analysis.synth.calibration import (
     SUFFIXES,
     SpecialtyModel,
 )
-from pbc_analysis.synth.params import SynthParams, largest_remainder
+from pbc_analysis.synth.params import PRACTICES_PER_BLOCK, SynthParams, largest_remainder
 
 __all__ = ["Engagement", "Pairs", "Population", "Practices", "Providers", "Window", "World", "assign_engagement",
            "draw_pairs", "draw_practices", "draw_providers", "numbered_places", "place_names", "population", "window"]
@@ -186,9 +188,14 @@ class Providers:
         return int(self.codes.size)
 
 
-def _provider_codes(g_prov: np.random.Generator, V: int) -> np.ndarray:
-    """Distinct ``R`` + two (up to 900 providers) or three characters codes."""
+def _provider_codes(g_prov: np.random.Generator, V: int, block: int | None = None) -> np.ndarray:
+    """Distinct ``R`` + two (up to 900 providers) or three characters codes; in a block, ``R`` + the block's two
+    characters + one drawn (so the blocks' codes sort in block order)."""
     alphabet = np.array(list("ABCDEFGHJKLMNPQRSTVWXY0123456789"))
+    if block is not None:
+        ordered = np.sort(alphabet)
+        head = "R" + ordered[block // ordered.size] + ordered[block % ordered.size]
+        return np.char.add(head, ordered[g_prov.choice(ordered.size, size=V, replace=False)])
     if V <= 900:
         pick = g_prov.choice(26 * alphabet.size, size=V, replace=False)
         letters2 = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
@@ -227,7 +234,7 @@ def draw_providers(p: SynthParams, g_prov: np.random.Generator, places: np.ndarr
     has_ae = np.zeros(V, dtype=np.bool_)
     has_ae[g_prov.choice(V, size=n_ae, replace=False)] = True
     size_v = np.where(has_ae, size_v, 0.5 * size_v)
-    codes = _provider_codes(g_prov, V)
+    codes = _provider_codes(g_prov, V, p.code_block)
     order = np.argsort(codes, kind="stable")  # sort by code (the table key); carry attributes along
     codes, town_xy, size_v, has_ae = codes[order], town_xy[order], size_v[order], has_ae[order]
     place = numbered_places(places, 0, V)
@@ -272,15 +279,21 @@ class Practices:
         return int(self.codes.size)
 
 
-def _practice_codes(g_prac: np.random.Generator, P: int) -> np.ndarray:
-    """Sorted distinct codes: letter, area prefix, three digits; one area block per 500 practices."""
+def _practice_codes(g_prac: np.random.Generator, P: int, block: int | None = None) -> np.ndarray:
+    """Sorted distinct codes: letter, area prefix, three digits; one area block per 500 practices. In a
+    commissioner's block (``code_block`` k), P of the 250 codes k x 250 .. k x 250 + 249 of the code space
+    ordered by letter, prefix and number (so the blocks' codes sort in block order)."""
     n_blocks_total = LETTERS.size * PREFIXES.size
     if P > n_blocks_total * 999:
         raise ValueError(f"too many practices ({P}) for the code space ({n_blocks_total * 999})")
-    n_blocks = min(n_blocks_total, max(1, math.ceil(P / 500)))
-    blocks = (int(g_prac.integers(n_blocks_total)) + np.arange(n_blocks)) % n_blocks_total
-    flat = g_prac.choice(n_blocks * 999, size=P, replace=False)
-    blk = blocks[flat // 999]
+    if block is not None:
+        flat = block * PRACTICES_PER_BLOCK + g_prac.choice(PRACTICES_PER_BLOCK, size=P, replace=False)
+        blk = flat // 999
+    else:
+        n_blocks = min(n_blocks_total, max(1, math.ceil(P / 500)))
+        blocks = (int(g_prac.integers(n_blocks_total)) + np.arange(n_blocks)) % n_blocks_total
+        flat = g_prac.choice(n_blocks * 999, size=P, replace=False)
+        blk = blocks[flat // 999]
     codes_num = PREFIXES[blk % PREFIXES.size] * 1000 + flat % 999 + 1
     return np.sort(np.char.add(LETTERS[blk // PREFIXES.size], codes_num.astype(str)))
 
@@ -306,7 +319,7 @@ def draw_practices(p: SynthParams, g_prac: np.random.Generator, g_names: np.rand
     The module docstring ("Practices").
     """
     P, S = p.n_practices, len(SPECIALTIES)
-    codes = _practice_codes(g_prac, P)
+    codes = _practice_codes(g_prac, P, p.code_block)
     L0 = np.clip(np.rint(np.exp(np.log(p.list_median) + p.list_log_sd * g_prac.standard_normal(P))),
                  p.list_min, p.list_max)
     single = L0 < p.single_handed_below

@@ -64,7 +64,9 @@ def make_dataset(d: Path) -> Path:
         for b, band in enumerate(D.AGE_BANDS):
             for sex in D.SEXES:
                 rr.append([measure, spec, band, sex, f"{1.5 + b * 0.25:.4f}"])
-    for name, rows in (("population", pop), ("activity", act), ("referrals", ref), ("reference_rates", rr)):
+    cm = [["practice_code", "commissioner_code", "commissioner_name"]] + [[p, "5QA", "Testshire PCT"] for p in PRACTICES]
+    for name, rows in (("population", pop), ("activity", act), ("referrals", ref), ("reference_rates", rr),
+                       ("commissioners", cm)):
         write_rows(d / f"{name}.csv", rows[0], rows[1:])
     return d
 
