@@ -68,7 +68,10 @@ RESERVED_PARAMETERS = {"run_dir"}
 PATH_SUFFIXES = ("_dir", "_path", "_file")
 PATH_PARAMETERS = frozenset({"completeness_snapshots"})   # input files whose names do not end in PATH_SUFFIXES
 TOP_LEVEL_KEYS = {"run", "parameters", "notebooks", "validation", "extracts"}
-RUN_KEYS = {"name": str, "notebooks": list, "renderer": str, "workers": int}
+RUN_KEYS = {"name": str, "notebooks": list, "renderer": str, "workers": int, "partition": str, "commissioners": list,
+            "parallel": int}
+PARTITION_KEYS = ("partition", "commissioners", "parallel")   # a national run (pbc_analysis.pipeline.national)
+PARTITIONS = ("none", "commissioner")
 RENDERERS = ("auto", "quarto", "nbconvert")
 NAME_RULE = names.name_rule()
 _SCALARS: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
@@ -456,6 +459,9 @@ class RunConfig:
     workers: int = 0                           # analysis notebooks run at once (0 = one per CPU core)
     validation: PlausibilitySettings = dataclasses.field(default_factory=PlausibilitySettings)
     extracts: Any = None                       # IngestParams of an `extracts:` section: ingested first, into the run's data/
+    partition: str = "none"                    # "commissioner": one run per commissioner (pipeline.national)
+    commissioners: tuple[str, ...] | str = "all"   # the commissioners of a partitioned run ("all" or codes)
+    parallel: int = 0                          # commissioners run at once (0 = one per CPU core)
 
     @property
     def parameters_hash(self) -> str:
@@ -533,7 +539,7 @@ def _check_run(run: dict[str, Any], path: Path | None, where: str, problems: lis
     for key, value in run.items():
         if key not in RUN_KEYS:
             problems.append(f"{where}: unknown key run.{key}{names.did_you_mean(key, set(RUN_KEYS))}; allowed: {sorted(RUN_KEYS)}")
-        elif key != "workers" and (not isinstance(value, RUN_KEYS[key]) or isinstance(value, bool)):
+        elif key not in ("workers", *PARTITION_KEYS) and (not isinstance(value, RUN_KEYS[key]) or isinstance(value, bool)):
             problems.append(f"{where}: run.{key} must be {RUN_KEYS[key].__name__}, got {_type_name(value)} {_show(value)}")
     name = run.get("name", path.stem if path else "run")
     what = f"{where}: run.name" if "name" in run else f"{where}: run.name (not set: taken from the file name)"
@@ -549,6 +555,28 @@ def _check_run(run: dict[str, Any], path: Path | None, where: str, problems: lis
     if renderer not in RENDERERS:
         problems.append(f"{where}: run.renderer must be one of {list(RENDERERS)}, got {_show(renderer)}")
     return str(name), str(renderer), workers if type(workers) is int else 0
+
+
+def _check_partition(run: dict[str, Any], where: str, problems: list[str]) -> tuple[str, tuple[str, ...] | str, int]:
+    """The ``run:`` section's partition, commissioners and parallel (types and values; the codes against the data
+    are checked by :func:`pbc_analysis.pipeline.national.partition_problems`)."""
+    partition, chosen, parallel = run.get("partition", "none"), run.get("commissioners", "all"), run.get("parallel", 0)
+    if partition not in PARTITIONS:
+        problems.append(f"{where}: run.partition must be one of {list(PARTITIONS)}, got {_show(partition)}{names.did_you_mean(partition, PARTITIONS)}")
+    if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 0:
+        problems.append(f"{where}: run.parallel must be a whole number >= 0 (commissioners run at once; 0 = one per CPU core), got {_show(parallel)}")
+    codes: tuple[str, ...] | str = "all"
+    if isinstance(chosen, list) and chosen and all(type(c) is str and c for c in chosen):
+        codes = tuple(chosen)
+        if len(set(codes)) < len(codes):
+            problems.append(f"{where}: run.commissioners names a commissioner more than once: {_show(chosen)}")
+    elif chosen != "all":
+        problems.append(f"{where}: run.commissioners must be \"all\" or a non-empty list of quoted commissioner codes "
+                        f"(e.g. [\"5A0\", \"5A1\"]), got {_show(chosen)}")
+    if partition != "commissioner" and ("commissioners" in run or "parallel" in run):
+        problems.append(f"{where}: run.commissioners and run.parallel apply to a national run only: set run.partition: "
+                        "commissioner, or remove them")
+    return str(partition), codes, parallel if type(parallel) is int else 0
 
 
 def _select(run: dict[str, Any], analysis: list[str], notebooks_dir: Path, where: str, problems: list[str]) -> list[str]:
@@ -694,6 +722,7 @@ def parse_config(text: str, path: Path | None = None, notebooks_dir: Path = path
     raw = raw or {}
     problems: list[str] = []
     name, renderer, workers = _check_run(run, path, where, problems)
+    partition, commissioners, parallel = _check_partition(run, where, problems)
     available = {p.stem: p for p in list_notebooks(notebooks_dir)}
     selected = _select(run, [n for n in available if n != REPORT_NOTEBOOK], notebooks_dir, where, problems)
     running = selected + ([REPORT_NOTEBOOK] if REPORT_NOTEBOOK in available else [])
@@ -715,6 +744,10 @@ def parse_config(text: str, path: Path | None = None, notebooks_dir: Path = path
     problems.extend(_path_problems(effective, where))
     if not problems:
         problems.extend(_stage_problems(glob, per_nb, effective, where))
+    if not problems and partition == "commissioner":
+        from pbc_analysis.pipeline.national import partition_problems
+
+        problems.extend(partition_problems(effective, extracts, commissioners, where))
     if not problems:
         effective = {n: _resolve_paths(params) for n, params in effective.items()}
         for nb_name, params in effective.items():
@@ -725,7 +758,8 @@ def parse_config(text: str, path: Path | None = None, notebooks_dir: Path = path
     if problems:
         raise ConfigError("invalid run config:\n  - " + "\n  - ".join(dict.fromkeys(problems)))
     return RunConfig(name=name, renderer=renderer, notebooks=tuple(selected), parameters=effective, source=text,
-                     path=path, notebooks_dir=notebooks_dir, workers=workers, validation=validation, extracts=extracts)
+                     path=path, notebooks_dir=notebooks_dir, workers=workers, validation=validation, extracts=extracts,
+                     partition=partition, commissioners=commissioners, parallel=parallel)
 
 
 def declares_data_dir(cfg: RunConfig, notebook: str) -> bool:

@@ -537,7 +537,9 @@ def run_pipeline(cfg: RunConfig, reports_dir: Path = paths.REPORTS_DIR, render: 
     ------
     RunError
         Inputs invalid (before any notebook ran), a notebook failed, the report could not be rendered
-        or nothing may be published.
+        or nothing may be published. With ``run.partition: commissioner`` the run is a national run
+        (:func:`pbc_analysis.pipeline.national.run_national`), and ``national.CommissionersFailed`` (a
+        RunError) says which commissioners failed when the others completed.
     supervise.Interrupted
         SIGINT or SIGTERM: every notebook was stopped.
 
@@ -550,6 +552,10 @@ def run_pipeline(cfg: RunConfig, reports_dir: Path = paths.REPORTS_DIR, render: 
 
     _check_kernel()
     with stop_on_signals():
+        if cfg.partition == "commissioner":   # a national run: one run per commissioner (pipeline.national)
+            from pbc_analysis.pipeline.national import raise_if_failed, run_national
+
+            return raise_if_failed(run_national(cfg, reports_dir, echo, run_id=run_id))
         if cfg.extracts is not None:
             return _run_from_extracts(cfg, reports_dir, render, run_id, echo)
         validation, resolved, resolution = validate_and_derive(cfg, echo=echo)

@@ -29,6 +29,11 @@ compares each practice's observed count with the count *expected* from its list,
    each month's O/E (expected counts scaled to the PCT total in that month, so seasonality cancels) with
    :mod:`pbc_analysis.methods.spc`.
 
+:mod:`~pbc_analysis.stages.benchmark.national` calibrates national age-sex reference rates to every practice's counts
+in the engine (:func:`~pbc_analysis.stages.benchmark.national.national_reference_rates`: national expected = observed, each measure and specialty) and
+benchmarks every practice of the nation against them
+(:func:`~pbc_analysis.stages.benchmark.national.national_benchmark`, ``target="reference"``).
+
 :mod:`~pbc_analysis.stages.benchmark.adjusted` applies the deprivation adjustment and funnel to any table of
 units (:func:`deprivation_adjusted_ratios`, e.g. England's practices from open data).
 
