@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from IPython.display import HTML
 
@@ -444,7 +445,7 @@ def evaluation_effects_table(run_dir: str | Path) -> HTML:
         "Change once built up": d["relative"].map(_pct),
         "95% CI": [_ci(a, b) for a, b in zip(d["relative_ci_low"], d["relative_ci_high"])],
         "Effect per 1,000/yr": d["att"].round(2),
-        "Pre-trend p": d["pretrend_p"].map(lambda v: f"{v:.2f}"),
+        "Pre-trend p": d["pretrend_p"].map(lambda v: f"{v:.2f}" if np.isfinite(v) else "not computable"),
         "Engaged / comparison practices": d["engaged_practices"].astype(str) + " / " + d["comparison_practices"].astype(str)})
     return _table(shown, "Effect of engagement on GP referral rates by specialty (modelled estimates; rates per 1,000 "
                          "patients per year)")

@@ -298,6 +298,16 @@ def test_estimator_comparison_and_headline(evaluation):
     assert "events" not in tables["ev_rtm"].columns  # ratios only, no practice counts
 
 
+def test_describe_says_when_the_pretrend_test_could_not_be_computed(evaluation):
+    # a small commissioner (30 practices, many pre-engagement periods): Hotelling's F is undefined, results.json
+    # holds null; the text says so instead of failing the report (found in the national run of 105 commissioners)
+    head = ev.headline(evaluation)
+    assert f"pre-trend test p = {head['pretrend_p']:.2f}" in ev.describe(head)
+    for missing in (None, float("nan")):
+        text = ev.describe({**head, "pretrend_p": missing})
+        assert "pre-trend test could not be computed" in text and "p = " not in text.split("Placebo")[1]
+
+
 def test_restrict_window_renumbers_months_and_cohorts(sample):
     inputs, _ = sample
     m = ev.practice_month_panel(inputs, specialties=["110"], include_all=False)

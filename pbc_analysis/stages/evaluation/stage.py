@@ -309,6 +309,15 @@ def headline(ev: Result) -> dict[str, Any]:
 _CONTROL_LABEL = {"not_yet": "not-yet-engaged and never-engaged", "never": "never-engaged"}
 
 
+def _pretrend_text(p: Any) -> str:
+    """The pre-trend test's p-value in words; a test that could not be computed (null or NaN: e.g. Hotelling's F
+    with no more practices than pre-engagement periods) is said to be so, never printed as a number."""
+    if p is None or not np.isfinite(float(p)):
+        return ("the pre-trend test could not be computed on these data (too few practices for the number of "
+                "pre-engagement periods)")
+    return f"pre-trend test p = {float(p):.2f}"
+
+
 def describe(head: dict[str, Any]) -> str:
     """The headline in plain words (Markdown), every number from ``head``.
 
@@ -338,7 +347,6 @@ def describe(head: dict[str, Any]) -> str:
         f"Specialties with a reduction whose interval excludes zero: {', '.join(sig) if sig else 'none'} "
         f"(of {head['specialties_evaluated']}).",
         f"Placebo (engagement moved {head['placebo_shift_months']} months earlier, pre-engagement data only): "
-        f"{pl['estimate']:+.1%} ({conf} CI {pl['ci_low']:+.1%} to {pl['ci_high']:+.1%}); pre-trend test p = "
-        f"{head['pretrend_p']:.2f}.",
+        f"{pl['estimate']:+.1%} ({conf} CI {pl['ci_low']:+.1%} to {pl['ci_high']:+.1%}); {_pretrend_text(head['pretrend_p'])}.",
     ]
     return "\n\n".join(lines)
