@@ -13,6 +13,8 @@ ROOT = paths.PROJECT_ROOT
 CONDA_ONLY = {"python", "pip", "quarto"}   # quarto: a binary, called by subprocess; pip: conda's installer
 # conda-forge's names for PyPI packages where they differ (ibis-duckdb: ibis-framework with the DuckDB backend)
 CONDA_NAMES = {"python-duckdb": "duckdb", "ibis-duckdb": "ibis-framework"}
+# optional extras with their own lock (not in environment.yml nor requirements.lock): spark -> requirements-spark.lock
+OWN_LOCK = {"spark": "requirements-spark.lock"}
 
 
 def _name(req: str) -> str:
@@ -21,7 +23,8 @@ def _name(req: str) -> str:
 
 def pyproject_packages() -> set[str]:
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    reqs = meta["dependencies"] + [r for extra in meta.get("optional-dependencies", {}).values() for r in extra]
+    reqs = meta["dependencies"] + [r for name, extra in meta.get("optional-dependencies", {}).items() if name not in OWN_LOCK
+                                   for r in extra]
     return {_name(r) for r in reqs}
 
 
@@ -31,9 +34,9 @@ def conda_packages() -> set[str]:
     return {CONDA_NAMES.get(n, n) for n in names}
 
 
-def lock_pins() -> dict[str, str]:
+def lock_pins(lock: str = "requirements.lock") -> dict[str, str]:
     pins = {}
-    for line in (ROOT / "requirements.lock").read_text().splitlines():
+    for line in (ROOT / lock).read_text().splitlines():
         m = re.match(r"^([A-Za-z0-9_.\-]+)==([^ ;\\]+)", line)
         if m:
             pins[m.group(1).lower().replace("_", "-")] = m.group(2)
@@ -78,3 +81,14 @@ def test_installed_versions_match_the_lock():
     pins = lock_pins()
     for name in sorted(pyproject_packages()):
         assert metadata.version(name) == pins[name], f"{name}: installed {metadata.version(name)}, lock {pins[name]}; run `make venv`"
+
+
+def test_spark_lock_adds_the_extra_and_changes_no_pin():
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    base, spark = lock_pins(), lock_pins(OWN_LOCK["spark"])
+    assert {k: v for k, v in spark.items() if k in base} == base   # every pin of requirements.lock, unchanged
+    assert {_name(r) for r in meta["optional-dependencies"]["spark"]} <= set(spark)
+    assert spark["pyspark"] == "4.0.5"
+    text = (ROOT / OWN_LOCK["spark"]).read_text()
+    blocks = re.split(r"\n(?=[A-Za-z0-9])", text)
+    assert not [b.split()[0] for b in blocks if "==" in b.split("\n")[0] and "--hash=sha256:" not in b]

@@ -1,9 +1,13 @@
-"""The embedded engine: DuckDB through Ibis, with its memory limit, spill directory and threads as settings.
+"""The embedded engine: DuckDB through Ibis, with its memory limit, spill directory and threads as settings; and the
+dispatch point of the engines (``engine: duckdb | spark``: :mod:`pbc_analysis.ingest.spark`).
 
 :func:`connect` opens an in-memory DuckDB database (an Ibis backend) whose memory limit defaults to half the
 machine's physical memory and whose temporary directory defaults to a hidden directory under the output
-directory, so an extract larger than memory spills to disk instead of failing. :func:`write_parquet` streams
-a (sorted) Ibis expression to a Parquet file in fixed-size row groups, so a rerun gives a byte-identical file.
+directory, so an extract larger than memory spills to disk instead of failing; with ``engine: spark`` it returns
+an Ibis PySpark backend instead. The helpers here take either backend (:func:`materialise`, :func:`to_arrow`,
+:func:`write_parquet`, :func:`close`, :func:`describe`), so every expression of the ingest is the same on both.
+:func:`write_parquet` streams a (sorted) Ibis expression to a Parquet file in fixed-size row groups, so a rerun
+(on either engine) gives a byte-identical file.
 
 References
 ----------
@@ -22,8 +26,8 @@ import ibis
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["AUTO", "ROW_GROUP", "TEMP_SUBDIR", "EngineSettings", "connect", "materialise", "physical_memory", "to_arrow",
-           "write_arrow_parquet", "write_parquet"]
+__all__ = ["AUTO", "ENGINES", "ROW_GROUP", "TEMP_SUBDIR", "EngineSettings", "close", "connect", "describe", "is_spark",
+           "materialise", "physical_memory", "to_arrow", "write_arrow_parquet", "write_parquet"]
 
 AUTO = "auto"
 #: share of the machine's physical memory DuckDB may use when ``memory_limit`` is auto
@@ -32,16 +36,22 @@ MEMORY_SHARE = 0.5
 TEMP_SUBDIR = ".ingest_tmp"
 #: rows per Parquet row group (fixed, so the file does not depend on the engine's batch sizes)
 ROW_GROUP = 1_000_000
+#: the engines the ingest runs on
+ENGINES = ("duckdb", "spark")
 
 
 @dataclass(frozen=True)
 class EngineSettings:
-    """DuckDB's resources: ``memory_limit`` ("auto" or e.g. "2GB"), ``temp_directory`` ("auto" or a path),
-    ``threads`` ("auto" or a whole number)."""
+    """The engine and its resources: ``memory_limit`` ("auto" or e.g. "2GB"), ``temp_directory`` ("auto" or a path),
+    ``threads`` ("auto" or a whole number); ``engine`` (duckdb or spark), and Spark's ``spark_master`` and
+    ``spark_conf`` (see :func:`pbc_analysis.ingest.spark.connect`)."""
 
     memory_limit: str = AUTO
     temp_directory: str = AUTO
     threads: int | str = AUTO
+    engine: str = "duckdb"
+    spark_master: str = AUTO
+    spark_conf: tuple[tuple[str, str], ...] = ()
 
     def resolved(self, out_dir: str | Path | None = None) -> dict[str, Any]:
         """The settings as DuckDB receives them (``auto`` replaced).
@@ -89,7 +99,8 @@ def physical_memory() -> int:
 
 
 def connect(settings: EngineSettings | None = None, out_dir: str | Path | None = None) -> Any:
-    """An Ibis DuckDB backend (in-memory database) with the given resources.
+    """The backend of the configured engine: an Ibis DuckDB backend (in-memory database) with the given resources,
+    or (``engine: spark``) an Ibis PySpark backend from :func:`pbc_analysis.ingest.spark.connect`.
 
     Parameters
     ----------
@@ -100,20 +111,77 @@ def connect(settings: EngineSettings | None = None, out_dir: str | Path | None =
 
     Returns
     -------
-    ibis.backends.duckdb.Backend
+    ibis.backends.duckdb.Backend or ibis.backends.pyspark.Backend
 
     References
     ----------
     Method: DuckDB spills operators (sorts, joins, aggregates, windows) to ``temp_directory`` beyond
     ``memory_limit``. Source: DuckDB "Out-of-core processing"; Ibis ``ibis.duckdb.connect``.
     """
-    conf = (settings or EngineSettings()).resolved(out_dir)
+    settings = settings or EngineSettings()
+    conf = settings.resolved(out_dir)
+    if settings.engine == "spark":
+        from pbc_analysis.ingest import spark
+
+        return spark.connect(settings.spark_master, dict(settings.spark_conf), threads=conf["threads"],
+                             local_dir=conf["temp_directory"])
     kwargs: dict[str, Any] = {"memory_limit": conf["memory_limit"], "preserve_insertion_order": True}
     if conf["temp_directory"] is not None:
         kwargs["temp_directory"] = conf["temp_directory"]
     if conf["threads"] is not None:
         kwargs["threads"] = conf["threads"]
     return ibis.duckdb.connect(**kwargs)
+
+
+def is_spark(con: Any) -> bool:
+    """Whether ``con`` is a Spark backend.
+
+    Parameters
+    ----------
+    con : ibis backend
+
+    Returns
+    -------
+    bool
+    """
+    return getattr(con, "name", "") == "pyspark"
+
+
+def describe(con: Any) -> dict[str, str]:
+    """The engine's name and version (recorded in ``ingest.json``).
+
+    Parameters
+    ----------
+    con : ibis backend
+
+    Returns
+    -------
+    dict
+        ``name`` (duckdb or spark) and ``version``.
+    """
+    if is_spark(con):
+        from pbc_analysis.ingest import spark
+
+        return {"name": "spark", "version": spark.version()}
+    import duckdb
+
+    return {"name": "duckdb", "version": str(duckdb.__version__)}
+
+
+def close(con: Any) -> None:
+    """Release the backend: DuckDB's database is closed; on Spark the ingest's views and caches are dropped and the
+    session stopped only when the ingest started it.
+
+    Parameters
+    ----------
+    con : ibis backend
+    """
+    if is_spark(con):
+        from pbc_analysis.ingest import spark
+
+        spark.close(con)
+    else:
+        con.disconnect()
 
 
 def to_arrow(con: Any, expr: Any) -> pa.Table:
@@ -140,7 +208,7 @@ def materialise(con: Any, expr: Any, name: str) -> Any:
 
     Parameters
     ----------
-    con : ibis DuckDB backend
+    con : ibis backend (DuckDB or Spark: :func:`pbc_analysis.ingest.spark.materialise`, a cached view)
     expr : ibis.Table
     name : str
         The temporary table's name (a plain identifier).
@@ -154,12 +222,20 @@ def materialise(con: Any, expr: Any, name: str) -> Any:
     ----------
     Method: a condensed intermediate read many times is computed once. Source: DuckDB ``CREATE TEMP TABLE ... AS``; Ibis ``create_table``.
     """
+    if is_spark(con):
+        from pbc_analysis.ingest import spark
+
+        return spark.materialise(con, expr, name)
     con.raw_sql(f'DROP TABLE IF EXISTS "{name}"')
     return con.create_table(name, expr, temp=True)
 
 
 def _batches(con: Any, expr: Any, batch_size: int) -> Any:
-    """The result of ``expr`` as a stream of record batches (DuckDB's Arrow reader, bounded memory)."""
+    """The result of ``expr`` as a stream of record batches (DuckDB's Arrow reader, bounded memory; Spark's)."""
+    if is_spark(con):
+        from pbc_analysis.ingest import spark
+
+        return spark.batches(con, expr, batch_size)
     return con.con.sql(con.compile(expr)).to_arrow_reader(batch_size)
 
 
@@ -168,7 +244,7 @@ def write_parquet(con: Any, expr: Any, path: str | Path, schema: pa.Schema, row_
 
     Parameters
     ----------
-    con : ibis DuckDB backend
+    con : ibis backend (DuckDB or Spark)
     expr : ibis.Table
         Already ordered (``order_by``) by the table's key.
     path : str or Path

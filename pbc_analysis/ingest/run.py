@@ -118,18 +118,20 @@ def sha256(path: Path) -> str:
 def _read_sources(s: _State) -> None:
     """Every source through its map; all problems (maps, files, columns, values, codes) collected."""
     maps = s.params.source_maps()
-    for kind, path in s.params.source_paths().items():
+    tables = s.params.source_tables()
+    spark = engine.is_spark(s.con)
+    for kind, path in {**s.params.source_paths(), **{k: Path(t) for k, t in tables.items()}}.items():
         try:
             cmap = load_map(maps[kind], kind)
         except ColumnMapError as exc:
             s.problems += [Problem(maps[kind], kind, None, [], [], p, "fix the column map (docs/extracts.md)", check="column_map")
                            for p in exc.problems]
             continue
-        if not path.is_file():
+        if kind not in tables and not (path.is_file() or (spark and path.is_dir())):
             s.problems.append(Problem(str(path), kind, None, [], [], "the extract does not exist (or is not a file)",
                                       f"check sources.{kind}.path (paths are taken from the project root)", check="no_file"))
             continue
-        src = read_source(s.con, kind, path, cmap)
+        src = read_source(s.con, kind, path, cmap, table=tables.get(kind))
         s.sources[kind] = src
         if kind in _EVENTS and src.table is not None:   # the one pass over the events: groups and check counts
             src.condensed = hospital.condense(s.con, kind, src.checked(), f"condensed_{kind}")
@@ -169,6 +171,8 @@ def _practices(s: _State) -> Any:
         commissioners=None if p.commissioners == "all" else list(p.commissioners), window=s.window, files=_files(s))
     s.problems += ref.problems
     s.arrow["practices"] = ref.practices
+    if p.commissioners == "all" and ref.commissioners is not None:  # every commissioner: which practice is whose
+        s.arrow["commissioners"] = ref.commissioners
     return hospital.EventRules(s.window[0], s.window[1], ref.codes, tuple(p.pseudo_practices))
 
 
@@ -275,15 +279,28 @@ def _write(s: _State, recon: pd.DataFrame) -> tuple[dict[str, Path], list[dict[s
             n = engine.write_arrow_parquet(s.arrow[name], path)
         s.counts[name] = n
         written[name] = path
+    if "commissioners" in s.arrow:  # the optional commissioners table (docs/data_dictionary.md), as CSV
+        written["commissioners"] = s.out_dir / "commissioners.csv"
+        s.counts["commissioners"] = s.arrow["commissioners"].num_rows
+        s.arrow["commissioners"].to_pandas().to_csv(written["commissioners"], index=False, lineterminator="\n")
     copied = _copy_tables(s)
     reconcile.write(recon, s.out_dir / "reconciliation.csv")
     return written, copied
 
 
+def _extract(kind: str, given: dict[str, Any], src: Source) -> dict[str, Any]:
+    """One extract's entry of the manifest: a file's checksum and size; a directory's over its files (Spark); a table's name."""
+    out = {"source": kind, "map": given.get("map", DEFAULT_MAPS[kind])}
+    if src.table_name:
+        return out | {"table": src.table_name, "sha256": None, "bytes": None}
+    files = sorted(f for f in src.path.rglob("*") if f.is_file()) if src.path.is_dir() else [src.path]
+    digest = sha256(src.path) if not src.path.is_dir() else hashlib.sha256(
+        "".join(f"{f.relative_to(src.path).as_posix()} {sha256(f)}\n" for f in files).encode()).hexdigest()
+    return out | {"path": given["path"], "sha256": digest, "bytes": sum(f.stat().st_size for f in files)}
+
+
 def _extracts(s: _State) -> list[dict[str, Any]]:
-    given = s.params.sources
-    return [{"source": k, "path": given[k]["path"], "sha256": sha256(src.path), "bytes": src.path.stat().st_size,
-             "map": given[k].get("map", DEFAULT_MAPS[k])} for k, src in sorted(s.sources.items())]
+    return [_extract(k, s.params.sources[k], src) for k, src in sorted(s.sources.items())]
 
 
 def _steps(progress: bool) -> Iterator[str]:
@@ -322,7 +339,7 @@ def run_ingest(params: IngestParams, out_dir: str | Path | None = None, progress
     registrations, ODS epraccur, the national tariff).
     """
     out = paths.resolve(out_dir if out_dir is not None else params.out)
-    settings = engine.EngineSettings(params.memory_limit, params.temp_directory, params.threads)
+    settings = params.engine_settings()
     existed = out.exists()
     temp = settings.resolved(out)["temp_directory"]
     if params.temp_directory == "auto" and temp:   # DuckDB makes the spill directory when it spills, but not its parents
@@ -332,7 +349,7 @@ def run_ingest(params: IngestParams, out_dir: str | Path | None = None, progress
     try:
         return _run(s, _steps(progress), settings.resolved(out))
     finally:
-        con.disconnect()
+        engine.close(con)
         if params.temp_directory == "auto" and temp and Path(temp).is_dir():
             shutil.rmtree(temp, ignore_errors=True)
         if not existed and out.is_dir() and not any(out.iterdir()):
@@ -368,12 +385,13 @@ def _run(s: _State, steps: Iterator[str], engine_settings: dict[str, Any]) -> In
     extracts = _extracts(s) + copied
     settings = {**s.params.values(), "start_month": s.window[0], "end_month": s.window[1], "referrals": s.referrals_from,
                 "price_base_year": s.base_year,
-                "engine": {k: engine_settings[k] for k in ("memory_limit", "threads")}}
+                "engine": {**engine.describe(s.con), **{k: engine_settings[k] for k in ("memory_limit", "threads")}}}
     # ingest.json holds what the tables follow from, so that a rerun on another machine or into another directory
     # writes the same bytes: not the engine's resources (they change no result) nor the output directory
-    portable = {k: v for k, v in settings.items() if k not in ("engine", "out", "memory_limit", "temp_directory", "threads")}
+    portable = {k: v for k, v in settings.items() if k not in ("engine", "out", "memory_limit", "temp_directory", "threads",
+                                                               "spark_master", "spark_conf")}
     manifest = {"settings": portable, "window": list(s.window), "extracts": extracts, "rows": dict(sorted(s.counts.items())),
-                "referrals_from": s.referrals_from}
+                "referrals_from": s.referrals_from, "engine": engine.describe(s.con)}
     (s.out_dir / "ingest.json").write_text(json.dumps(manifest, sort_keys=True, indent=1) + "\n", encoding="utf-8")
     for _ in steps:
         pass

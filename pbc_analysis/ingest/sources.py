@@ -1,7 +1,8 @@
 """Reading one extract through its column map: canonical field names, normalised types, coded fields as categories.
 
 :func:`read_source` opens a CSV (every column as text, so codes keep their leading zeros; ``.csv.gz`` too) or a
-Parquet file (typed) as an Ibis table on DuckDB, with ``_row``, the 1-based data row number in the file (the
+Parquet file (typed) as an Ibis table on DuckDB or (``engine: spark``) on Spark, where a source may also be a Parquet or
+Delta directory or a catalogue table (:func:`pbc_analysis.ingest.spark.open_extract`), with ``_row``, the 1-based data row number in the file (the
 header is row 0). Codes are stripped (integer code columns zero-padded to the map's ``pad`` width), dates parsed
 with the map's ``date_format`` (Parquet dates and timestamps taken as they are), money as float64, counts as
 int64; an empty text field is missing. Coded fields become their category (``first``, ``seen``, ``gp``, ...).
@@ -10,7 +11,8 @@ file lacks, missing values in fields that need one, values that do not parse, an
 
 References
 ----------
-DuckDB ``read_csv`` (``all_varchar``) and ``read_parquet`` (``file_row_number``), ``try_strptime``; Ibis.
+DuckDB ``read_csv`` (``all_varchar``) and ``read_parquet`` (``file_row_number``), ``try_strptime``; Spark SQL
+``try_to_timestamp``; Ibis.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import ibis.expr.datatypes as dt
 
 from pbc_analysis.core.names import did_you_mean
 from pbc_analysis.data.problems import KEEP_VALUES, SHOW_ROWS, Problem
+from pbc_analysis.ingest import engine
 from pbc_analysis.ingest.columnmap import ColumnMap, Field
 
 __all__ = ["DEFAULT_DATE_FORMAT", "Source", "read_source", "source_problems"]
@@ -61,6 +64,8 @@ class Source:
     problems: list[Problem] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
     condensed: Any = None
+    table_name: str | None = None
+    spark: bool = False
 
     def checked(self) -> Any:
         """The canonical fields (as :attr:`table`) with ``_id`` (the event id as the file holds it: an integer column
@@ -83,8 +88,8 @@ class Source:
 
     @property
     def file(self) -> str:
-        """The extract's file name, as the problems name it."""
-        return str(self.path)
+        """The extract's file name (or ``table <name>``), as the problems name it."""
+        return f"table {self.table_name}" if self.table_name else str(self.path)
 
     def column_of(self, fieldname: str) -> str:
         """The extract's column holding a field (its name, or ``column N`` for a file without header).
@@ -114,6 +119,10 @@ def _open(con: Any, src: Source) -> Any:
     """The file as an Ibis table with ``_row`` first (CSV: all text, copied into a temporary table)."""
     name = f"src_{src.kind}"
     path = str(src.path)
+    if src.spark:
+        from pbc_analysis.ingest import spark
+
+        return spark.open_extract(con, name, None if src.table_name else src.path, src.cmap.header, src.table_name)
     if src.path.suffix.lower() == ".parquet":
         t = con.read_parquet(path, table_name=f"{name}_file", file_row_number=True)
         return t.mutate(_row=t.file_row_number + 1).drop("file_row_number")
@@ -123,6 +132,15 @@ def _open(con: Any, src: Source) -> Any:
                 f"header = {header}, skip = 0)")
     con.raw_sql(f"CREATE OR REPLACE TEMP VIEW {name}_rows AS SELECT rowid + 1 AS _row, * FROM {name}_file")
     return con.table(f"{name}_rows")
+
+
+def _error_text(src: Source, exc: BaseException) -> str:
+    """The line of a reader's error that says what is wrong."""
+    if src.spark:
+        from pbc_analysis.ingest import spark
+
+        return spark.error_text(exc)
+    return str(exc).splitlines()[0]
 
 
 def _resolve_columns(src: Source, t: Any) -> dict[str, str]:
@@ -171,11 +189,19 @@ def _normalise(src: Source, fieldname: str, spec: Field, col: Any) -> Any:
     if kind == "date":
         if _is_text(col):
             fmt = src.cmap.date_format.get(fieldname, DEFAULT_DATE_FORMAT)
+            if src.spark:
+                from pbc_analysis.ingest import spark
+
+                return spark.parse_date(col.strip().nullif(""), fmt)
             return try_strptime(col.strip().nullif(""), fmt).cast("date")
         return col.cast("date") if col.type().is_date() or col.type().is_timestamp() else None
     want = "float64" if kind == "money" else "int64"
     if _is_text(col):
-        return col.strip().nullif("").try_cast(want)
+        number = col.strip().nullif("").try_cast("float64")
+        if kind == "money":
+            return number
+        # a whole number written as such (12, 12.0); 12.5 does not parse (DuckDB's cast would round it, Spark's refuse it)
+        return ibis.ifelse((number % 1) == 0, number, ibis.null("float64")).try_cast("int64")
     ok = col.type().is_numeric() if kind == "money" else col.type().is_integer()
     return col.cast(want) if ok else None
 
@@ -191,19 +217,22 @@ def _cell(col: Any) -> Any:
     return col.cast("string").strip().nullif("")
 
 
-def read_source(con: Any, kind: str, path: str | Path, cmap: ColumnMap) -> Source:
+def read_source(con: Any, kind: str, path: str | Path, cmap: ColumnMap, table: str | None = None) -> Source:
     """Open one extract through its column map.
 
     Parameters
     ----------
-    con : ibis DuckDB backend
+    con : ibis backend (DuckDB or Spark)
         From :func:`pbc_analysis.ingest.engine.connect`.
     kind : str
         The source kind (a key of :data:`~pbc_analysis.ingest.columnmap.FIELDS`).
     path : str or Path
-        The extract: ``.parquet`` (typed), otherwise CSV (``.csv``, ``.csv.gz``, ``.txt``; delimiter detected).
+        The extract: ``.parquet`` (typed), otherwise CSV (``.csv``, ``.csv.gz``, ``.txt``; delimiter detected); on
+        Spark also a Parquet or Delta directory.
     cmap : ColumnMap
         Its column map (for ``kind``).
+    table : str, optional
+        On Spark: a catalogue table (``db.name``) instead of ``path``.
 
     Returns
     -------
@@ -216,15 +245,15 @@ def read_source(con: Any, kind: str, path: str | Path, cmap: ColumnMap) -> Sourc
     Method: codes as text, never numbers; nothing dropped (every row keeps its ``_row``).
     Source: DuckDB ``read_csv``/``read_parquet``; the column maps of docs/extracts.md.
     """
-    src = Source(kind, Path(path), cmap)
+    src = Source(kind, Path(path), cmap, table_name=table, spark=engine.is_spark(con))
     if cmap.source != kind:
         src.problems.append(_problem(src, None, f"the column map {cmap.name!r} is for {cmap.source!r}, not {kind!r}",
                                      f"give a map for {kind!r}", check="wrong_map"))
         return src
     try:
         t = _open(con, src)
-    except Exception as exc:  # noqa: BLE001 - DuckDB's reader errors: reported as a problem of this file
-        src.problems.append(_problem(src, None, f"the extract cannot be read: {str(exc).splitlines()[0]}",
+    except Exception as exc:  # noqa: BLE001 - the engine's reader errors: reported as a problem of this file
+        src.problems.append(_problem(src, None, f"the extract cannot be read: {_error_text(src, exc)}",
                                      "check the path, that the file is a CSV (UTF-8) or Parquet file, and that every row has as many "
                                      "fields as the header (a delimiter inside a value must be quoted)",
                                      check="unreadable_file"))
