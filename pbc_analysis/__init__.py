@@ -26,6 +26,7 @@ data: the input data model and validated loading
 ingest: event-level extracts to the analysis tables, row-level work in Ibis on DuckDB
 - ``ingest/columnmap``  Column maps: the canonical fields of every source kind (`FIELDS`) and the YAML map from a file's columns to them
 - ``ingest/engine``  The embedded engine: DuckDB through Ibis, with its memory limit, spill directory and threads as settings
+- ``ingest/spark``  The ingest on Spark (``engine: spark``): the session, reading extracts with their row numbers, the date parser, materialising
 - ``ingest/sources``  Reading one extract through its column map: canonical field names, normalised types, coded fields as categories
 - ``ingest/hospital``  The hospital event rules: outpatient appointments, admitted-care episodes and A&E attendances -> activity
 - ``ingest/referrals``  GP referrals: from an e-RS-style referral extract, or derived from first outpatient attendances
@@ -49,6 +50,7 @@ synth: a synthetic PCT with planted effects, in the real data's formats, and its
 - ``synth/truth``  The ground truth of the synthetic PCT (``truth`` / ``ground_truth.json``)
 - ``synth/world``  The synthetic PCT's structure: window, providers, practices, consortia, engagement, practice-provider pairs, lists
 - ``synth/events``  ``pbc synth --events``: the synthetic PCT as event-level extracts, with the dirt the ingest rules handle
+- ``synth/national``  ``pbc synth --national``: a synthetic nation of commissioners, each a synthetic PCT with its own known answer
 - ``synth/events_reference``  The reference extracts of ``pbc synth --events``: registrations, practice reference, attributes, succession, providers, prices
 - ``synth/write``  Writing the synthetic PCT in the real-data formats (``docs/data_dictionary.md`` is the contract)
 
@@ -93,6 +95,7 @@ stages: one analysis stage per notebook: a typed ``Params``, ``run(inputs, param
 - ``stages/benchmark/cube``  The count cube of benchmarking: validated inputs reduced once to arrays over practices, series and months
 - ``stages/benchmark/expected``  Expected counts and indirectly standardised ratios of practices (benchmarking steps 2 and 3)
 - ``stages/benchmark/flagging``  Flags and the scorecard of practices (benchmarking steps 5 and 6)
+- ``stages/benchmark/national``  National reference rates calibrated to every practice in the engine, and the national benchmark of every practice
 - ``stages/benchmark/funnels``  Funnels of practices' standardised ratios (benchmarking step 4): z-scores, over-dispersion, limits, positions
 - ``stages/benchmark/params``  Settings of the benchmarking stage (notebook 02), the one source of each; and the ones notebook 04 shares
 - ``stages/benchmark/peers``  Peer positions of practices: percentiles, deciles, change and trend, and the decile fan of monthly ratios
@@ -129,6 +132,7 @@ publish: results, figures, the report and the sendable bundle; reads results onl
 - ``publish/figures/stages``  Figures of the stages: the savings waterfall, budget distance and glide path, the risk pool and monitoring
 - ``publish/figures/theme``  The one figure theme: seaborn whitegrid, a colour-blind-safe palette, fixed fonts and sizes, labels
 - ``publish/markdown``  Untrusted text as Markdown that renders exactly as written: never markup, a link, an image, math or code
+- ``publish/national``  The national summary page of a partitioned run: commissioners' headlines, their funnel, the national benchmark
 - ``publish/registry``  The registry of everything a run may publish: every column of every result table, and every figure of results.json
 - ``publish/report``  Render an executed notebook to ONE self-contained HTML file
 - ``publish/report_content``  Building blocks of the evaluation report, made only from a run's results
@@ -143,6 +147,7 @@ pipeline: config, settings derived from the data, the runner, manifest, verify a
 - ``pipeline/derive``  Settings that follow from the data: derived, checked against every cross-setting rule, before any notebook runs
 - ``pipeline/extracts``  The ingest stage of a run and ``pbc ingest``: event-level extracts to the analysis tables, recorded for audit
 - ``pipeline/init``  ``pbc init``: a complete run config for a data directory, every setting written out and explained
+- ``pipeline/national``  A national run: ``pbc run`` with ``run: {partition: commissioner}``, one normal run per commissioner, and a summary
 - ``pipeline/manifest``  Provenance of a run: file hashes, code version, packages, the inputs a config reads, and the manifest
 - ``pipeline/run``  The pipeline runner: validate a config, execute the numbered notebooks with papermill, publish
 - ``pipeline/runs_index``  ``reports/index.html``: the runs in a reports directory, and which of them can be trusted
