@@ -28,6 +28,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import numbers
 import os
 import platform
 import sys
@@ -332,7 +333,8 @@ def _disclose_rows(summary: dict[str, Any]) -> dict[str, Any]:
     from pbc_analysis.methods.disclosure import disclose_counts
 
     def rounded(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [{**it, "rows": disclose_counts([it["rows"]]).iloc[0] if isinstance(it.get("rows"), int) else it.get("rows")}
+        return [{**it, "rows": int(disclose_counts([int(it["rows"])]).iloc[0])
+                 if isinstance(it.get("rows"), numbers.Integral) and not isinstance(it.get("rows"), bool) else it.get("rows")}
                 for it in items]
 
     return {**summary, "tables": rounded(summary.get("tables", [])),
