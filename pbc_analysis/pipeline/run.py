@@ -333,7 +333,7 @@ def _disclose_rows(summary: dict[str, Any]) -> dict[str, Any]:
     from pbc_analysis.methods.disclosure import disclose_counts
 
     def rounded(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [{**it, "rows": int(disclose_counts([int(it["rows"])]).iloc[0])
+        return [{**it, "rows": disclose_counts([int(it["rows"])]).iloc[0]
                  if isinstance(it.get("rows"), numbers.Integral) and not isinstance(it.get("rows"), bool) else it.get("rows")}
                 for it in items]
 
