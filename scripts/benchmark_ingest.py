@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from bench_synth import add_synth_options, data_dir, ensure_synth, log  # scripts/ is on sys.path: the script's own folder
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -83,10 +84,6 @@ _BARE = {
 }
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
 # ------------------------------------------------------------------ the synthetic extracts
 
 
@@ -108,26 +105,9 @@ def is_complete(data: Path, practices: int, months: int, seed: int) -> tuple[boo
 
 def ensure_extracts(data: Path, practices: int, months: int, seed: int) -> dict[str, Any]:
     """Reuse ``data`` if complete, else (re)write it with ``pbc synth --events``; returns what was done."""
-    ok, why = is_complete(data, practices, months, seed)
-    if ok:
-        log(f"reusing {data} (complete: seed {seed}, {practices} practices, {months} months)")
-        return {"reused": True, "synth_s": None}
-    if data.exists() and any(data.iterdir()):
-        if not (data / "ground_truth.json").is_file() and not (data / "extracts").is_dir():
-            raise SystemExit(f"{data} exists and is not a pbc synth directory; give another --dir")
-        log(f"{data} is incomplete or different ({why}): removing it and writing it again")
-        shutil.rmtree(data)
-    cmd = [sys.executable, "-m", "pbc_analysis.pipeline.cli", "synth", "--practices", str(practices), "--months",
-           str(months), "--seed", str(seed), "--events", "--out", str(data), "--quiet"]
-    log("writing the extracts: pbc " + " ".join(cmd[4:]))
-    t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=ROOT)
-    synth_s = time.perf_counter() - t0
-    ok, why = is_complete(data, practices, months, seed)
-    if not ok:
-        raise SystemExit(f"pbc synth finished but {data} is not complete: {why}")
-    log(f"extracts written in {synth_s:.1f} s")
-    return {"reused": False, "synth_s": round(synth_s, 2)}
+    return ensure_synth(data, ["--practices", str(practices), "--months", str(months), "--seed", str(seed), "--events"],
+                        lambda d: is_complete(d, practices, months, seed), ("ground_truth.json", "extracts"),
+                        "the extracts")
 
 
 def extract_rows(data: Path) -> dict[str, int]:
@@ -389,15 +369,11 @@ def code_version() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--practices", type=int, default=DEFAULT_PRACTICES, help="practices (1920: about 40M outpatient rows)")
-    ap.add_argument("--months", type=int, default=60)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--dir", default=None, help="the synthetic PCT (default /tmp/pbc-bench-events, -pN when scaled)")
+    add_synth_options(ap, DEFAULT_PRACTICES, "practices (1920: about 40M outpatient rows)", "/tmp/pbc-bench-events")
     ap.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    default = "/tmp/pbc-bench-events" + ("" if args.practices == DEFAULT_PRACTICES else f"-p{args.practices}")
-    data = Path(args.dir or default).resolve()
+    data = data_dir(args, DEFAULT_PRACTICES, "/tmp/pbc-bench-events")
     if args.child:
         return child(args.child, data, data / "bench_out" / f"{args.child}.result.json")
     steps = [s.strip() for s in args.steps.split(",") if s.strip()]

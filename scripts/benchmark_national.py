@@ -33,16 +33,13 @@ from typing import Any
 
 import psutil
 import yaml
+from bench_synth import add_synth_options, data_dir, ensure_synth, log  # scripts/ is on sys.path: the script's own folder
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "national.yaml"
 DEFAULT_PRACTICES = 6500
 #: issue 15: the national run completes on 2 cores / 24 GB with peak memory under 8 GB
 TARGET_GIB = 8.0
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def is_complete(data: Path, practices: int, months: int, seed: int) -> tuple[bool, str]:
@@ -60,26 +57,9 @@ def is_complete(data: Path, practices: int, months: int, seed: int) -> tuple[boo
 
 def ensure_nation(data: Path, practices: int, months: int, seed: int) -> dict[str, Any]:
     """Reuse ``data`` if complete, else (re)write it with ``pbc synth --national``."""
-    ok, why = is_complete(data, practices, months, seed)
-    if ok:
-        log(f"reusing {data} ({practices} practices, {months} months, seed {seed})")
-        return {"reused": True, "synth_s": None}
-    if data.exists() and any(data.iterdir()):
-        if not (data / "national_truth.json").is_file() and not (data / "practices.csv").is_file():
-            raise SystemExit(f"{data} exists and is not a pbc synth --national directory; give another --dir")
-        log(f"{data} is incomplete or different ({why}): writing it again")
-        shutil.rmtree(data)
-    cmd = [sys.executable, "-m", "pbc_analysis.pipeline.cli", "synth", "--national", "--practices", str(practices),
-           "--months", str(months), "--seed", str(seed), "--out", str(data), "--quiet"]
-    log("writing the nation: pbc " + " ".join(cmd[4:]))
-    t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=ROOT)
-    synth_s = time.perf_counter() - t0
-    ok, why = is_complete(data, practices, months, seed)
-    if not ok:
-        raise SystemExit(f"pbc synth --national finished but {data} is not complete: {why}")
-    log(f"nation written in {synth_s:.1f} s")
-    return {"reused": False, "synth_s": round(synth_s, 2)}
+    return ensure_synth(data, ["--national", "--practices", str(practices), "--months", str(months), "--seed", str(seed)],
+                        lambda d: is_complete(d, practices, months, seed), ("national_truth.json", "practices.csv"),
+                        "the nation")
 
 
 def write_config(data: Path, parallel: int | None) -> Path:
@@ -166,15 +146,11 @@ def commissioner_times(run_dir: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--practices", type=int, default=DEFAULT_PRACTICES, help="practices in the nation (6500: England)")
-    ap.add_argument("--months", type=int, default=60)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--dir", default=None, help="the nation (default /tmp/pbc-bench-national, -pN when scaled)")
+    add_synth_options(ap, DEFAULT_PRACTICES, "practices in the nation (6500: England)", "/tmp/pbc-bench-national")
     ap.add_argument("--parallel", type=int, default=None, help="commissioners at once (default: the config's)")
     ap.add_argument("--interval", type=float, default=1.0, help="seconds between memory samples")
     args = ap.parse_args(argv)
-    default = "/tmp/pbc-bench-national" + ("" if args.practices == DEFAULT_PRACTICES else f"-p{args.practices}")
-    data = Path(args.dir or default).resolve()
+    data = data_dir(args, DEFAULT_PRACTICES, "/tmp/pbc-bench-national")
     synth = ensure_nation(data, args.practices, args.months, args.seed)
     config = write_config(data, args.parallel)
     run = run_and_sample(config, data / "reports", args.interval)
