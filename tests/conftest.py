@@ -40,6 +40,20 @@ def sample_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def sample_rerun(sample_run):
+    """``pbc verify --keep`` of the shared sample run: the report (a real re-run) and the kept re-run directory,
+    which the tests of tampered copies compare with (``against``) instead of re-running the sample for each."""
+    import shutil
+
+    from pbc_analysis.pipeline.verify import verify
+
+    report = verify(sample_run, echo=lambda *a, **k: None, allow_dirty=True, keep=True)
+    yield report
+    if report.rerun_dir is not None:
+        shutil.rmtree(report.rerun_dir.parent, ignore_errors=True)   # the verify-made temporary directory
+
+
+@pytest.fixture(scope="session")
 def sample_inputs():
     """The embedded sample (data/sample), validated, over its whole window: read once for the whole session.
 

@@ -1,7 +1,7 @@
 """The ``pbc`` command.
 
     pbc run --config configs/sample.yaml       run the pipeline and publish the report
-    pbc verify reports/<run_id> [--allow-dirty] [--no-rerun] [--keep]
+    pbc verify reports/<run_id> [--allow-dirty] [--no-rerun] [--keep] [--against RERUN]
                                                check a published run's files, re-run it and compare
     pbc synth --seed N --practices P --months M --start YYYY-MM --out DIR [--cohort-offsets ...] ...
                                                write a synthetic PCT (inputs + ground truth); every
@@ -80,7 +80,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from pbc_analysis.pipeline.verify import VerifyRefused, verify
 
     try:
-        report = verify(args.run_dir, echo=print, allow_dirty=args.allow_dirty, rerun=not args.no_rerun, keep=args.keep)
+        report = verify(args.run_dir, echo=print, allow_dirty=args.allow_dirty, rerun=not args.no_rerun, keep=args.keep,
+                        against=args.against)
     except VerifyRefused as exc:
         print(f"error: refused: {exc}", file=sys.stderr)
         return 2
@@ -320,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accept a checkout at another commit than the run's or with uncommitted changes (still reported)")
     p.add_argument("--no-rerun", action="store_true", help="check the published files and the config only; do not re-run")
     p.add_argument("--keep", action="store_true", help="keep the re-run's directory (always kept when the re-run fails)")
+    p.add_argument("--against", default=None, metavar="RERUN",
+                   help="compare with this existing re-run (e.g. one kept by --keep) instead of re-running: refused unless "
+                        "it is intact and made from the run's id and config, the inputs as they are now and this checkout")
     p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("synth", help="write a synthetic PCT with planted effects and its ground truth",

@@ -26,6 +26,13 @@ In order, each step printed as it happens:
      text (:func:`compare.compare_report`); the first differing cell of each differing table is named;
    - ``published/README.txt``: exactly.
 
+   With ``against`` (``pbc verify RUN --against RERUN``) an existing re-run is compared instead of making one,
+   so that an auditor re-runs once and checks several published copies. It is accepted only when it is itself
+   intact (its files match its manifest), has the run's id and config text (sha256), read the inputs as they are
+   now (their sha256) and was made by this checkout (commit and uncommitted changes), and is not the run itself or
+   a copy of it (the same manifest); otherwise verify is refused. It must be a re-run the auditor made
+   (``pbc verify --keep`` or ``pbc run``): verify cannot tell a re-run from a forgery made to match.
+
    Figures (PNG) cannot be compared byte for byte across machines (fonts, anti-aliasing, library
    versions), nor can the notebooks, ``provenance.json`` or ``published/CONTENTS.json`` (which hold
    timings, paths and the figures' hashes): they are checked against their hashes only, and the
@@ -273,6 +280,43 @@ def _rerun(cfg: RunConfig, manifest: Mapping[str, Any], keep: bool, tol: compare
     return comparisons, None, None
 
 
+def _rerun_problems(rerun_dir: Path, manifest: Mapping[str, Any], cfg: RunConfig,
+                    allow_dirty: bool) -> tuple[dict[str, Any], list[str], str | None]:
+    """The manifest of ``rerun_dir`` and why it is not a re-run of the run of ``manifest`` made here and now."""
+    theirs, problems = mf.read_manifest(rerun_dir)
+    if theirs is None:
+        return {}, problems, None
+    problems = list(mf.check_published(rerun_dir))
+    if theirs == manifest:   # each run records its own times: the same manifest is the run itself or a copy of it
+        problems.append("it is the run itself or a copy of it (the same manifest), not a re-run")
+    if theirs.get("run_id") != manifest.get("run_id"):
+        problems.append(f"its run id is {_shown(theirs.get('run_id'))}, the run's {_shown(manifest.get('run_id'))}")
+    if theirs.get("config", {}).get("sha256") != manifest["config"]["sha256"]:
+        problems.append("it was run from another config text (sha256 differs)")
+    changed = _changed_inputs(cfg, theirs.get("inputs"))
+    problems += [f"it read other inputs than those here now: {c}" for c in changed]
+    recorded = theirs.get("code")
+    code = code_difference(recorded if isinstance(recorded, dict) else {}, mf.git_info())
+    if code and not allow_dirty:
+        problems.append(f"it was made by other code than this checkout's, or code no commit holds ({code}); give "
+                        "--allow-dirty to accept")
+    return theirs, problems, code
+
+
+def _against(rerun_dir: Path, manifest: Mapping[str, Any], cfg: RunConfig, tol: compare.Tolerance, run_dir: Path,
+             say: Callable[[str], None], allow_dirty: bool) -> list[compare.Comparison]:
+    """Compare the run with an existing re-run, refused (:class:`VerifyRefused`) unless it is one made here and now."""
+    theirs, problems, code = _rerun_problems(rerun_dir, manifest, cfg, allow_dirty)
+    if problems:
+        raise VerifyRefused(f"{_shown(str(rerun_dir))} cannot stand as the re-run (verify without --against to re-run):\n  "
+                            + "\n  ".join(problems))
+    if code:
+        say(f"WARNING: the re-run's {code} (accepted: --allow-dirty)")
+    say(f"comparing with the re-run {_shown(str(rerun_dir))} (intact; the run's id and config, the inputs as they are "
+        "now" + ("" if code else " and this checkout's code") + ")")
+    return compare_outputs(run_dir, rerun_dir, compared_names(set(manifest["outputs"]) | set(theirs["outputs"])), tol)
+
+
 def _verdict(report: VerifyReport, allow_dirty: bool, changed_inputs: list[str], rerun: bool, tol: compare.Tolerance) -> None:
     """Fill in the verdict, exit code and final line of ``report``."""
     comps = report.comparisons
@@ -304,7 +348,7 @@ def _verdict(report: VerifyReport, allow_dirty: bool, changed_inputs: list[str],
 
 
 def verify(run_dir: str | Path, echo: Any = print, allow_dirty: bool = False, rerun: bool = True, keep: bool = False,
-           tol: compare.Tolerance = compare.DEFAULT) -> VerifyReport:
+           tol: compare.Tolerance = compare.DEFAULT, against: str | Path | None = None) -> VerifyReport:
     """Verify a published run: code, published files, config, inputs, then a re-run compared output by output.
 
     Parameters
@@ -321,6 +365,9 @@ def verify(run_dir: str | Path, echo: Any = print, allow_dirty: bool = False, re
         Keep the re-run's directory (it is always kept when the re-run fails).
     tol : compare.Tolerance
         Tolerance for floats in tables and JSON.
+    against : str or Path, optional
+        An existing re-run to compare with instead of re-running (e.g. one kept by ``keep``): accepted only when
+        it is intact and was made from the run's id and config, the inputs as they are now and this checkout.
 
     Returns
     -------
@@ -330,7 +377,8 @@ def verify(run_dir: str | Path, echo: Any = print, allow_dirty: bool = False, re
     ------
     VerifyRefused
         No readable manifest, a file of the run that cannot be read (every such file listed), or a
-        config text that does not match its hash or fails the checks. A re-run that fails (a notebook,
+        config text that does not match its hash or fails the checks, or an ``against`` directory that is not
+        such a re-run (every reason listed). A re-run that fails (a notebook,
         the report's rendering, a file it cannot write) is not raised: it is the report's ``error``.
     """
     given = Path(run_dir)
@@ -350,13 +398,14 @@ def verify(run_dir: str | Path, echo: Any = print, allow_dirty: bool = False, re
                             "cannot be checked; make them readable (e.g. chmod -R u+rX on the run directory) and verify "
                             "again:\n  " + "\n  ".join(unreadable))
     try:
-        return _verify(run_dir, manifest, say, lines, echo, allow_dirty, rerun, keep, tol)
+        return _verify(run_dir, manifest, say, lines, echo, allow_dirty, rerun, keep, tol,
+                       None if against is None else Path(against).resolve())
     except OSError as exc:   # a file that became unreadable, or a full disk, while verifying
         raise VerifyRefused(f"{exc.filename or run_dir}: {exc.strerror or exc} while verifying; fix it and verify again") from None
 
 
 def _verify(run_dir: Path, manifest: dict[str, Any], say: Callable[[str], None], lines: list[str], echo: Any,
-            allow_dirty: bool, rerun: bool, keep: bool, tol: compare.Tolerance) -> VerifyReport:
+            allow_dirty: bool, rerun: bool, keep: bool, tol: compare.Tolerance, against: Path | None) -> VerifyReport:
     """The steps of :func:`verify` once the manifest is read and every file of the run can be read."""
     report = VerifyReport(verdict="", exit_code=1, lines=lines)
     code = manifest.get("code")
@@ -377,7 +426,10 @@ def _verify(run_dir: Path, manifest: dict[str, Any], say: Callable[[str], None],
     for item in changed_inputs:
         say(item)
     if rerun and not report.published_problems:
-        report.comparisons, report.rerun_dir, report.error = _rerun(cfg, manifest, keep, tol, say, echo, run_dir)
+        if against is not None:
+            report.comparisons = _against(against, manifest, cfg, tol, run_dir, say, allow_dirty)
+        else:
+            report.comparisons, report.rerun_dir, report.error = _rerun(cfg, manifest, keep, tol, say, echo, run_dir)
         for comp in report.comparisons:
             say(str(comp))
         if report.comparisons:

@@ -72,6 +72,16 @@ def session():
     s.sparkContext.setLogLevel("FATAL")
     yield s
     s.stop()
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    if gateway is not None:   # the JVM outlives stop(): end it, so that the rest of the suite has its memory (1.2 GB)
+        proc = getattr(gateway, "proc", None)
+        gateway.shutdown()
+        if proc is not None:
+            proc.terminate()
+            proc.wait(60)
+        SparkContext._gateway = SparkContext._jvm = None
 
 
 def _rows(name: str) -> tuple[list[str], list[list[str]]]:

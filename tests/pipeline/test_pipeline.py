@@ -18,23 +18,32 @@ import pytest
 
 from pbc_analysis.core import paths
 from pbc_analysis.pipeline.manifest import write_manifest
-from pbc_analysis.pipeline.run import REPORT_NOTEBOOK, RunError, load_config, parse_config, run_pipeline, sha256_file, verify
+from pbc_analysis.pipeline.run import REPORT_NOTEBOOK, RunError, parse_config, run_pipeline, sha256_file, verify
 from pbc_analysis.publish import report
 
 pytestmark = pytest.mark.slow
 SAMPLE_CONFIG = paths.CONFIGS_DIR / "sample.yaml"
 
 
+def _sequential_config():
+    """configs/sample.yaml with ``workers: 1``: the notebooks one after another (the shared run has them in parallel)."""
+    text = SAMPLE_CONFIG.read_text().replace("  workers: 0 ", "  workers: 1 ")
+    assert "workers: 1 " in text
+    return parse_config(text, path=SAMPLE_CONFIG)
+
+
 @pytest.fixture(scope="module")
 def runs(sample_run, tmp_path_factory):
-    """Two full runs of the sample config: the shared ``sample_run`` (tests/conftest.py) and a second one.
+    """Two full runs of the sample config: the shared ``sample_run`` (tests/conftest.py, notebooks in parallel) and
+    a second one with the notebooks one after another, so that one second run shows both that a rerun and that a
+    sequential run give the same tables.
 
     The second run is made in its own reports directory beside a copy of the first, so that its
     ``index.html`` lists both runs while the shared run's reports directory keeps only that run.
     """
     reports = tmp_path_factory.mktemp("reports")
     shutil.copytree(sample_run, reports / sample_run.name, symlinks=True)
-    second = run_pipeline(load_config(SAMPLE_CONFIG), reports_dir=reports, run_id="second", echo=lambda *a, **k: None)
+    second = run_pipeline(_sequential_config(), reports_dir=reports, run_id="second", echo=lambda *a, **k: None)
     return sample_run, second
 
 
@@ -93,11 +102,11 @@ def test_data_quality_detects_the_planted_lag(runs, sample_truth):
     assert res["practices"] == 60
 
 
-def test_verify_identical_and_detects_a_changed_table(runs, tmp_path):
+def test_verify_identical_and_detects_a_changed_table(runs, sample_rerun, tmp_path):
     run_dir, _ = runs
-    out = verify(run_dir, echo=lambda *a, **k: None, allow_dirty=True)
+    out = sample_rerun                     # verify(run_dir, keep=True): a real re-run of the shared run
     assert out.identical, str(out)
-    assert "identical: all" in str(out)
+    assert "identical: all" in str(out) and out.rerun_dir is not None and out.rerun_dir.name == run_dir.name
 
     tampered = tmp_path / "tampered"
     shutil.copytree(run_dir, tampered, symlinks=True)
@@ -110,7 +119,7 @@ def test_verify_identical_and_detects_a_changed_table(runs, tmp_path):
     manifest = json.loads((tampered / "manifest.json").read_text())
     manifest["outputs"]["tables/dq_practice_consistency.csv"] = sha256_file(table)  # a doctored publication
     write_manifest(tampered, manifest)  # a forger who recomputes every hash: only the re-run can tell
-    out = verify(tampered, echo=lambda *a, **k: None, allow_dirty=True)
+    out = verify(tampered, echo=lambda *a, **k: None, allow_dirty=True, against=sample_rerun.rerun_dir)
     assert not out.identical
     text = str(out)
     assert "tables/dq_practice_consistency.csv: DIFFERENT (" in text and "list_last_month: 1 rows" in text
@@ -183,14 +192,11 @@ def test_parallel_failure_names_the_notebook_and_lets_the_other_finish(tmp_path)
     assert (tmp_path / "reports" / "r" / "ok.txt").read_text() == "done"
 
 
-def test_sequential_run_gives_the_same_tables_as_the_parallel_one(runs, tmp_path):
-    text = SAMPLE_CONFIG.read_text().replace("  workers: 0 ", "  workers: 1 ")
-    assert "workers: 1 " in text
-    cfg = parse_config(text, path=SAMPLE_CONFIG)
-    seq = run_pipeline(cfg, reports_dir=tmp_path, run_id="seq", render=False, echo=lambda *a, **k: None)
-    par = runs[0]
+def test_sequential_run_gives_the_same_tables_as_the_parallel_one(runs):
+    par, seq = runs
+    assert json.loads((seq / "manifest.json").read_text())["config"]["text"].count("workers: 1 ") == 1
     names = sorted(p.name for p in (par / "tables").glob("*.csv"))
-    assert names == sorted(p.name for p in (seq / "tables").glob("*.csv"))
+    assert names and names == sorted(p.name for p in (seq / "tables").glob("*.csv"))
     for n in names:
         assert (par / "tables" / n).read_bytes() == (seq / "tables" / n).read_bytes(), n
     man = json.loads((par / "manifest.json").read_text())

@@ -405,14 +405,14 @@ def test_perturbed_floats_pass_at_1e12_and_fail_at_1e6_in_back_test_and_verify(s
 
 
 @pytest.mark.slow
-def test_cli_verify_a_faithful_rerun_on_another_machine_is_within_tolerance(sample_run, tmp_path):
+def test_cli_verify_a_faithful_rerun_on_another_machine_is_within_tolerance(sample_run, sample_rerun, tmp_path):
     """A run whose floats differ in the twelfth digit (another CPU) verifies as 'equal within tolerance', exit 0."""
     published = tmp_path / "published_run"
     shutil.copytree(sample_run, published, symlinks=True)
     perturb(sample_run / "tables" / "bm_ratios.csv", published / "tables" / "bm_ratios.csv", 1e-12)
     rewrite_manifest(published, lambda m: m.update(outputs=mf.output_hashes(published)))
     assert mf.check_published(published) == []
-    proc = pbc("verify", str(published), "--allow-dirty")
+    proc = pbc("verify", str(published), "--allow-dirty", "--against", str(sample_rerun.rerun_dir))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "tables/bm_ratios.csv: equal within tolerance (" in out
@@ -584,7 +584,7 @@ def forge_csv_cell(path: Path, column: str) -> tuple[str, str]:
 
 
 @pytest.mark.slow
-def test_cli_verify_a_forged_report_and_bundle_with_rewritten_hashes_is_different(sample_run, tmp_path):
+def test_cli_verify_a_forged_report_and_bundle_with_rewritten_hashes_is_different(sample_run, sample_rerun, tmp_path):
     forged = tmp_path / "forged_run"
     shutil.copytree(sample_run, forged, symlinks=True)
     caption, old, new = forge_report_cell(forged / "report.html")
@@ -594,7 +594,7 @@ def test_cli_verify_a_forged_report_and_bundle_with_rewritten_hashes_is_differen
     rewrite_manifest(forged, lambda m: m.update(outputs=mf.output_hashes(forged)))
     assert mf.check_published(forged) == []
     # ... and only the re-run shows the forgery
-    proc = pbc("verify", str(forged), "--allow-dirty")
+    proc = pbc("verify", str(forged), "--allow-dirty", "--against", str(sample_rerun.rerun_dir))
     out = proc.stdout
     assert proc.returncode == 1, out + proc.stderr
     assert f"report.html: DIFFERENT (table {caption!r}: row 1, " in out and f"{new!r} published vs {old!r} re-run" in out
@@ -604,3 +604,51 @@ def test_cli_verify_a_forged_report_and_bundle_with_rewritten_hashes_is_differen
     assert "tables/dq_monthly_totals.csv: byte-identical" in out and "published/results.json: byte-identical" in out
     assert out.strip().splitlines()[-1].startswith("NOT IDENTICAL: 3 of ")
     assert "Traceback" not in proc.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# --against: an existing re-run stands in for a new one only when it is one, made here and now
+# --------------------------------------------------------------------------------------------------
+
+def _config_edited(m: dict) -> None:
+    m["config"]["text"] += "# edited\n"
+    m["config"]["sha256"] = hashlib.sha256(m["config"]["text"].encode()).hexdigest()
+
+
+def _input_changed(m: dict) -> None:
+    first = sorted(m["inputs"])[0]
+    m["inputs"][first] = "0" * 64
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    ("itself", "the run itself or a copy of it"),
+    ("table", "tables/dq_completeness.csv"),
+    ("run_id", "its run id is other, the run's sample"),
+    ("config", "another config text"),
+    ("inputs", "read other inputs than those here now"),
+])
+def test_verify_against_refuses_what_is_not_a_rerun_made_here(sample_run, sample_rerun, tmp_path, change, reason):
+    if change == "itself":
+        against = sample_run
+    else:
+        against = tmp_path / sample_rerun.rerun_dir.name
+        shutil.copytree(sample_rerun.rerun_dir, against, symlinks=True)
+        if change == "table":   # an edited re-run: its files no longer match its manifest
+            table = against / "tables" / "dq_completeness.csv"
+            table.write_text(table.read_text() + "\n")
+        else:
+            rewrite_manifest(against, {"run_id": lambda m: m.update(run_id="other"), "config": _config_edited,
+                                       "inputs": _input_changed}[change])
+    with pytest.raises(vf.VerifyRefused) as err:
+        vf.verify(sample_run, echo=lambda *a, **k: None, allow_dirty=True, against=against)
+    text = str(err.value)
+    assert "cannot stand as the re-run" in text and reason in text, text
+
+
+def test_cli_verify_against_the_kept_rerun_is_identical_without_rerunning(sample_run, sample_rerun):
+    proc = pbc("verify", str(sample_run), "--allow-dirty", "--against", str(sample_rerun.rerun_dir))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "comparing with the re-run" in proc.stdout and "re-running" not in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1].startswith("identical: all ")
+    proc = pbc("verify", str(sample_run), "--allow-dirty", "--against", str(sample_run))
+    assert proc.returncode == 2 and "error: refused:" in proc.stderr and "copy of it" in proc.stderr
