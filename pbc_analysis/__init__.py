@@ -8,6 +8,7 @@ core: the rules every layer shares
 - ``core/calendar``  The one implementation of month, quarter and financial-year arithmetic
 - ``core/checks``  Checks of analysis arguments: one helper per kind, each returning the problem as text (or raising)
 - ``core/names``  Safe names and the names of a run directory's markers: the core rules every layer shares
+- ``core/numbers``  Numbers in words: p-values and counts printed one way in every sentence and table
 - ``core/params``  Typed parameters of an analysis stage: one frozen dataclass per stage, the one source of every setting
 - ``core/paths``  Project-root anchored paths
 - ``core/strict_yaml``  The YAML reader of configs and column maps: plain data only, every refused construct named with its key and line
@@ -136,6 +137,8 @@ publish: results, figures, the report and the sendable bundle; reads results onl
 - ``publish/registry``  The registry of everything a run may publish: every column of every result table, and every figure of results.json
 - ``publish/report``  Render an executed notebook to ONE self-contained HTML file
 - ``publish/report_content``  Building blocks of the evaluation report, made only from a run's results
+- ``publish/report_payments``  The payment schedule: every engaged practice's saving, the gates it passed, and what is payable, with reasons
+- ``publish/report_summary``  The report's executive summary and verdicts, every sentence computed from the result it speaks of
 - ``publish/report_provenance``  The report's provenance and input sections: how to reproduce and verify the run, what was validated
 - ``publish/report_sections``  Which of the report's sections a run holds, and the lines that stand in for the others
 - ``publish/results``  Tidy, byte-stable result tables, results.json sections and figures in a run directory

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import HTML
 
+from pbc_analysis.core import numbers
 from pbc_analysis.methods import disclosure
 from pbc_analysis.publish import results
 from pbc_analysis.publish.markdown import html_table as _table
@@ -439,16 +440,20 @@ def evaluation_effects_table(run_dir: str | Path) -> HTML:
     IPython.display.HTML
     """
     d = results.read_table(run_dir, "ev_did_effects")
+    level = float((results.read_results(run_dir).get("evaluation") or {}).get("pretrend_level", 0.05))
     shown = pd.DataFrame({
         "Specialty": (d["specialty_code"].where(d["specialty_code"] == "all", d["specialty_code"] + " ")
                       .replace({"all": ""}) + d["specialty_name"].fillna("")),
         "Change once built up": d["relative"].map(_pct),
         "95% CI": [_ci(a, b) for a, b in zip(d["relative_ci_low"], d["relative_ci_high"])],
         "Effect per 1,000/yr": d["att"].round(2),
-        "Pre-trend p": d["pretrend_p"].map(lambda v: f"{v:.2f}" if np.isfinite(v) else "not computable"),
+        "Pre-trend p": [numbers.p_value(v) + (f" (fails at {level:g})" if np.isfinite(v) and v < level else "")
+                        for v in d["pretrend_p"]],
         "Engaged / comparison practices": d["engaged_practices"].astype(str) + " / " + d["comparison_practices"].astype(str)})
     return _table(shown, "Effect of engagement on GP referral rates by specialty (modelled estimates; rates per 1,000 "
-                         "patients per year)")
+                         "patients per year)",
+                  note=f"A pre-trend test that fails (p below {level:g}) is evidence against parallel trends before "
+                       "engagement for that specialty: its estimate should not be relied on.")
 
 
 def evaluation_avoided_table(run_dir: str | Path) -> HTML:
@@ -635,85 +640,6 @@ def monitoring_status_table(run_dir: str | Path) -> HTML | None:
                           "Forecast variance": last["variance"].map(lambda v: f"{v:+.1%}"),
                           "Status": last["status"]})
     return _table(shown, "In-year monitoring by consortium at the latest month (GBP; forecasts are modelled)")
-
-
-_SAVINGS_PARTS = (("practice_action_savings", "Practice action (referral behaviour)"),
-                  ("provider_change", "Provider change (follow-up, conversion)"),
-                  ("tariff", "Tariff"), ("population", "Population (list size)"))
-
-
-def executive_summary_table(res: dict[str, Any]) -> HTML:
-    """One table of the headline estimates with their intervals (all modelled, from ``results.json``)."""
-    rows = []
-    ev = res.get("evaluation") or {}
-    if ev.get("referrals_avoided"):
-        r = ev["referrals_avoided"]
-        rows.append({"Estimate": "GP referrals avoided by engaged practices",
-                     "Value": f"{r['estimate']:,.0f}", "95% CI": f"{r['ci_low']:,.0f} to {r['ci_high']:,.0f}",
-                     "Unit": "referrals, from engagement to the end of the window"})
-    att = res.get("attribution") or {}
-    year = att.get("evaluation_year", "")
-    for key, label in _SAVINGS_PARTS:
-        d = att.get(key)
-        if d:
-            rows.append({"Estimate": f"Spend change due to {label.lower()}" if key != "practice_action_savings"
-                         else "Savings attributed to practice action",
-                         "Value": f"{d['estimate']:,.0f}", "95% CI": f"{d['ci_low']:,.0f} to {d['ci_high']:,.0f}",
-                         "Unit": f"GBP{', ' + year if year else ''}"})
-    if not rows:
-        rows.append({"Estimate": "No evaluation or attribution results in this run", "Value": "", "95% CI": "", "Unit": ""})
-    return _table(pd.DataFrame(rows), "Headline estimates (modelled, with 95% intervals)")
-
-
-def executive_summary_figure(res: dict[str, Any]) -> HTML | None:
-    """The attribution's parts with their intervals as one chart (drawn from ``results.json`` only)."""
-    att = res.get("attribution") or {}
-    parts = [(label, att[key]) for key, label in _SAVINGS_PARTS if att.get(key)]
-    if not parts:
-        return None
-    import io
-
-    from pbc_analysis.publish import figures
-
-    df = pd.DataFrame({"label": [p[0] for p in parts], "estimate": [p[1]["estimate"] / 1e6 for p in parts],
-                       "ci_low": [p[1]["ci_low"] / 1e6 for p in parts], "ci_high": [p[1]["ci_high"] / 1e6 for p in parts]})
-    fig = figures.forest_figure(df, "label", "estimate", "ci_low", "ci_high", xlabel="GBP million", percent=False)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    cap = (f"What moved spend{' in ' + att['evaluation_year'] if att.get('evaluation_year') else ''}: savings "
-           "attributed to practice action and the parts due to provider change, tariff and population, GBP million "
-           "with 95% intervals.")
-    return _png_figure(buf.getvalue(), cap)
-
-
-def verdict_text(res: dict[str, Any]) -> str:
-    """A plain-language verdict with its caveats, every number from ``results.json``."""
-    ev = res.get("evaluation") or {}
-    att = markdown_safe(res.get("attribution") or {})
-    out = []
-    if ev.get("relative_effect_full"):
-        rel, av = ev["relative_effect_full"], ev["referrals_avoided"]
-        clear = rel["ci_high"] < 0
-        out.append("**Verdict on referrals.** " + (
-            f"Engaged practices did refer less than comparable practices: about {-rel['estimate']:.0%} fewer GP "
-            f"referrals once the change had built up ({-rel['ci_high']:.0%} to {-rel['ci_low']:.0%}), "
-            f"{av['estimate']:,.0f} referrals in all." if clear else
-            "The data do not show that engaged practices referred less than comparable practices: the interval "
-            f"for the change in their referral rate ({rel['ci_low']:+.0%} to {rel['ci_high']:+.0%}) includes no change."))
-    p = att.get("practice_action_savings")
-    if p:
-        out.append(f"**Verdict on savings.** Practice action saved GBP {p['estimate'] / 1e6:,.2f} million "
-                   f"(95% interval {p['ci_low'] / 1e6:,.2f} to {p['ci_high'] / 1e6:,.2f} million) in "
-                   f"{att.get('evaluation_year', 'the evaluation year')}; "
-                   "changes at the hospitals, in the tariff and in the population are accounted for separately and are "
-                   "not the practices' savings.")
-    out.append("**Caveats.** Engagement was chosen, not assigned: the comparison rests on engaged and other practices "
-               "having had parallel trends, which the pre-engagement estimates support but cannot prove. The latest "
-               "months of hospital data are incomplete. Referrals avoided are not shown to have been unnecessary.")
-    return "\n\n".join(out)
 
 
 def methods_text() -> str:

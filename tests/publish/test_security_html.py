@@ -24,7 +24,7 @@ import pytest
 
 from pbc_analysis.pipeline import manifest, runs_index
 from pbc_analysis.pipeline.runs_index import ignored_entries, run_states, write_index
-from pbc_analysis.publish import markdown, report, report_content, report_provenance, results
+from pbc_analysis.publish import markdown, report, report_content, report_provenance, report_summary, results
 from pbc_analysis.publish.markdown import markdown_code, markdown_text
 from pbc_analysis.publish.report import (
     ReportError,
@@ -135,6 +135,8 @@ def _hostile_results() -> dict:
                        "relative_effect_full": ci, "placebo_relative": ci, "confidence": 0.95,
                        "specialties_with_significant_reduction": [SCRIPT], "specialties_evaluated": 2,
                        "control_group": IMG, "placebo_shift_months": 12, "pretrend_p": 0.4,
+                       "pretrend_level": 0.05,
+                       "pretrend_failed": [{"specialty_code": SCRIPT, "specialty_name": IMG, "pretrend_p": 0.0001}],
                        "its_avoided": ci, "controlled_its_avoided": ci, "twfe_avoided": ci},
         "attribution": {"evaluation_year": SCRIPT, "practice_action_savings": {"estimate": 1e6, "ci_low": 1, "ci_high": 2e6}},
     }
@@ -152,12 +154,12 @@ def test_report_texts_with_hostile_values_render_as_text(tmp_path):
     res, prov = _hostile_results(), _hostile_provenance()
     texts = [report_content.title_block(res, prov), report_content.data_quality_text(res),
              report_content.benchmarking_text(res), report_content.evaluation_text(res),
-             report_content.verdict_text(res), report_provenance.reproducibility_text(prov),
+             report_summary.verdict_text(res), report_provenance.reproducibility_text(prov),
              report_provenance.validation_text(res)]
     outputs = [{"text/markdown": t, "text/plain": "x"} for t in texts]
     outputs += [{"text/html": h.data, "text/plain": "x"}
                 for h in [report_provenance.inputs_table(prov), report_provenance.packages_table(prov),
-                          report_content.executive_summary_table(res)]]
+                          report_summary.executive_summary_table(res)]]
     page = _render_outputs(tmp_path, outputs)  # render_html itself refuses active content
     assert check_self_contained(page) == []
     assert "alert(" in page  # the text is there ...

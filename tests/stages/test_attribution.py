@@ -353,7 +353,7 @@ def _sharing_inputs():
 
 def test_sharing_split_gate_recurrence_and_reasons():
     led, budgets, flags, quarters = _sharing_inputs()
-    sh, why = at.share_savings(led, budgets, flags, quarters, practice_share=0.7, sustained_quarters=4)
+    sh, why = at.share_savings(led, budgets, flags, quarters, practice_share=0.7, sustained_quarters=4, min_payment=0)
     sh = sh.set_index("practice_code")
     # A00001: underspend 100 > savings 50: all 50 eligible, 70/30
     assert sh.loc["A00001", "eligible"] == pytest.approx(50.0)
@@ -371,7 +371,8 @@ def test_sharing_split_gate_recurrence_and_reasons():
     assert sh.loc["A00004", "eligible"] == 0.0 and "not below the indicative budget" in sh.loc["A00004", "reason"]
     assert sh.loc["A00005", "status"] == "no budget"
     # reviewing lifts the gate; another split and the interval basis are parameters
-    sh2, _ = at.share_savings(led, budgets, flags, quarters, practice_share=0.8, reviewed=["A00003"], basis="ci_low")
+    sh2, _ = at.share_savings(led, budgets, flags, quarters, practice_share=0.8, reviewed=["A00003"], basis="ci_low",
+                              min_payment=0)
     sh2 = sh2.set_index("practice_code")
     assert sh2.loc["A00003", "eligible"] == pytest.approx(20.0)
     assert sh2.loc["A00003", "to_practice"] == pytest.approx(16.0)
@@ -379,7 +380,32 @@ def test_sharing_split_gate_recurrence_and_reasons():
     assert set(why["item"]) >= {"budget", "spend", "underspend", "practice_action_savings", "eligible", "to_practice",
                                 "to_pct", "recurrent"}
     assert why["reason"].str.len().min() > 10
-    assert len(why) == 12 * len(sh)
+    assert len(why) == 13 * len(sh)
+    assert set(sh["settlement"]) == {"final"}      # no month was lag-adjusted
+
+
+def test_sharing_minimum_payment_and_provisional_settlement():
+    led, budgets, flags, quarters = _sharing_inputs()
+    # A00001's share is 0.7 x 50 = 35: below a minimum of 40 it is not paid, and the PCT keeps the 50 eligible
+    sh, why = at.share_savings(led, budgets, flags, quarters, practice_share=0.7, min_payment=40.0,
+                               lag_adjusted=["2008-02", "2008-03"])
+    sh = sh.set_index("practice_code")
+    assert sh.loc["A00001", "status"] == "below minimum payment"
+    assert sh.loc["A00001", "to_practice"] == 0.0 and sh.loc["A00001", "to_pct"] == pytest.approx(50.0)
+    assert "below the minimum payment of GBP 40" in sh.loc["A00001", "reason"]
+    # A00002's 0.7 x 100 = 70 is paid; every row of 2007/08 (which holds 2008-02) is provisional, and says so
+    assert sh.loc["A00002", "to_practice"] == pytest.approx(70.0) and sh.loc["A00002", "status"] == "paid (non-recurrent)"
+    assert set(sh["settlement"]) == {"provisional"}
+    assert sh["reason"].str.contains("provisional until the data are complete").all()
+    assert (why.loc[why["item"] == "provisional", "amount"] == 1.0).all()
+    # the accounting still adds up: to the practice + to the PCT = eligible; eligible + retained = RFU
+    rfu = (sh["budget"] - sh["spend"]).clip(lower=0).fillna(0)
+    assert np.allclose(sh["to_practice"] + sh["to_pct"], sh["eligible"])
+    assert np.allclose(sh["eligible"] + sh["retained_by_pct"], rfu)
+    # a lag-adjusted month of another year leaves 2007/08 final; min_payment 0 pays 35
+    sh0, _ = at.share_savings(led, budgets, flags, quarters, min_payment=0, lag_adjusted=["2007-03"])
+    assert set(sh0["settlement"]) == {"final"}
+    assert sh0.set_index("practice_code").loc["A00001", "to_practice"] == pytest.approx(35.0)
 
 
 def test_sharing_bad_parameters_named():
@@ -390,6 +416,8 @@ def test_sharing_bad_parameters_named():
         at.share_savings(led, budgets, flags, quarters, basis="lower")
     with pytest.raises(ValueError, match="sustained_quarters must be >= 1, got 0"):
         at.share_savings(led, budgets, flags, quarters, sustained_quarters=0)
+    with pytest.raises(ValueError, match="min_payment must be >= 0, got -1"):
+        at.share_savings(led, budgets, flags, quarters, min_payment=-1)
     with pytest.raises(ValueError, match="reviewed must be a list"):
         at.share_savings(led, budgets, flags, quarters, reviewed="A00003")
 

@@ -25,6 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from pbc_analysis import data as _data
+from pbc_analysis.core.calendar import fy_of_month
 from pbc_analysis.core.checks import check_choice, check_number
 from pbc_analysis.stages.attribution.causal import PracticeAction
 from pbc_analysis.stages.attribution.common import FACTORS, LEDGER_LINES, LINE_FACTORS, _check_columns
@@ -293,22 +294,29 @@ def _recurrence(out: pd.DataFrame, quarters: pd.DataFrame, sustained_quarters: i
     return positive, enough & (positive >= sustained_quarters)
 
 
-def _status_and_reason(out: pd.DataFrame, rfu: pd.Series, held: pd.Series, no_budget: pd.Series,
-                       practice_share: float, sustained_quarters: int, gate_known: bool) -> tuple[np.ndarray, pd.Series]:
+def _status_and_reason(out: pd.DataFrame, rfu: pd.Series, held: pd.Series, no_budget: pd.Series, below: np.ndarray,
+                       practice_share: float, sustained_quarters: int, min_payment: float,
+                       gate_known: bool) -> tuple[np.ndarray, pd.Series]:
     """The status and the plain-language reason of each row."""
-    status = np.select([no_budget, held, out["eligible"] <= 0, ~out["recurrent"]],
-                       ["no budget", "held for review", "nothing eligible", "paid (non-recurrent)"], "paid (recurrent)")
+    status = np.select([no_budget, held, out["eligible"] <= 0, below, ~out["recurrent"]],
+                       ["no budget", "held for review", "nothing eligible", "below minimum payment",
+                        "paid (non-recurrent)"], "paid (recurrent)")
     pct, rest = f"{practice_share:.0%}", f"{1 - practice_share:.0%}"
     reason = pd.Series(np.select(
-        [no_budget, held, rfu <= 0, out["attributed"] <= 0],
+        [no_budget, held, rfu <= 0, out["attributed"] <= 0, below],
         ["no indicative budget for the year, so resources freed up cannot be measured",
          "flagged as a possible under-referrer by benchmarking: savings held until the practice is reviewed",
          "spend was not below the indicative budget: no resources freed up",
-         "no saving attributed to practice action"],
+         "no saving attributed to practice action",
+         f"the practice's {pct} of the eligible amount is below the minimum payment of GBP {min_payment:,.0f}: "
+         "not paid, the eligible amount stays with the PCT"],
         "eligible = the smaller of the underspend and the practice-action saving; " + pct + " to the practice, "
         + rest + " to the PCT"), index=out.index)
     reason = reason + np.where(out["recurrent"], "; recurrent",
                                f"; non-recurrent (not positive in each of the last {sustained_quarters} engaged quarters)")
+    reason = reason + np.where(out["settlement"] == "provisional",
+                               "; provisional until the data are complete (the year's latest months were scaled up "
+                               "for the data lag)", "")
     if not gate_known:
         reason = reason + "; no benchmarking flags were given, so the under-referral gate was not applied"
     return status, reason
@@ -339,6 +347,10 @@ def _reason_table(out: pd.DataFrame, practice_share: float, sustained_quarters: 
         "recurrent": (out["recurrent"].astype(float),
                       np.where(out["recurrent"], f"positive in each of the last {sustained_quarters} engaged quarters",
                                "non-recurrent: one-off reinvestment only")),
+        "provisional": ((out["settlement"] == "provisional").astype(float),
+                        np.where(out["settlement"] == "provisional",
+                                 "provisional: the year's latest months are lag-adjusted; settle when the data are "
+                                 "complete", "final: every month of the year is complete")),
     }
     long = []
     for item, (amount, why) in items.items():  # a dozen figures
@@ -351,14 +363,16 @@ def _reason_table(out: pd.DataFrame, practice_share: float, sustained_quarters: 
 _SHARING_COLUMNS = ["practice_code", "financial_year", "budget", "spend", "underspend", "planned_saving",
                     "savings_vs_plan", "practice_action_savings", "savings_ci_low", "savings_ci_high", "attributed",
                     "under_referrer_flag", "reviewed", "eligible", "recurrent", "quarters_positive", "to_practice",
-                    "to_pct", "retained_by_pct", "status", "reason"]
+                    "to_pct", "retained_by_pct", "settlement", "status", "reason"]
 
 
 def share_savings(ledger_table: pd.DataFrame, budgets: pd.DataFrame | None, flags: pd.DataFrame | None,
                   quarters: pd.DataFrame, practice_share: float = DEFAULTS["practice_share"],
                   sustained_quarters: int = DEFAULTS["sustained_quarters"],
                   plan_saving_rate: float = DEFAULTS["plan_saving_rate"], reviewed: Sequence[str] = (),
-                  basis: str = DEFAULTS["basis"], years: Sequence[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                  basis: str = DEFAULTS["basis"], years: Sequence[str] | None = None,
+                  min_payment: float = DEFAULTS["min_payment"],
+                  lag_adjusted: Sequence[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Apply the savings-sharing rules to each engaged practice and year (DOMAIN.md "Budgets").
 
     1. Resources freed up (RFU) = indicative budget - actual spend (completed), if positive; savings
@@ -371,7 +385,10 @@ def share_savings(ledger_table: pd.DataFrame, budgets: pd.DataFrame | None, flag
        ``sustained_quarters`` fully engaged quarters up to the year's end; otherwise non-recurrent
        (one-off reinvestment).
     5. The eligible amount goes ``practice_share`` to the practice and the rest to the PCT; the rest
-       of the RFU stays with the PCT.
+       of the RFU stays with the PCT. A practice's share below ``min_payment`` (GBP) is not paid: the
+       whole eligible amount stays with the PCT (status ``below minimum payment``).
+    6. A year holding a month scaled up for the data lag (``lag_adjusted``) is settled ``provisional``
+       until the data are complete; every other year is ``final``.
 
     Parameters
     ----------
@@ -388,6 +405,10 @@ def share_savings(ledger_table: pd.DataFrame, budgets: pd.DataFrame | None, flag
         The sharing rules above.
     years : sequence of str, optional
         Years to share (None: every year of the ledger).
+    min_payment : float
+        The smallest payment to a practice, GBP (0: any amount is paid).
+    lag_adjusted : sequence of str
+        Months (``YYYY-MM``) whose activity was scaled up by a completeness factor below 1.
 
     Returns
     -------
@@ -406,6 +427,7 @@ def share_savings(ledger_table: pd.DataFrame, budgets: pd.DataFrame | None, flag
     plan_saving_rate = check_number("plan_saving_rate", plan_saving_rate, 0, 1,
                                     fix="use the planned saving as a share of the budget (0 for no plan)")
     basis = check_choice("basis", basis, Basis)
+    min_payment = check_number("min_payment", min_payment, 0, None, fix="use the smallest payment in GBP (0 for none)")
     if isinstance(reviewed, str):
         raise ValueError(f"reviewed must be a list of practice codes, got the string {reviewed!r}; use [{reviewed!r}]")
     _check_columns(quarters, ["practice_code", "quarter", "engaged_months", "savings"], "quarters")
@@ -418,10 +440,14 @@ def share_savings(ledger_table: pd.DataFrame, budgets: pd.DataFrame | None, flag
     eligible = np.minimum(rfu, out["attributed"].clip(lower=0))
     out["eligible"] = np.where(held | no_budget, 0.0, eligible)
     out["quarters_positive"], out["recurrent"] = _recurrence(out, quarters, sustained_quarters)
-    out["to_practice"] = practice_share * out["eligible"]
+    share = practice_share * out["eligible"]
+    below = ((share > 0) & (share < min_payment)).to_numpy()
+    out["to_practice"] = np.where(below, 0.0, share)
     out["to_pct"] = out["eligible"] - out["to_practice"]
     out["retained_by_pct"] = rfu - out["eligible"]
-    out["status"], out["reason"] = _status_and_reason(out, rfu, held, no_budget, practice_share, sustained_quarters,
-                                                      gate_known)
+    lagged_years = {fy_of_month(str(m)) for m in lag_adjusted}
+    out["settlement"] = np.where(out["financial_year"].isin(sorted(lagged_years)), "provisional", "final")
+    out["status"], out["reason"] = _status_and_reason(out, rfu, held, no_budget, below, practice_share,
+                                                      sustained_quarters, min_payment, gate_known)
     out = out[_SHARING_COLUMNS].sort_values(["practice_code", "financial_year"]).reset_index(drop=True)
     return out, _reason_table(out, practice_share, sustained_quarters, plan_saving_rate, basis)

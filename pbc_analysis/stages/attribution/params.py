@@ -99,6 +99,8 @@ class Params(StageParams):
     reviewed: list[str] = setting([], "practices flagged as possible under-referrers whose review cleared them")
     basis: str = setting("estimate", "saving used for sharing: the estimate or the lower end of its interval "
                                      "(ci_low)", choices=Basis)
+    min_payment: float = setting(1000.0, "smallest payment to a practice (GBP): a smaller share is not paid and the "
+                                         "eligible amount stays with the PCT (0 = pay any amount)", low=0.0)
 
     def derive(self, facts: Any) -> dict[str, Any]:
         """``base_year`` and ``evaluation_year`` from the data (see the module docstring).

@@ -145,9 +145,13 @@ def headline(att: Result) -> dict:
         "eligible": round(float(sh["eligible"].sum()), 2), "to_practices": round(float(sh["to_practice"].sum()), 2),
         "to_pct": round(float(sh["to_pct"].sum()), 2),
         "retained_by_pct": round(float(sh["retained_by_pct"].sum()), 2),
-        "practices_paid": int((sh["eligible"] > 0).sum()),
+        "practices_paid": int((sh["to_practice"] > 0).sum()),
         "held_for_review": sorted(sh.loc[sh["status"] == "held for review", "practice_code"].tolist()),
-        "non_recurrent": int(((sh["eligible"] > 0) & ~sh["recurrent"]).sum())}
+        "non_recurrent": int(((sh["to_practice"] > 0) & ~sh["recurrent"]).sum()),
+        "basis": s["basis"], "min_payment": s["min_payment"],
+        "below_minimum": int((sh["status"] == "below minimum payment").sum()),
+        "paid_with_interval_including_zero": int(((sh["to_practice"] > 0) & (sh["savings_ci_low"] <= 0)).sum()),
+        "settlement": "provisional" if (sh["settlement"] == "provisional").any() else "final"}
     out["disputes"] = _dispute_heads(att.disputes)
     out["data_lag"] = {"lag_months": s["lag_months"],
                        "completeness": {f"{c.pod} {c.month}": round(float(c.completeness), 4)
@@ -209,11 +213,19 @@ def describe(head: Mapping[str, Any]) -> str:
             f"With these data no method that lets the effect differ by month could pin the saving down more "
             f"closely than a standard error of {m(pr['std_error_floor'])} ({pr['relative_floor']:.0%} of it; this "
             f"estimate's: {m(pr['std_error'])}).")
+    basis = ("the lower end of each practice's interval" if sh.get("basis") == "ci_low"
+             else "each practice's point estimate (not the lower end of its interval)")
     lines += [
-        f"Eligible for sharing: {m(sh['eligible'])} across {sh['practices_paid']} practices "
-        f"({sh['practice_share']:.0%} to practices: {m(sh['to_practices'])});"
+        f"Eligible for sharing: {m(sh['eligible'])}, measured on {basis}; {sh['practices_paid']} practices are paid "
+        f"({sh['practice_share']:.0%} to practices: {m(sh['to_practices'])})"
+        + (f", {sh['paid_with_interval_including_zero']} of them with an interval that includes zero"
+           if sh.get("paid_with_interval_including_zero") else "")
+        + (f"; {sh['below_minimum']} below the minimum payment of GBP {sh['min_payment']:,.0f} are not paid"
+           if sh.get("below_minimum") else "") + ";"
         + (f" held for under-referral review: {', '.join(sh['held_for_review'])}." if sh["held_for_review"]
-           else " no practice is held for under-referral review."),
+           else " no practice is held for under-referral review.")
+        + (" The payments are provisional until the data are complete: the year's latest months were scaled up "
+           "for the data lag." if sh.get("settlement") == "provisional" else ""),
     ]
     for d in head.get("disputes", []):
         sp = d["supported_practice_saving"]
@@ -373,8 +385,12 @@ def run(inputs: _data.Inputs, params: Params, flags: pd.DataFrame | None = None,
                              targets=_dispute_targets(changes))
     cells, parts, factors_by_method, intervals = _accounting(inputs, comp, params, years, GROUP)
     led = ledger(parts, action, inputs.practices, intervals, confidence=params.confidence, group=GROUP)
+    lagged = sorted(comp.loc[comp["completeness"] < 1, "month"].astype(str).unique())
     sharing, reasons = share_savings(led, inputs.budgets, flags, action.practice_quarter, params.practice_share,
-                                     params.sustained_quarters, params.plan_saving_rate, params.reviewed, params.basis)
+                                     params.sustained_quarters, params.plan_saving_rate, params.reviewed, params.basis,
+                                     min_payment=params.min_payment, lag_adjusted=lagged)
+    names = inputs.practices.set_index("practice_code")["practice_name"]
+    sharing.insert(1, "practice_name", sharing["practice_code"].map(names).fillna(""))
     disputes = _disputes(parts, action, changes, params.evaluation_year, params.confidence)
     settings = {**params.values(), "years": list(years), "group": GROUP}
     return Result(comp, cost, action, cells, parts, factors_by_method,

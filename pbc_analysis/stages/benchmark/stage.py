@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 import pandas as pd
 
+from pbc_analysis.core import numbers
 from pbc_analysis.core.checks import check_choice
 from pbc_analysis.core.names import did_you_mean
 from pbc_analysis.core.params import AUTO
@@ -364,8 +365,7 @@ def describe(head: Mapping[str, Any]) -> str:
     if od["used"] == "none":
         lines.append(f"Practices vary no more than chance predicts (phi = {od['phi']:.2f}); the limits are unadjusted.")
     else:
-        p = od["dispersion_p"]
-        ptxt = "p < 0.0001" if p < 1e-4 else f"p = {p:.2g}"
+        ptxt = numbers.p_text(od["dispersion_p"])
         lines.append(f"Practices vary {od['phi']:.1f} times more than Poisson noise (dispersion test {ptxt}), "
                      f"so the limits are widened ({'additive random effects, tau squared' if od['used'] == 'tau2' else 'multiplicative phi'}).")
     for key, label in (("high_referrers", "High referrers"), ("possible_under_referrers", "Possible under-referrers"),

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from pbc_analysis.core import numbers
 from pbc_analysis.methods import did as _did
 from pbc_analysis.methods import its as _its
 from pbc_analysis.stages import benchmark as _bm
@@ -293,6 +294,8 @@ def headline(ev: Result) -> dict[str, Any]:
         "relative_effect_full": _est(a["relative"], a["relative_ci_low"], a["relative_ci_high"]),
         "att_rate_per_1000": _est(a["att"], a["att_ci_low"], a["att_ci_high"]),
         "pretrend_p": float(a["pretrend_p"]),
+        "pretrend_level": pretrend_level(ev.confidence),
+        "pretrend_failed": _pretrend_failed(sig, ev.confidence, ev.specialty_names),
         "specialties_with_significant_reduction": sorted(sig.index[sig["relative_ci_high"] < 0].tolist()),
         "specialties_evaluated": int(len(sig)),
         "its_avoided": _est(its_tot["avoided"], its_tot["avoided_low"], its_tot["avoided_high"]),
@@ -306,6 +309,34 @@ def headline(ev: Result) -> dict[str, Any]:
     }
 
 
+def pretrend_level(confidence: float) -> float:
+    """The level below which a pre-trend test fails: one minus the run's confidence (0.05 at 95%).
+
+    Parameters
+    ----------
+    confidence : float
+        The level of every interval of the evaluation.
+
+    Returns
+    -------
+    float
+
+    References
+    ----------
+    Roth J (2022), Pretest with caution: event-study estimates after testing for parallel trends. AER: Insights
+    4:305-322 (a pre-test that fails is evidence against the design; one that passes is not proof of it).
+    """
+    return round(1.0 - float(confidence), 10)
+
+
+def _pretrend_failed(eff: pd.DataFrame, confidence: float, names: dict[str, str]) -> list[dict[str, Any]]:
+    """The specialties whose pre-trend test fails (p below :func:`pretrend_level`), in code order, with their names."""
+    p = pd.to_numeric(eff["pretrend_p"], errors="coerce")
+    bad = eff[p < pretrend_level(confidence)]
+    return [{"specialty_code": str(code), "specialty_name": names.get(str(code), ""), "pretrend_p": float(r["pretrend_p"])}
+            for code, r in bad.sort_index().iterrows()]
+
+
 _CONTROL_LABEL = {"not_yet": "not-yet-engaged and never-engaged", "never": "never-engaged"}
 
 
@@ -315,7 +346,7 @@ def _pretrend_text(p: Any) -> str:
     if p is None or not np.isfinite(float(p)):
         return ("the pre-trend test could not be computed on these data (too few practices for the number of "
                 "pre-engagement periods)")
-    return f"pre-trend test p = {float(p):.2f}"
+    return f"pre-trend test {numbers.p_text(p)}"
 
 
 def describe(head: dict[str, Any]) -> str:

@@ -1,0 +1,111 @@
+"""The payment schedule: every engaged practice's saving, the gates it passed, and what is payable, with reasons.
+
+Read from the attribution's ``att_sharing`` table (nothing is recomputed): one row per engaged practice for the
+evaluation year with its attributed practice-action saving and interval, the basis of payment (the estimate or
+the lower end of its interval), each eligibility gate and whether it passed (a budget to measure against, spend
+below it, not held for under-referral review, a positive saving, the minimum payment), whether the saving is
+recurrent, the split between the practice and the PCT, the settlement (final, or provisional while the year's
+latest months are lag-adjusted) and the reason in words.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from IPython.display import HTML
+
+from pbc_analysis.publish import results
+from pbc_analysis.publish.markdown import html_table as _table
+
+
+def _gbp(v: Any) -> str:
+    return "" if pd.isna(v) else f"{v:,.0f}"
+
+
+def _yes(ok: bool, yes: str = "passed", no: str = "failed") -> str:
+    return yes if ok else no
+
+
+def schedule_frame(sharing: pd.DataFrame, basis: str = "estimate", min_payment: float = 0.0) -> pd.DataFrame:
+    """The payment schedule of one year as a table of text cells (one row per practice, largest payment first).
+
+    Parameters
+    ----------
+    sharing : pandas.DataFrame
+        Rows of ``att_sharing`` for one financial year.
+    basis : str
+        The sharing setting ``basis`` (``estimate`` or ``ci_low``), named in the basis column.
+    min_payment : float
+        The sharing setting ``min_payment`` (GBP), for the minimum-payment gate.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Text cells: practice, saving and interval, basis, each gate, recurrent, eligible, to the practice, to
+        the PCT, settlement, status and reason.
+
+    References
+    ----------
+    Audit Commission (2007), Putting commissioning into practice, chapter 4 (resources freed up; the practice's
+    share); DOMAIN.md "Budgets".
+    """
+    s = sharing.sort_values(["to_practice", "practice_code"], ascending=[False, True])
+    has_budget = s["budget"].notna()
+    under = s["underspend"] > 0
+    held = s["status"] == "held for review"
+    positive = s["attributed"] > 0
+    paid = s["to_practice"]
+    basis_txt = "lower end of interval" if basis == "ci_low" else "point estimate"
+    return pd.DataFrame({
+        "Practice": s["practice_code"] + (" " + s["practice_name"].fillna("") if "practice_name" in s else ""),
+        "Practice-action saving (95% CI)": [f"{_gbp(v)} ({_gbp(lo)} to {_gbp(hi)})" for v, lo, hi in
+                                            zip(s["practice_action_savings"], s["savings_ci_low"], s["savings_ci_high"])],
+        "Interval excludes zero": [_yes(lo > 0, "yes", "no") for lo in s["savings_ci_low"]],
+        f"Attributed ({basis_txt})": s["attributed"].map(_gbp),
+        "Budget": [_yes(b, "supplied", "none") for b in has_budget],
+        "Spend below budget": [_yes(b and u, "yes, by " + _gbp(d), "no") for b, u, d in
+                               zip(has_budget, under, s["underspend"])],
+        "Under-referral review": ["held" if h else ("cleared" if r else "not flagged")
+                                  for h, r in zip(held, s["reviewed"])],
+        "Saving positive": [_yes(p, "yes", "no") for p in positive],
+        f"Minimum payment (GBP {min_payment:,.0f})": [
+            "not reached" if st == "below minimum payment" else ("reached" if v > 0 else "")
+            for st, v in zip(s["status"], paid)],
+        "Recurrent": [_yes(bool(r), "yes", "no") for r in s["recurrent"]],
+        "Eligible": s["eligible"].map(_gbp), "Payable to practice": s["to_practice"].map(_gbp),
+        "To the PCT": s["to_pct"].map(_gbp), "Settlement": s["settlement"], "Status": s["status"],
+        "Reason": s["reason"]})
+
+
+def payment_schedule_table(run_dir: str | Path, year: str | None = None) -> HTML:
+    """The payment schedule of the evaluation year (or ``year``) for the report, with its settlement note.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run directory.
+    year : str, optional
+        A financial year of ``att_sharing`` (default: the latest).
+
+    Returns
+    -------
+    IPython.display.HTML
+
+    References
+    ----------
+    As :func:`schedule_frame`.
+    """
+    sh = results.read_table(run_dir, "att_sharing")
+    year = year or sorted(sh["financial_year"].astype(str).unique())[-1]
+    y = sh[sh["financial_year"].astype(str) == year]
+    settings = ((results.read_results(run_dir).get("attribution") or {}).get("sharing") or {})
+    basis, minimum = str(settings.get("basis", "estimate")), float(settings.get("min_payment", 0.0))
+    provisional = bool((y["settlement"] == "provisional").any())
+    note = (f"Payments are measured on each practice's {'lower end of interval' if basis == 'ci_low' else 'point estimate'}"
+            f"; a practice's share below GBP {minimum:,.0f} is not paid and stays with the PCT. "
+            + ("Provisional: the year's latest months were scaled up for the data lag; settle when the data are "
+               "complete." if provisional else "Final: every month of the year is complete."))
+    return _table(schedule_frame(y, basis, minimum),
+                  f"Payment schedule, {year}: every engaged practice (GBP; savings are modelled estimates)", note=note)
