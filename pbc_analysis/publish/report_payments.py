@@ -67,7 +67,7 @@ def schedule_frame(sharing: pd.DataFrame, basis: str = "estimate", min_payment: 
         "Budget": [_yes(b, "supplied", "none") for b in has_budget],
         "Spend below budget": [_yes(b and u, "yes, by " + _gbp(d), "no") for b, u, d in
                                zip(has_budget, under, s["underspend"])],
-        "Under-referral review": ["held" if h else ("cleared" if r else "not flagged")
+        "Review gate (benchmarking flag)": ["held" if h else ("cleared" if r else "not flagged")
                                   for h, r in zip(held, s["reviewed"])],
         "Saving positive": [_yes(p, "yes", "no") for p in positive],
         f"Minimum payment (GBP {min_payment:,.0f})": [

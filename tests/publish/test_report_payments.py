@@ -37,7 +37,7 @@ def test_schedule_shows_each_gate_and_payment_by_hand():
     one = t.loc["A00001 One Surgery"]
     assert one["Minimum payment (GBP 40)"] == "not reached" and one["Payable to practice"] == "0"
     assert one["To the PCT"] == "50" and one["Status"] == "below minimum payment"
-    assert t.loc["A00003 Three MC", "Under-referral review"] == "held"
+    assert t.loc["A00003 Three MC", "Review gate (benchmarking flag)"] == "held"
     assert t.loc["A00004 Four HC", "Spend below budget"] == "no"
     assert t.loc["A00004 Four HC", "Interval excludes zero"] == "no"
     assert t.loc["A00005 Five", "Budget"] == "none"
