@@ -8,7 +8,7 @@ core: the rules every layer shares
 - ``core/calendar``  The one implementation of month, quarter and financial-year arithmetic
 - ``core/checks``  Checks of analysis arguments: one helper per kind, each returning the problem as text (or raising)
 - ``core/names``  Safe names and the names of a run directory's markers: the core rules every layer shares
-- ``core/numbers``  Numbers in words: p-values and counts printed one way in every sentence and table
+- ``core/numbers``  Numbers in words: p-values printed one way in every sentence and table
 - ``core/params``  Typed parameters of an analysis stage: one frozen dataclass per stage, the one source of every setting
 - ``core/paths``  Project-root anchored paths
 - ``core/strict_yaml``  The YAML reader of configs and column maps: plain data only, every refused construct named with its key and line

@@ -1,8 +1,7 @@
-"""Numbers in words: p-values and counts printed one way in every sentence and table.
+"""Numbers in words: p-values printed one way in every sentence and table.
 
 A p-value below 0.001 is printed as "p < 0.001", never rounded to "0.00"; one that could not be computed
-(null or NaN) is said to be so, never printed as a number. A count is printed as a whole number with
-thousands separators ("1,234", never "1234.0"). The report's text and its tables call these same
+(null or NaN) is said to be so, never printed as a number. The report's text and its tables call these same
 functions, so a sentence and the cell it speaks of show the same figure.
 """
 
@@ -73,22 +72,3 @@ def p_text(p: Any) -> str:
         return "p " + NOT_COMPUTED
     return "p " + cell if cell.startswith("<") else "p = " + cell
 
-
-def count_text(n: Any) -> str:
-    """A count as a whole number with thousands separators (``19`` not ``19.0``); empty when null or NaN.
-
-    Parameters
-    ----------
-    n : int or float or None
-        The count (a disclosed count may be a float column because of suppressed cells).
-
-    Returns
-    -------
-    str
-
-    References
-    ----------
-    DOMAIN.md, publishing rules (counts are whole numbers; suppressed cells are blank or marked).
-    """
-    v = _finite(n)
-    return "" if v is None else f"{round(v):,d}"

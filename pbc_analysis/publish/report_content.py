@@ -20,7 +20,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from IPython.display import HTML
 
@@ -440,15 +439,19 @@ def evaluation_effects_table(run_dir: str | Path) -> HTML:
     IPython.display.HTML
     """
     d = results.read_table(run_dir, "ev_did_effects")
-    level = float((results.read_results(run_dir).get("evaluation") or {}).get("pretrend_level", 0.05))
+    ev = results.read_results(run_dir).get("evaluation") or {}
+    level = float(ev.get("pretrend_level", 0.05))
+    failing = {f["specialty_code"] for f in ev.get("pretrend_failed") or []}   # the stage's rule, not re-derived
+    if numbers.p_value(ev.get("pretrend_p")) != numbers.NOT_COMPUTED and float(ev["pretrend_p"]) < level:
+        failing.add("all")
     shown = pd.DataFrame({
         "Specialty": (d["specialty_code"].where(d["specialty_code"] == "all", d["specialty_code"] + " ")
                       .replace({"all": ""}) + d["specialty_name"].fillna("")),
         "Change once built up": d["relative"].map(_pct),
         "95% CI": [_ci(a, b) for a, b in zip(d["relative_ci_low"], d["relative_ci_high"])],
         "Effect per 1,000/yr": d["att"].round(2),
-        "Pre-trend p": [numbers.p_value(v) + (f" (fails at {level:g})" if np.isfinite(v) and v < level else "")
-                        for v in d["pretrend_p"]],
+        "Pre-trend p": [numbers.p_value(v) + (f" (fails at {level:g})" if str(code) in failing else "")
+                        for code, v in zip(d["specialty_code"], d["pretrend_p"])],
         "Engaged / comparison practices": d["engaged_practices"].astype(str) + " / " + d["comparison_practices"].astype(str)})
     return _table(shown, "Effect of engagement on GP referral rates by specialty (modelled estimates; rates per 1,000 "
                          "patients per year)",

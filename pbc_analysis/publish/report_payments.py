@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from IPython.display import HTML
 
@@ -24,8 +25,13 @@ def _gbp(v: Any) -> str:
     return "" if pd.isna(v) else f"{v:,.0f}"
 
 
-def _yes(ok: bool, yes: str = "passed", no: str = "failed") -> str:
-    return yes if ok else no
+def _basis_label(basis: str) -> str:
+    """The sharing setting ``basis`` in words."""
+    return "lower end of interval" if basis == "ci_low" else "point estimate"
+
+
+def _yes_no(flags: Any) -> Any:
+    return np.where(flags, "yes", "no")
 
 
 def schedule_frame(sharing: pd.DataFrame, basis: str = "estimate", min_payment: float = 0.0) -> pd.DataFrame:
@@ -53,27 +59,20 @@ def schedule_frame(sharing: pd.DataFrame, basis: str = "estimate", min_payment: 
     """
     s = sharing.sort_values(["to_practice", "practice_code"], ascending=[False, True])
     has_budget = s["budget"].notna()
-    under = s["underspend"] > 0
-    held = s["status"] == "held for review"
-    positive = s["attributed"] > 0
-    paid = s["to_practice"]
-    basis_txt = "lower end of interval" if basis == "ci_low" else "point estimate"
+    below = s["status"] == "below minimum payment"
     return pd.DataFrame({
-        "Practice": s["practice_code"] + (" " + s["practice_name"].fillna("") if "practice_name" in s else ""),
+        "Practice": s["practice_code"] + " " + s["practice_name"].fillna(""),
         "Practice-action saving (95% CI)": [f"{_gbp(v)} ({_gbp(lo)} to {_gbp(hi)})" for v, lo, hi in
                                             zip(s["practice_action_savings"], s["savings_ci_low"], s["savings_ci_high"])],
-        "Interval excludes zero": [_yes(lo > 0, "yes", "no") for lo in s["savings_ci_low"]],
-        f"Attributed ({basis_txt})": s["attributed"].map(_gbp),
-        "Budget": [_yes(b, "supplied", "none") for b in has_budget],
-        "Spend below budget": [_yes(b and u, "yes, by " + _gbp(d), "no") for b, u, d in
-                               zip(has_budget, under, s["underspend"])],
-        "Review gate (benchmarking flag)": ["held" if h else ("cleared" if r else "not flagged")
-                                  for h, r in zip(held, s["reviewed"])],
-        "Saving positive": [_yes(p, "yes", "no") for p in positive],
-        f"Minimum payment (GBP {min_payment:,.0f})": [
-            "not reached" if st == "below minimum payment" else ("reached" if v > 0 else "")
-            for st, v in zip(s["status"], paid)],
-        "Recurrent": [_yes(bool(r), "yes", "no") for r in s["recurrent"]],
+        "Interval excludes zero": _yes_no(s["savings_ci_low"] > 0),
+        f"Attributed ({_basis_label(basis)})": s["attributed"].map(_gbp),
+        "Budget": np.where(has_budget, "supplied", "none"),
+        "Spend below budget": np.where(has_budget & (s["underspend"] > 0), "yes, by " + s["underspend"].map(_gbp), "no"),
+        "Review gate (benchmarking flag)": np.select([s["status"] == "held for review", s["reviewed"].astype(bool)],
+                                                     ["held", "cleared"], "not flagged"),
+        "Saving positive": _yes_no(s["attributed"] > 0),
+        f"Minimum payment (GBP {min_payment:,.0f})": np.select([below, s["to_practice"] > 0], ["not reached", "reached"], ""),
+        "Recurrent": _yes_no(s["recurrent"].astype(bool)),
         "Eligible": s["eligible"].map(_gbp), "Payable to practice": s["to_practice"].map(_gbp),
         "To the PCT": s["to_pct"].map(_gbp), "Settlement": s["settlement"], "Status": s["status"],
         "Reason": s["reason"]})
@@ -103,7 +102,7 @@ def payment_schedule_table(run_dir: str | Path, year: str | None = None) -> HTML
     settings = ((results.read_results(run_dir).get("attribution") or {}).get("sharing") or {})
     basis, minimum = str(settings.get("basis", "estimate")), float(settings.get("min_payment", 0.0))
     provisional = bool((y["settlement"] == "provisional").any())
-    note = (f"Payments are measured on each practice's {'lower end of interval' if basis == 'ci_low' else 'point estimate'}"
+    note = (f"Payments are measured on each practice's {_basis_label(basis)}"
             f"; a practice's share below GBP {minimum:,.0f} is not paid and stays with the PCT. "
             + ("Provisional: the year's latest months were scaled up for the data lag; settle when the data are "
                "complete." if provisional else "Final: every month of the year is complete."))

@@ -188,25 +188,23 @@ def pretrend_caveat(ev: dict[str, Any]) -> str:
         return head
     p: Any = ev.get("pretrend_p")
     level = float(ev.get("pretrend_level", 0.05))
-    failed = ev.get("pretrend_failed") or []
-    named = "; ".join(f"{f['specialty_code']} {f['specialty_name']} ({numbers.p_text(f['pretrend_p'])})" for f in failed)
+    named = "; ".join(f"{f['specialty_code']} {f['specialty_name']} ({numbers.p_text(f['pretrend_p'])})"
+                      for f in ev.get("pretrend_failed") or [])
     if numbers.p_value(p) == numbers.NOT_COMPUTED:
-        overall = ("The pre-trend test of all specialties together could not be computed on these data, so the "
-                   "assumption is unchecked.")
+        overall, computed = ("The pre-trend test of all specialties together could not be computed on these data, "
+                             "so the assumption is unchecked"), False
     elif float(p) < level:
         return (f"{head} The pre-engagement estimates reject parallel trends for all specialties together "
                 f"({numbers.p_text(p)}, below {level:g}): the referral estimates may be biased and should not be "
-                "relied on without the event-study figure."
-                + (f" The test also fails for {named}." if named else ""))
+                "relied on without the event-study figure." + (f" The test also fails for {named}." if named else ""))
     else:
-        overall = f"The pre-trend test of all specialties together does not reject them ({numbers.p_text(p)})"
+        overall, computed = f"The pre-trend test of all specialties together does not reject them ({numbers.p_text(p)})", True
     if named:
-        return (f"{head} {overall.rstrip('.')}, but it fails (below {level:g}) for {named}: those specialties' "
-                "estimates are marked in the effects table and should not be relied on.")
-    if overall.endswith("unchecked."):
-        return f"{head} {overall}"
-    return (f"{head} {overall}, nor does any specialty's (at {level:g}); that supports the assumption but cannot "
-            "prove it.")
+        return (f"{head} {overall}, but it fails (below {level:g}) for {named}: those specialties' estimates are marked "
+                "in the effects table and should not be relied on.")
+    if not computed:
+        return f"{head} {overall}."
+    return f"{head} {overall}, nor does any specialty's (at {level:g}); that supports the assumption but cannot prove it."
 
 
 def data_caveat(att: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""p-values and counts printed one way (pbc_analysis.core.numbers)."""
+"""p-values printed one way (pbc_analysis.core.numbers)."""
 
 from __future__ import annotations
 
@@ -35,8 +35,3 @@ def test_no_p_value_below_the_floor_prints_as_zero():
         cell = numbers.p_value(p)
         assert cell == "< 0.001" or float(cell) > 0, (p, cell)
 
-
-@pytest.mark.parametrize(("n", "text"), [(19.0, "19"), (19, "19"), (np.int64(1234), "1,234"), (1234567.0, "1,234,567"),
-                                          (2.5, "2"), (3.5, "4"), (None, ""), (math.nan, "")])
-def test_counts_are_whole_numbers_with_separators(n, text):
-    assert numbers.count_text(n) == text
