@@ -15,7 +15,10 @@ def _res() -> dict:
     return {
         "evaluation": {"confidence": 0.95, "pretrend_p": 0.38, "pretrend_level": 0.05, "pretrend_failed": [],
                        "relative_effect_full": {"estimate": -0.056, "ci_low": -0.083, "ci_high": -0.029},
-                       "referrals_avoided": {"estimate": 3670.0, "ci_low": 1800.0, "ci_high": 5500.0}},
+                       "referrals_avoided": {"estimate": 8908.0, "ci_low": 4200.0, "ci_high": 13600.0},
+                       "referrals_avoided_by_year": {
+                           "2006/07": {"estimate": 3631.0, "ci_low": 1421.0, "ci_high": 5841.0},
+                           "2007/08": {"estimate": 3670.0, "ci_low": 1800.0, "ci_high": 5500.0}}},
         "attribution": {"evaluation_year": "2007/08",
                         "practice_action_savings": {"estimate": 3.97e6, "ci_low": 2.73e6, "ci_high": 5.2e6},
                         "data_lag": {"lag_months": 3, "completeness": {"first_op 2008-03": 0.5504, "ae 2008-01": 0.98}}},
@@ -34,7 +37,7 @@ def _with(path: str, value) -> dict:
 
 def test_baseline_verdict_says_what_the_evidence_shows():
     t = report_summary.verdict_text(_res())
-    assert "did refer less than comparable practices: about 6% fewer" in t and "3,670 referrals in all" in t
+    assert "did refer less than comparable practices: about 6% fewer" in t and "3,670 referrals in 2007/08" in t
     assert "Practice action saved GBP 3.97 million (95% interval 2.73 to 5.20 million) in 2007/08" in t
     assert "does not reject them (p = 0.38), nor does any specialty's (at 0.05)" in t and "cannot prove it" in t
     assert "latest 3 months of hospital data were incomplete (as little as 55% " in t and "provisional" in t
@@ -99,3 +102,61 @@ def test_sample_run_names_the_specialties_whose_pre_trend_test_fails(sample_run)
     html = (sample_run / "report.html").read_text(encoding="utf-8")
     assert "(fails at 0.05)" in html and ">0.00<" not in html
     assert html.count("(fails at 0.05)") == len(failing)
+
+
+def _att_lines() -> dict:
+    """An attribution section whose lines add up to the change (GBP)."""
+    ci = lambda e, h: {"estimate": e, "ci_low": e - h, "ci_high": e + h}  # noqa: E731
+    return {"evaluation_year": "2007/08", "base_year": "2004/05", "spend_base": 190.6e6, "spend": 214.5e6,
+            "change": 23.9e6, "population": ci(4.9e6, 0.1e6), "need": ci(1.0e6, 0.1e6), "tariff": ci(6.0e6, 0.1e6),
+            "provider_change": ci(-1.5e6, 1.4e6), "practice_action_savings": ci(4.0e6, 1.2e6),
+            "unexplained": ci(17.5e6, 2.0e6), "referrals_avoided": 4477.2}
+
+
+def test_spend_lines_are_one_year_in_one_sign_convention_and_add_up():
+    att = _att_lines()
+    lines = report_summary.spend_lines(att)
+    assert lines["key"].tolist() == ["population", "need", "tariff", "provider_change", "practice_action", "unexplained"]
+    pa = lines.set_index("key").loc["practice_action"]
+    # a saving of 4.0m (2.8m to 5.2m) is a change in spend of -4.0m (-5.2m to -2.8m)
+    assert (pa["estimate"], pa["ci_low"], pa["ci_high"]) == pytest.approx((-4.0e6, -5.2e6, -2.8e6))
+    assert lines["estimate"].sum() == pytest.approx(att["change"])
+    html = report_summary.executive_summary_table({"attribution": att}).data
+    assert "Headline, 2007/08" in html and "+23.90m" in html and "-4.00m" in html and "+17.50m" in html
+    assert "of which underlying growth in demand shared by all practices (trend and season)" in html
+
+
+def test_the_largest_line_is_named_and_explained_and_moves_with_the_evidence():
+    att = _att_lines()
+    t = report_summary.growth_text(att)
+    assert "The largest line is underlying growth in demand shared by all practices" in t
+    assert "GBP +17.50 million" in t and "4.38 times the practice-action saving" in t
+    att["tariff"] = {"estimate": 20.0e6, "ci_low": 19.9e6, "ci_high": 20.1e6}
+    t2 = report_summary.growth_text(att)
+    assert "The largest line is tariff (national prices)" in t2 and "The underlying growth line, GBP +17.50 million" in t2
+
+
+def test_referrals_comparison_says_whether_the_two_estimates_agree():
+    res = {"evaluation": _res()["evaluation"], "attribution": _att_lines()}
+    t = report_summary.referrals_comparison_text(res)
+    assert "gives 3,670 (1,800 to 5,500); the attribution model gives 4,477" in t and "agree within its precision" in t
+    res["attribution"]["referrals_avoided"] = 7000.0
+    assert "lies outside the evaluation's interval" in report_summary.referrals_comparison_text(res)
+    assert report_summary.referrals_comparison_text({"evaluation": _res()["evaluation"]}) is None
+
+
+def test_sample_underlying_growth_line_recovers_the_planted_trend_and_season(sample_run, sample_truth):
+    """On the sample, the line left after population, need, tariff, provider change and practice action is the
+    growth in demand the generator planted for every practice (``lmdi_secular_trend_and_season``): its interval
+    covers the truth and the headline table shows it, with the lines adding up to the change."""
+    res = results.read_results(sample_run)
+    att = res["attribution"]
+    truth = {r["financial_year"]: r for r in sample_truth["pct_year"]}[att["evaluation_year"]]
+    growth = att["unexplained"]
+    assert growth["ci_low"] <= truth["lmdi_secular_trend_and_season"] <= growth["ci_high"]
+    assert growth["estimate"] == pytest.approx(truth["lmdi_secular_trend_and_season"], rel=0.15)
+    lines = report_summary.spend_lines(att)
+    assert lines["estimate"].sum() == pytest.approx(att["change"], abs=1.0)
+    html = (sample_run / "report.html").read_text(encoding="utf-8")
+    assert "underlying growth in demand shared by all practices (trend and season)" in html
+    assert f"Headline, {att['evaluation_year']}" in html
