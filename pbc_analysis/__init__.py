@@ -119,6 +119,7 @@ stages: one analysis stage per notebook: a typed ``Params``, ``run(inputs, param
 - ``stages/facts``  What the validated data say about the settings that follow from them: the facts every ``"auto"`` is derived from
 - ``stages/quality``  Data-quality summaries of validated inputs (notebook 01)
 - ``stages/risk/``  Financial risk of indicative budgets: the high-cost risk pool, its adequacy, and in-year monitoring
+- ``stages/risk/basis``  One budget basis for the risk pool and in-year monitoring, and the choice of threshold and top-slice
 - ``stages/risk/forecast``  In-year forecasting: monthly costs, the seasonal profile, run-rate forecasts, their back-test and prediction interval, SPC signal...
 - ``stages/risk/monitoring``  In-year monitoring of the target year against its first-year budgets, for practices and consortia
 - ``stages/risk/params``  The risk stage's settings (notebook 05): the risk pool, its simulation, and in-year monitoring's triggers

@@ -3,8 +3,10 @@ by hand and on the synthetic PCT (back-test coverage, planted data lag)."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
+import types
 
 import numpy as np
 import pandas as pd
@@ -324,7 +326,7 @@ def test_tables_headline_and_no_patient_rows(sample):
     tables = stage.tables()
     assert list(tables) == ["risk_pool_charges", "risk_pool_years", "risk_adequacy", "risk_net_budgets",
                             "risk_completeness", "risk_profile", "risk_monitoring", "risk_monitoring_consortium",
-                            "risk_status", "risk_backtest_coverage", "risk_spc"]
+                            "risk_status", "risk_backtest_coverage", "risk_spc", "risk_thresholds"]
     for t in tables.values():
         assert "patient_id" not in t.columns
     head = {**res.headline(), **stage.headline()}
@@ -346,7 +348,8 @@ def test_tables_headline_and_no_patient_rows(sample):
 def test_params_defaults_are_the_notebooks():
     d = R.Params.defaults()
     assert d == {"threshold": 15000.0, "top_slice": 0.03, "max_probability": 0.05, "n_sims": 10000, "seed": 20070401,
-                 "interval_level": 0.90, "amber": 0.02, "red": 0.05, "max_spc_charts": 4}
+                 "interval_level": 0.90, "amber": 0.02, "red": 0.05, "max_spc_charts": 4,
+                 "threshold_options": [10000.0, 15000.0, 20000.0]}
     assert not set(d) & set(B.Params.defaults())  # no name in both stages of the notebook
     assert all(not info.derive for info in R.Params.settings().values())
 
@@ -414,6 +417,86 @@ def test_run_without_a_month_of_the_target_year_skips_monitoring(sample):
     out = R.run(inputs, R.Params(n_sims=500), res)
     assert not out.monitoring.available and "no month of 2008/09" in out.monitoring.note
     assert set(out.tables()) == {"risk_pool_charges", "risk_pool_years", "risk_adequacy", "risk_net_budgets",
-                                 "risk_completeness"}
+                                 "risk_completeness", "risk_thresholds"}
     assert out.headline()["monitoring"] == {"available": False, "note": out.monitoring.note}
     assert "**In-year monitoring.** The data hold no month of 2008/09" in out.describe()
+
+
+# --------------------------------------------------------------------------------------------------
+# one budget basis; the threshold table and its recommendation
+# --------------------------------------------------------------------------------------------------
+
+def test_basis_budgets_by_hand():
+    """Supplied: the issued budget where there is one, the set budget (counted, named) where not; set: the stage's.
+    The envelope is the sum of the budgets used, so net budgets + pool = envelope still holds."""
+    statement = pd.DataFrame({"practice_code": ["A", "B", "C"], "consortium": ["X", "X", "Y"],
+                              "budget": [100.0, 200.0, 300.0]})
+    res = B.Result(*[pd.DataFrame()] * 11, cells=pd.DataFrame(), lists=pd.DataFrame(),
+                   settings={"target_year": "2007/08", "envelope": 600.0}, params=B.Params(budget_basis="supplied"))
+    res = dataclasses.replace(res, statement=statement)
+    supplied = pd.DataFrame({"practice_code": ["A", "B", "A"], "financial_year": ["2007/08", "2007/08", "2006/07"],
+                             "budget": [110.0, 190.0, 90.0]})
+    inputs = types.SimpleNamespace(budgets=supplied)
+    out, table = R.basis_budgets(inputs, res)
+    assert out.statement["budget"].tolist() == [110.0, 190.0, 300.0] and out.settings["envelope"] == 600.0
+    assert table["budget_source"].tolist() == ["supplied", "supplied", "set (no supplied budget)"]
+    assert table["set_budget"].tolist() == [100.0, 200.0, 300.0] and np.isnan(table["supplied_budget"].iloc[2])
+    assert out.statement["consortium"].tolist() == ["X", "X", "Y"] and res.statement["budget"].tolist() == [100, 200, 300]
+    same, table_set = R.basis_budgets(inputs, dataclasses.replace(res, params=B.Params(budget_basis="set")))
+    assert same.statement["budget"].tolist() == [100, 200, 300] and same.settings["envelope"] == 600.0
+    assert table_set["budget_source"].tolist() == ["set"] * 3 and table_set["budget"].tolist() == [100, 200, 300]
+    none, table_none = R.basis_budgets(types.SimpleNamespace(budgets=None), res)
+    assert none is res and (table_none["budget_source"] == "set (no supplied budget)").all()
+    with pytest.raises(ArgumentError, match="budget_basis must be one of"):
+        B.Params(budget_basis="historic")
+
+
+def test_run_uses_one_basis_for_the_pool_and_monitoring(sample):
+    """On the sample (budgets.csv has 2007/08 for every practice) the default basis is the supplied budget: the
+    net budgets, the envelope the pool is a share of, and monitoring's budget are all the issued ones."""
+    inputs, _, _, res, _, _ = sample
+    out = R.run(inputs, R.Params(n_sims=2000, seed=3), res)
+    supplied = inputs.budgets[inputs.budgets["financial_year"] == "2007/08"].set_index("practice_code")["budget"]
+    net = out.tables()["risk_net_budgets"].set_index("practice_code")
+    assert (net["budget_source"] == "supplied").all()
+    assert np.allclose(net["budget"], supplied.reindex(net.index)) and np.allclose(net["supplied_budget"], net["budget"])
+    assert np.allclose(net["set_budget"], res.statement.set_index("practice_code")["budget"].reindex(net.index))
+    assert out.pool.settings["envelope"] == pytest.approx(supplied.sum(), abs=0.01)
+    assert out.pool.settings["pool"] == pytest.approx(0.03 * supplied.sum(), abs=0.01)
+    status = out.monitoring.status.set_index("practice_code")
+    assert np.allclose(status["budget"], supplied.reindex(status.index))
+    charges = out.pool.charges[out.pool.charges["financial_year"] == "2007/08"].set_index("practice_code")["pool_charge"]
+    assert np.allclose(net["pool_charge"], charges.reindex(net.index).fillna(0.0))
+    head = out.headline()["risk"]
+    assert head["budget_basis"] == "supplied" and head["practices_without_supplied_budget"] == 0
+    assert "**Budget basis.** The pool's top-slice and in-year monitoring use the budget issued" in out.describe()
+    on_set = R.run(inputs, R.Params(n_sims=2000, seed=3), dataclasses.replace(res, params=B.Params(
+        **{**res.params.values(), "budget_basis": "set"})))
+    assert on_set.pool.settings["envelope"] == pytest.approx(res.settings["envelope"])
+    assert "use the budgets set here" in on_set.describe()
+
+
+def test_threshold_table_and_recommendation(sample):
+    """The table repeats the pool simulation at each threshold: a higher threshold means fewer patients and a smaller
+    charge; at the run's threshold it equals the pool's own figures; the text recommends the smallest adequate
+    top-slice when the current one is not, and says so when it is."""
+    inputs, _, _, res, _, _ = sample
+    out = R.run(inputs, R.Params(n_sims=2000, seed=3), res)
+    t = out.thresholds
+    assert t["threshold"].tolist() == [10000.0, 15000.0, 20000.0]
+    assert t["expected_patients"].is_monotonic_decreasing and t["expected_charge"].is_monotonic_decreasing
+    assert t["smallest_adequate_top_slice"].is_monotonic_decreasing
+    now = t.set_index("threshold").loc[15000.0]
+    s = out.pool.settings
+    assert now["smallest_adequate_top_slice"] == pytest.approx(s["smallest_top_slice"])
+    assert now["probability_exhausted"] == pytest.approx(s["probability_exhausted"])
+    assert now["expected_charge"] == pytest.approx(s["expected_charge"])
+    text = out.describe()
+    if s["smallest_top_slice"] > 0.03:
+        assert f"set it to at least {s['smallest_top_slice']:.2%}" in text
+    big = R.run(inputs, R.Params(n_sims=2000, seed=3, top_slice=0.5), res)
+    assert "The 50.0% top-slice is adequate at the GBP 15,000 threshold" in big.describe()
+    assert "Other thresholds: GBP 10,000 needs" in text and "GBP 20,000 needs" in text
+    assert "Red: forecast overspend of 5% of budget or more, or 2% or more with a special cause" in text
+    with pytest.raises(ArgumentError, match="threshold_options must be positive"):
+        R.Params(threshold_options=[10000.0, -5.0])

@@ -24,7 +24,7 @@ from pbc_analysis.core import calendar
 from pbc_analysis.core.checks import ArgumentError
 from pbc_analysis.core.params import AUTO, StageParams, setting
 
-__all__ = ["COMPLETENESS_RECENT_MONTHS", "Components", "Curves", "FundFrom", "ListIndex", "Params", "Recost",
+__all__ = ["COMPLETENESS_RECENT_MONTHS", "BudgetBasis", "Components", "Curves", "FundFrom", "ListIndex", "Params", "Recost",
            "derive_target_year", "latest_month_of"]
 
 Recost = Literal["price_index", "tariff"]
@@ -32,6 +32,7 @@ ListIndex = Literal["weighted", "registered"]
 Curves = Literal["calibrated", "reference", "supplied", "none"]
 Components = Literal["pod_group", "total"]
 FundFrom = Literal["above_target", "outside_band"]
+BudgetBasis = Literal["supplied", "set"]
 
 #: months at the end of the window whose completeness the data-quality model measures (the factors of the
 #: latest ``completeness_months`` of them are used); the model needs 24 months before them
@@ -142,6 +143,10 @@ class Params(StageParams):
     completeness_months: int = setting(3, "latest months the data-quality model's completeness factors adjust",
                                        low=1, high=COMPLETENESS_RECENT_MONTHS)
     as_at: str = setting(AUTO, "the month in-year monitoring of target_year reports", kind="month", derive=AS_AT_RULE)
+    budget_basis: str = setting("supplied", "the budget of target_year that the risk pool top-slices and in-year "
+                                "monitoring measures against: supplied (budgets.csv, the budget issued for the year, as "
+                                "savings sharing uses; this stage's where a practice has none) or set (this stage's "
+                                "fair-share budget, a proposal)", choices=BudgetBasis)
 
     def problems(self) -> list[str]:
         """Every field outside its type or range, and completeness factors outside (0, 1].

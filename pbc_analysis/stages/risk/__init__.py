@@ -65,6 +65,7 @@ Everything is vectorised; loops run over years, months elapsed or simulation chu
 
 from __future__ import annotations
 
+from pbc_analysis.stages.risk.basis import basis_budgets, threshold_table
 from pbc_analysis.stages.risk.forecast import (
                                                backtest,
                                                backtest_coverage,
@@ -92,12 +93,20 @@ from pbc_analysis.stages.risk.pool import (
                                                simulate_pool,
                                                smallest_top_slice,
 )
-from pbc_analysis.stages.risk.stage import Result, describe, headline, monitoring_headline, result_tables, run
+from pbc_analysis.stages.risk.stage import (
+                                               Result,
+                                               describe,
+                                               headline,
+                                               monitoring_headline,
+                                               net_budget_table,
+                                               result_tables,
+                                               run,
+)
 
 __all__ = [
     "Monitoring", "Params", "Result", "RiskResult", "adequacy_curve", "apply_top_slice", "assess_pool", "backtest",
-    "backtest_coverage", "check_threshold", "check_top_slice", "describe", "error_model", "excess_costs",
+    "backtest_coverage", "basis_budgets", "check_threshold", "check_top_slice", "describe", "error_model", "excess_costs",
     "exhaustion_probability", "forecast_outturn", "headline", "monitor", "monitoring_headline", "month_of_year",
-    "monthly_costs", "pool_charges", "prediction_interval", "rag_status", "result_tables", "run", "seasonal_profile",
-    "simulate_pool", "smallest_top_slice", "spc_signals",
+    "monthly_costs", "net_budget_table", "pool_charges", "prediction_interval", "rag_status", "result_tables", "run", "seasonal_profile",
+    "simulate_pool", "smallest_top_slice", "spc_signals", "threshold_table",
 ]

@@ -30,6 +30,8 @@ class Params(StageParams):
                                low=0.0, high=1.0, high_open=True)
     max_probability: float = setting(0.05, "accepted chance that the pool is exhausted in a year", low=0.0, high=1.0,
                                      low_open=True, high_open=True)
+    threshold_options: list[float] = setting([10000.0, 15000.0, 20000.0], "further thresholds (GBP) the pool is "
+                                             "simulated at, for the threshold table and its recommended top-slice")
     n_sims: int = setting(10000, "simulated years of pool charges", low=100)
     seed: int = setting(20070401, "seed of numpy's default_rng for the pool simulation", low=0)
     interval_level: float = setting(0.90, "level of the forecast outturn's prediction interval", low=0.0, high=1.0,
@@ -39,7 +41,7 @@ class Params(StageParams):
     max_spc_charts: int = setting(4, "SPC charts drawn, one per red practice, at most", low=0)
 
     def problems(self) -> list[str]:
-        """Every field outside its type or range, and ``red`` below ``amber``.
+        """Every field outside its type or range, a threshold option not positive, and ``red`` below ``amber``.
 
         Returns
         -------
@@ -47,6 +49,10 @@ class Params(StageParams):
         """
         out = super().problems()
         numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (self.amber, self.red))
+        options = self.threshold_options
+        if isinstance(options, list) and any(isinstance(v, (int, float)) and not isinstance(v, bool) and not v > 0
+                                             for v in options):
+            out.append(f"threshold_options must be positive amounts in GBP (per patient a year); got {options!r}")
         if not out and numbers and self.red < self.amber:
             out.append(f"red ({self.red!r}) must be at least amber ({self.amber!r}): red is the stricter trigger")
         return out

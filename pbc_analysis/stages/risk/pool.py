@@ -18,7 +18,7 @@ from pbc_analysis.stages.risk.params import Params
 _DEFAULTS = Params.defaults()   # function defaults are the stage's settings' defaults: one source
 
 __all__ = ["RiskResult", "adequacy_curve", "apply_top_slice", "assess_pool", "check_threshold", "check_top_slice",
-           "excess_costs", "exhaustion_probability", "pool_charges", "simulate_pool", "smallest_top_slice"]
+           "excess_costs", "inflation_to_target", "exhaustion_probability", "pool_charges", "simulate_pool", "smallest_top_slice"]
 
 
 def check_top_slice(top_slice: Any) -> float:
@@ -324,7 +324,23 @@ class RiskResult:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def _inflation(cells: pd.DataFrame) -> dict[str, float]:
+def inflation_to_target(cells: pd.DataFrame) -> dict[str, float]:
+    """Each financial year's re-pricing factor to the target year: cost at target prices / cost, of the cells.
+
+    Parameters
+    ----------
+    cells : pandas.DataFrame
+        The budget stage's cells (``financial_year, cost_adjusted, cost_at_target``).
+
+    Returns
+    -------
+    dict
+        Financial year -> factor.
+
+    References
+    ----------
+    DOMAIN.md "Budgets" (re-costing at the target year's tariff).
+    """
     g = cells.groupby("financial_year", sort=True)[["cost_adjusted", "cost_at_target"]].sum()
     return (g["cost_at_target"] / g["cost_adjusted"]).to_dict()
 
@@ -359,7 +375,7 @@ def assess_pool(inputs: Any, res: _bud.Result, params: Params, reporting_floor: 
     ts = check_top_slice(params.top_slice)
     max_probability, n_sims, seed = params.max_probability, params.n_sims, params.seed
     st = res.settings
-    infl = _inflation(res.cells)
+    infl = inflation_to_target(res.cells)
     years = sorted(inputs.high_cost_patients["financial_year"].astype(str).unique())
     prac = sorted(inputs.practices["practice_code"].astype(str))
     charges = pool_charges(inputs.high_cost_patients, t, years, prac, reporting_floor,

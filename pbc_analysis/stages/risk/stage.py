@@ -4,16 +4,19 @@ its :class:`Result`, and the results: tables, results.json headlines, plain-lang
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+import numpy as np
 import pandas as pd
 
 from pbc_analysis import data as _data
 from pbc_analysis.stages import budgets as _bud
+from pbc_analysis.stages.risk.basis import SUPPLIED, basis_budgets, threshold_table
 from pbc_analysis.stages.risk.monitoring import Monitoring, monitor
 from pbc_analysis.stages.risk.params import Params
-from pbc_analysis.stages.risk.pool import RiskResult, assess_pool
+from pbc_analysis.stages.risk.pool import RiskResult, assess_pool, inflation_to_target
 
 __all__ = ["Result", "describe", "headline", "monitoring_headline", "result_tables", "run"]
 
@@ -78,7 +81,7 @@ def monitoring_headline(mon: Monitoring) -> dict:
             "practices": {k: int(counts.get(k, 0)) for k in ("red", "amber", "green")},
             "red_practices": sorted(st.loc[st["status"] == "red", "practice_code"].tolist()),
             "consortia": dict(zip(mon.consortium_status["consortium"], mon.consortium_status["status"])),
-            "interval_level": s["level"],
+            "interval_level": s["level"], "amber": s["amber"], "red": s["red"],
             "backtest_coverage": {y: r(c) for y, c in zip(allk["financial_year"], allk["coverage"])},
             "backtest_coverage_overall": r(float(allk["covered"].sum() / allk["n"].sum()))}
 
@@ -118,6 +121,9 @@ def describe(risk_head: Mapping[str, Any], monitoring_head: Mapping[str, Any] | 
              f"chance that the pool is exhausted is {h['probability_pool_exhausted']:.1%} ({h['n_sims']:,} simulated "
              f"years); the smallest top-slice that keeps it at or below {h['max_probability']:.0%} is "
              f"{h['smallest_adequate_top_slice']:.2%}."]
+    lines[-1] += _recommendation(h)
+    if h.get("budget_basis"):
+        lines.insert(0, _basis_sentence(h))
     if h.get("actual_pool_charge_target_year_gbp") is not None:
         lines[-1] += (f" The target year's actual charge, GBP {h['actual_pool_charge_target_year_gbp']:,.0f}, sits at the "
                       f"{h['actual_charge_percentile']:.0%} point of the simulated distribution.")
@@ -135,8 +141,51 @@ def describe(risk_head: Mapping[str, Any], monitoring_head: Mapping[str, Any] | 
                 f"outturn is GBP {m['pct_forecast_outturn_gbp']:,.0f} against budgets of GBP {m['pct_budget_gbp']:,.0f} "
                 f"({m['pct_variance']:+.1%}). Practices: {p['red']} red, {p['amber']} amber, {p['green']} green. In "
                 f"back-tests over {len(m['backtest_coverage'])} past years the {m['interval_level']:.0%} forecast interval "
-                f"covered the actual outturn {m['backtest_coverage_overall']:.1%} of the time.")
+                f"covered the actual outturn {m['backtest_coverage_overall']:.1%} of the time." + _rag_rules(m))
     return "\n\n".join(lines)
+
+
+def _basis_sentence(h: Mapping[str, Any]) -> str:
+    """Which budget the pool and monitoring use (the budget basis), in words."""
+    if h["budget_basis"] == "supplied":
+        text = ("**Budget basis.** The pool's top-slice and in-year monitoring use the budget issued for the year "
+                "(budgets.csv), the same budget savings sharing measures underspends against")
+        n = int(h.get("practices_without_supplied_budget") or 0)
+        text += (f"; {n} practice(s) had none and keep the budget set here." if n else ".")
+    else:
+        text = ("**Budget basis.** The pool's top-slice and in-year monitoring use the budgets set here (fair shares "
+                "with pace of change), a proposal; savings sharing measures underspends against the budgets issued.")
+    return text + f" The envelope is GBP {h['envelope_gbp']:,.0f}." if h.get("envelope_gbp") is not None else text
+
+
+def _recommendation(h: Mapping[str, Any]) -> str:
+    """The recommended top-slice at the current threshold and the others of the threshold table."""
+    rows = h.get("thresholds") or []
+    if not rows:
+        return ""
+    now = next((t for t in rows if t["threshold_gbp"] == h["threshold_gbp"]), None)
+    text = ""
+    if now is not None and now["smallest_adequate_top_slice"] > h["top_slice"]:
+        text = (f" **Recommendation:** the {h['top_slice']:.1%} top-slice is not adequate; at a GBP "
+                f"{h['threshold_gbp']:,.0f} threshold set it to at least {now['smallest_adequate_top_slice']:.2%} (a "
+                f"pool of GBP {now['recommended_pool_gbp']:,.0f}).")
+    elif now is not None:
+        text = f" The {h['top_slice']:.1%} top-slice is adequate at the GBP {h['threshold_gbp']:,.0f} threshold."
+    others = [t for t in rows if t is not now]
+    if others:
+        text += " Other thresholds: " + "; ".join(
+            f"GBP {t['threshold_gbp']:,.0f} needs {t['smallest_adequate_top_slice']:.2%} (pool exhausted in "
+            f"{t['probability_exhausted']:.0%} of years at {h['top_slice']:.1%})" for t in others) + "."
+    return text
+
+
+def _rag_rules(m: Mapping[str, Any]) -> str:
+    """The red / amber / green rules with the run's triggers."""
+    if "amber" not in m:
+        return ""
+    return (f" Red: forecast overspend of {m['red']:.0%} of budget or more, or {m['amber']:.0%} or more with a special "
+            f"cause of concern on the practice's SPC chart; amber: {m['amber']:.0%} or more, or such a special cause; "
+            "green: otherwise (an underspend is never a warning).")
 
 
 def result_tables(risk: RiskResult, mon: Monitoring) -> dict[str, pd.DataFrame]:
@@ -177,6 +226,11 @@ class Result:
     pool: RiskResult
     monitoring: Monitoring
     params: Params
+    #: practice_code, supplied_budget, set_budget, budget, budget_source (:func:`basis.basis_budgets`)
+    basis: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+    #: the pool at each candidate threshold (:func:`basis.threshold_table`)
+    thresholds: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+    budget_basis: str = SUPPLIED
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The result tables the notebook writes (``risk_*``, :func:`result_tables`).
@@ -185,7 +239,10 @@ class Result:
         -------
         dict
         """
-        return result_tables(self.pool, self.monitoring)
+        out = result_tables(self.pool, self.monitoring)
+        out["risk_net_budgets"] = net_budget_table(self.pool, self.basis)
+        out["risk_thresholds"] = self.thresholds
+        return out
 
     def headline(self) -> dict[str, Any]:
         """The ``risk`` and ``monitoring`` parts of results.json's ``budgets`` section.
@@ -194,7 +251,9 @@ class Result:
         -------
         dict
         """
-        return {"risk": headline(self.pool), "monitoring": monitoring_headline(self.monitoring)}
+        risk_head = headline(self.pool)
+        risk_head.update(basis_headline(self.basis, self.budget_basis, self.thresholds, self.pool))
+        return {"risk": risk_head, "monitoring": monitoring_headline(self.monitoring)}
 
     def describe(self) -> str:
         """The plain-language reading of the headline (:func:`describe`).
@@ -231,5 +290,75 @@ def run(inputs: _data.Inputs, params: Params, budgets: _bud.Result, reporting_fl
     See :mod:`pbc_analysis.stages.risk` (Klugman, Panjer and Willmot; Williams and Goodman 1971; Making Data
     Count; Audit Commission 2007, paras 130-134).
     """
-    pool = assess_pool(inputs, budgets, params, reporting_floor=reporting_floor)
-    return Result(pool, monitor(inputs, budgets, params, as_at=budgets.params.as_at), params)
+    on_basis, basis = basis_budgets(inputs, budgets)
+    pool = assess_pool(inputs, on_basis, params, reporting_floor=reporting_floor)
+    thresholds = threshold_table(inputs, on_basis, [params.threshold, *params.threshold_options], params.top_slice,
+                                 params.max_probability, params.n_sims, params.seed, reporting_floor,
+                                 inflation_to_target(on_basis.cells))
+    return Result(pool, monitor(inputs, on_basis, params, as_at=budgets.params.as_at), params, basis, thresholds,
+                  str(budgets.params.budget_basis))
+
+
+def net_budget_table(pool: RiskResult, basis: pd.DataFrame) -> pd.DataFrame:
+    """Each practice's budget of the target year side by side: supplied, set, the basis used, the top-slice, the pool
+    charges of its patients above the threshold in that year, and the net budget.
+
+    Parameters
+    ----------
+    pool : RiskResult
+        From :func:`pbc_analysis.stages.risk.pool.assess_pool` (on the basis budgets).
+    basis : pandas.DataFrame
+        From :func:`pbc_analysis.stages.risk.basis.basis_budgets`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``practice_code, supplied_budget, set_budget, budget_source, budget, top_slice_contribution, net_budget,
+        pool_charge`` (GBP; ``pool_charge`` is what the pool pays for the practice's patients in the target year, 0
+        when none, missing when the high-cost table has no such year).
+
+    References
+    ----------
+    Audit Commission (2007), paras 130-134; module :mod:`pbc_analysis.stages.risk.basis`.
+    """
+    year = pool.settings["target_year"]
+    charges = pool.charges[pool.charges["financial_year"].astype(str) == year]
+    by_code = charges.groupby("practice_code")["pool_charge"].sum()
+    out = pool.net_budgets.copy()
+    if len(basis):
+        out = out.merge(basis[["practice_code", "supplied_budget", "set_budget", "budget_source"]], on="practice_code",
+                        how="left", validate="one_to_one")
+    out["pool_charge"] = out["practice_code"].map(by_code).fillna(0.0) if len(charges) else np.nan
+    cols = ["practice_code", "supplied_budget", "set_budget", "budget_source", "budget", "top_slice_contribution",
+            "net_budget", "pool_charge"]
+    return out[[c for c in cols if c in out.columns]]
+
+
+def basis_headline(basis: pd.DataFrame, budget_basis: str, thresholds: pd.DataFrame, pool: RiskResult) -> dict[str, Any]:
+    """The budget basis and the threshold table's recommendation, for the ``risk`` part of results.json.
+
+    Parameters
+    ----------
+    basis : pandas.DataFrame
+    budget_basis : str
+    thresholds : pandas.DataFrame
+    pool : RiskResult
+
+    Returns
+    -------
+    dict
+        ``budget_basis``, ``practices_without_supplied_budget``, ``envelope_gbp`` and ``thresholds`` (per threshold:
+        P(exhausted) at the current top-slice and the smallest adequate top-slice).
+
+    References
+    ----------
+    Module :mod:`pbc_analysis.stages.risk.basis`.
+    """
+    r = _bud.rounded
+    missing = int((basis["budget_source"] == "set (no supplied budget)").sum()) if len(basis) else 0
+    return {"budget_basis": budget_basis, "practices_without_supplied_budget": missing,
+            "envelope_gbp": round(float(pool.settings["envelope"]), 2),
+            "thresholds": [{"threshold_gbp": float(t.threshold), "probability_exhausted": r(t.probability_exhausted),
+                            "smallest_adequate_top_slice": r(t.smallest_adequate_top_slice),
+                            "recommended_pool_gbp": round(float(t.recommended_pool), 2)}
+                           for t in thresholds.itertuples()]}
