@@ -138,11 +138,13 @@ publish: results, figures, the report and the sendable bundle; reads results onl
 - ``publish/registry``  The registry of everything a run may publish: every column of every result table, and every figure of results.json
 - ``publish/report``  Render an executed notebook to ONE self-contained HTML file
 - ``publish/report_content``  Building blocks of the evaluation report, made only from a run's results
+- ``publish/finance``  The budgets a finance director signs: every practice's budget of the target year on one basis, side by side
 - ``publish/report_payments``  The payment schedule: every engaged practice's saving, the gates it passed, and what is payable, with reasons
 - ``publish/report_summary``  The report's executive summary and verdicts, every sentence computed from the result it speaks of
 - ``publish/report_provenance``  The report's provenance and input sections: how to reproduce and verify the run, what was validated
 - ``publish/report_sections``  Which of the report's sections a run holds, and the lines that stand in for the others
 - ``publish/results``  Tidy, byte-stable result tables, results.json sections and figures in a run directory
+- ``publish/workbook``  The finance workbook (``finance.xlsx``): the payment schedule and the budget statements as spreadsheets
 
 pipeline: config, settings derived from the data, the runner, manifest, verify and the ``pbc`` command
 - ``pipeline/cli``  The ``pbc`` command

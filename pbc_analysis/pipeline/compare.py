@@ -387,7 +387,41 @@ def compare_files(published: Path, rerun: Path, name: str | None = None, tol: To
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             return Comparison(name, DIFFERENT, [f"not readable JSON: {exc}"])
         return compare_json(a, b, name, tol, labels)
+    if published.suffix == ".xlsx":
+        return _compare_workbooks(published, rerun, name, tol, labels)
     return Comparison(name, DIFFERENT, ["content differs (compared byte for byte only)"])
+
+
+def _workbook_sheets(path: Path) -> dict[str, pd.DataFrame]:
+    """Every sheet of a workbook as a table of text cells (values only; the header is the first row)."""
+    from openpyxl import load_workbook
+
+    wb = load_workbook(path, read_only=True, data_only=True)
+    out = {}
+    for ws in wb.worksheets:
+        rows = [["" if v is None else repr(v) if isinstance(v, float) else str(v) for v in r]
+                for r in ws.iter_rows(values_only=True)]
+        out[ws.title] = pd.DataFrame(rows[1:], columns=rows[0]) if rows else pd.DataFrame()
+    wb.close()
+    return out
+
+
+def _compare_workbooks(published: Path, rerun: Path, name: str, tol: Tolerance, labels: tuple[str, str]) -> Comparison:
+    """Two workbooks compared sheet by sheet as tables (:func:`compare_frames`), the sheets' names first."""
+    import zipfile
+
+    try:
+        a, b = _workbook_sheets(published), _workbook_sheets(rerun)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        return Comparison(name, DIFFERENT, [f"not a readable workbook: {exc}"])
+    if list(a) != list(b):
+        return Comparison(name, DIFFERENT, [f"sheets {list(a)} {labels[0]} vs {list(b)} {labels[1]}"])
+    parts = [compare_frames(a[sheet], b[sheet], f"{name} [{sheet}]", tol, labels) for sheet in a]
+    states = {c.state for c in parts}
+    state = DIFFERENT if DIFFERENT in states else WITHIN
+    details = [f"[{sheet}] {d}" for sheet, c in zip(a, parts) for d in c.details]
+    return Comparison(name, state, details, max((c.max_abs for c in parts), default=0.0),
+                      max((c.max_rel for c in parts), default=0.0))
 
 
 def _first_table_difference(a: dict[str, Any], b: dict[str, Any], labels: tuple[str, str]) -> str | None:

@@ -24,7 +24,7 @@ In order, each step printed as it happens:
      or different;
    - ``report.html`` and ``published/report.html``: every table, caption, headers and cells, as exact
      text (:func:`compare.compare_report`); the first differing cell of each differing table is named;
-   - ``published/README.txt``: exactly.
+   - ``published/README.txt``: exactly; ``published/finance.xlsx``: sheet by sheet, as tables with the tolerance.
 
    With ``against`` (``pbc verify RUN --against RERUN``) an existing re-run is compared instead of making one,
    so that an auditor re-runs once and checks several published copies. It is accepted only when it is itself
@@ -65,7 +65,7 @@ from pbc_analysis.publish.report_provenance import changed_count
 
 #: Outputs re-run and compared (tables and JSON with the tolerance, reports by their tables, text exactly).
 COMPARED = ("tables/*.csv", "results.json", "results/*.json", "report.html", "published/tables/*.csv",
-            "published/results.json", "published/report.html", "published/README.txt",
+            "published/results.json", "published/report.html", "published/README.txt", "published/finance.xlsx",
             "data/*.parquet", "data/*.csv", "data/*.csv.gz", "data/ingest.json")   # data/: a run's ingested tables
 REPORTS = frozenset({"report.html", "published/report.html"})   # compared by their tables
 HASH_ONLY = "figures, notebooks, provenance.json and published/CONTENTS.json are checked against their hashes only"

@@ -12,6 +12,7 @@ A run directory (``reports/<run_id>/``) is the analyst's **private working area*
       results.json      headline figures, counts disclosed (JSON_RULES)
       tables/<name>.csv every result table that may be sent, counts disclosed (TABLES)
       figures/*.png     the report's figures
+      finance.xlsx      the payment schedule and budget statements as a workbook, from the disclosed tables
 
 The rule (``disclosure``; NHS Digital HES/ECDS disclosure control, see ../shared/DOMAIN.md "Publishing
 rules"): counts of people or events 0 -> 0, 1 to 7 -> ``*``, otherwise rounded to the nearest 5;
@@ -48,6 +49,7 @@ import pandas as pd
 from pbc_analysis.methods import disclosure
 from pbc_analysis.publish import results
 from pbc_analysis.publish.registry import _JSON_KINDS, JSON_RULES, KINDS, PATIENT_LEVEL_INPUTS, TABLES, Column, TableSpec  # noqa: F401
+from pbc_analysis.publish.workbook import write_finance_workbook
 
 __all__ = [
     "BUNDLE",
@@ -335,6 +337,8 @@ def _readme(run_id: str, contents: dict[str, Any]) -> str:
     ]
     if "report.html" in contents["files"]:
         lines.append("  report.html     the report (self-contained; its tables apply the same rule)")
+    if "finance.xlsx" in contents["files"]:
+        lines.append("  finance.xlsx    the payment schedule and budget statements (values, no formulas; from the tables here)")
     lines += ["  results.json    headline figures, counts disclosed",
               f"  tables/         {len(tables)} result tables, counts disclosed",
               f"  figures/        {sum(1 for f in contents['files'] if f.startswith('figures/'))} figures of the report",
@@ -457,6 +461,7 @@ def build_bundle(run_dir: str | Path) -> Path:
             (stage / results.FIGURES).mkdir()
         for fig in figures:
             shutil.copyfile(fig, stage / results.FIGURES / fig.name)
+        write_finance_workbook(stage, run_id=run_dir.name)  # from the bundle's disclosed tables, never the private ones
         contents["files"] = {p.relative_to(stage).as_posix(): "" for p in stage.rglob("*") if p.is_file()}
         (stage / "README.txt").write_text(_readme(run_dir.name, contents), encoding="utf-8")
         files = sorted(p for p in stage.rglob("*") if p.is_file())
