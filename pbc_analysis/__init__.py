@@ -90,6 +90,7 @@ stages: one analysis stage per notebook: a typed ``Params``, ``run(inputs, param
 - ``stages/attribution/ledger``  The ledger (who saved what, line by line), the disputed provider change, and sharing the resources freed up
 - ``stages/attribution/panel``  Inputs of the attribution's models: completeness of the latest months, the referral panel, the cost of a referral
 - ``stages/attribution/params``  The settings of the savings attribution (notebook 04): one typed source, derived from the data where they follow
+- ``stages/attribution/safety``  The safety check before any saving is paid: did emergencies rise where referrals fell?
 - ``stages/attribution/stage``  The savings attribution stage: one entry point, `run`, from validated inputs and `Params` to the results
 - ``stages/benchmark/``  Fair benchmarking of practices: standardised ratios, funnels, peer positions, flags, scorecard (notebook 02)
 - ``stages/benchmark/adjusted``  Need-adjusted ratios for any table of units with a count, a population and a deprivation score

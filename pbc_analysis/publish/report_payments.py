@@ -3,7 +3,8 @@
 Read from the attribution's ``att_sharing`` table (nothing is recomputed): one row per engaged practice for the
 evaluation year with its attributed practice-action saving and interval, the basis of payment (the estimate or
 the lower end of its interval), each eligibility gate and whether it passed (a budget to measure against, spend
-below it, not held for under-referral review, a positive saving, the minimum payment), whether the saving is
+below it, not held for under-referral review, no rise in emergency admissions or A&E attendances (the safety
+check), a positive saving, the minimum payment), whether the saving is
 recurrent, the split between the practice and the PCT, the settlement (final, or provisional while the year's
 latest months are lag-adjusted) and the reason in words.
 """
@@ -32,6 +33,14 @@ def _basis_label(basis: str) -> str:
 
 def _yes_no(flags: Any) -> Any:
     return np.where(flags, "yes", "no")
+
+
+def _safety_cells(s: pd.DataFrame) -> Any:
+    """The safety gate in words: no rise, or a rise that holds the saving (or was cleared by review)."""
+    if "emergency_rise_flag" not in s.columns:
+        return "not checked"
+    rise = s["emergency_rise_flag"].astype(bool)
+    return np.select([rise & s["reviewed"].astype(bool), rise], ["rise, cleared by review", "rise: held"], "no rise")
 
 
 def schedule_frame(sharing: pd.DataFrame, basis: str = "estimate", min_payment: float = 0.0) -> pd.DataFrame:
@@ -70,6 +79,7 @@ def schedule_frame(sharing: pd.DataFrame, basis: str = "estimate", min_payment: 
         "Spend below budget": np.where(has_budget & (s["underspend"] > 0), "yes, by " + s["underspend"].map(_gbp), "no"),
         "Review gate (benchmarking flag)": np.select([s["status"] == "held for review", s["reviewed"].astype(bool)],
                                                      ["held", "cleared"], "not flagged"),
+        "Safety check (emergency admissions, A&E)": _safety_cells(s),
         "Saving positive": _yes_no(s["attributed"] > 0),
         f"Minimum payment (GBP {min_payment:,.0f})": np.select([below, s["to_practice"] > 0], ["not reached", "reached"], ""),
         "Recurrent": _yes_no(s["recurrent"].astype(bool)),

@@ -49,6 +49,7 @@ from pbc_analysis.stages.attribution.decomposition import decompose, decompositi
 from pbc_analysis.stages.attribution.ledger import dispute_table, ledger, share_savings
 from pbc_analysis.stages.attribution.panel import completeness_factors, cost_per_referral, referral_panel
 from pbc_analysis.stages.attribution.params import DEFAULTS, Basis, BootstrapWeights, Cells, Inference, Method, Params, base_year_rule, evaluation_year_rule
+from pbc_analysis.stages.attribution.safety import safety_check, safety_flags
 from pbc_analysis.stages.attribution.stage import GROUP, Result, describe, headline, result_tables, run
 
 __all__ = [
@@ -86,6 +87,8 @@ __all__ = [
     "referral_panel",
     "result_tables",
     "run",
+    "safety_check",
+    "safety_flags",
     "share_savings",
     "shapley",
     "spend_cells",

@@ -277,6 +277,17 @@ def _under_referrer_flags(out: pd.DataFrame, flags: pd.DataFrame | None) -> tupl
     return fl.reindex(key).fillna(False).astype(bool).to_numpy(), True
 
 
+def _safety_flags(out: pd.DataFrame, safety: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's emergency-rise flag and the measures that rose (in words; "" where none or not checked)."""
+    if safety is None or not len(safety):
+        return np.zeros(len(out), dtype=bool), np.full(len(out), "", dtype=object)
+    _check_columns(safety, ["practice_code", "financial_year", "emergency_rise", "measures"], "safety")
+    s = safety.set_index([safety["practice_code"].astype(str), safety["financial_year"].astype(str)])
+    key = pd.MultiIndex.from_frame(out[["practice_code", "financial_year"]].astype(str))
+    flag = s["emergency_rise"].reindex(key).fillna(False).astype(bool).to_numpy()
+    return flag, s["measures"].reindex(key).fillna("").astype(str).to_numpy()
+
+
 def _recurrence(out: pd.DataFrame, quarters: pd.DataFrame, sustained_quarters: int) -> tuple[np.ndarray, np.ndarray]:
     """Positive quarters in the run up to each year's Q4, and whether the saving is recurrent (that many, all full)."""
     q = quarters.copy()
@@ -296,16 +307,23 @@ def _recurrence(out: pd.DataFrame, quarters: pd.DataFrame, sustained_quarters: i
 
 def _status_and_reason(out: pd.DataFrame, rfu: pd.Series, held: pd.Series, no_budget: pd.Series, below: np.ndarray,
                        practice_share: float, sustained_quarters: int, min_payment: float,
-                       gate_known: bool) -> tuple[np.ndarray, pd.Series]:
+                       gate_known: bool, risen: np.ndarray) -> tuple[np.ndarray, pd.Series]:
     """The status and the plain-language reason of each row."""
     status = np.select([no_budget, held, out["eligible"] <= 0, below, ~out["recurrent"]],
                        ["no budget", "held for review", "nothing eligible", "below minimum payment",
                         "paid (non-recurrent)"], "paid (recurrent)")
     pct, rest = f"{practice_share:.0%}", f"{1 - practice_share:.0%}"
+    rise = "its " + pd.Series(risen, index=out.index) + " rose above expected (the safety check)"
+    held_why = np.where(out["under_referrer_flag"] & out["emergency_rise_flag"],
+                        "flagged as a possible under-referrer by benchmarking and " + rise
+                        + ": savings held until the practice is reviewed",
+                        np.where(out["emergency_rise_flag"], rise + ": savings held until the practice is reviewed",
+                                 "flagged as a possible under-referrer by benchmarking: savings held until the "
+                                 "practice is reviewed"))
     reason = pd.Series(np.select(
         [no_budget, held, rfu <= 0, out["attributed"] <= 0, below],
         ["no indicative budget for the year, so resources freed up cannot be measured",
-         "flagged as a possible under-referrer by benchmarking: savings held until the practice is reviewed",
+         held_why,
          "spend was not below the indicative budget: no resources freed up",
          "no saving attributed to practice action",
          f"the practice's {pct} of the eligible amount is below the minimum payment of GBP {min_payment:,.0f}: "
@@ -362,7 +380,7 @@ def _reason_table(out: pd.DataFrame, practice_share: float, sustained_quarters: 
 
 _SHARING_COLUMNS = ["practice_code", "financial_year", "budget", "spend", "underspend", "planned_saving",
                     "savings_vs_plan", "practice_action_savings", "savings_ci_low", "savings_ci_high", "attributed",
-                    "under_referrer_flag", "reviewed", "eligible", "recurrent", "quarters_positive", "to_practice",
+                    "under_referrer_flag", "emergency_rise_flag", "reviewed", "eligible", "recurrent", "quarters_positive", "to_practice",
                     "to_pct", "retained_by_pct", "settlement", "status", "reason"]
 
 
@@ -372,7 +390,8 @@ def share_savings(ledger_table: pd.DataFrame, budgets: pd.DataFrame | None, flag
                   plan_saving_rate: float = DEFAULTS["plan_saving_rate"], reviewed: Sequence[str] = (),
                   basis: str = DEFAULTS["basis"], years: Sequence[str] | None = None,
                   min_payment: float = DEFAULTS["min_payment"],
-                  lag_adjusted: Sequence[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
+                  lag_adjusted: Sequence[str] = (),
+                  safety: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Apply the savings-sharing rules to each engaged practice and year (DOMAIN.md "Budgets").
 
     1. Resources freed up (RFU) = indicative budget - actual spend (completed), if positive; savings
@@ -380,7 +399,9 @@ def share_savings(ledger_table: pd.DataFrame, budgets: pd.DataFrame | None, flag
     2. Only savings attributed to practice action are eligible, up to the RFU:
        ``eligible = min(RFU, attributed)`` (``basis``: the ``estimate`` or the interval's ``ci_low``).
     3. A practice flagged as a possible under-referrer in the year (benchmarking ``flags``: GP
-       referrals, all specialties) gets nothing until reviewed (``reviewed``: practice codes cleared).
+       referrals, all specialties), or whose emergency admissions or A&E attendances rose above expected
+       (``safety``, :func:`pbc_analysis.stages.attribution.safety.safety_flags`), gets nothing until reviewed
+       (``reviewed``: practice codes cleared).
     4. Savings are recurrent only if practice-action savings were positive in each of the last
        ``sustained_quarters`` fully engaged quarters up to the year's end; otherwise non-recurrent
        (one-off reinvestment).
@@ -409,6 +430,8 @@ def share_savings(ledger_table: pd.DataFrame, budgets: pd.DataFrame | None, flag
         The smallest payment to a practice, GBP (0: any amount is paid).
     lag_adjusted : sequence of str
         Months (``YYYY-MM``) whose activity was scaled up by a completeness factor below 1.
+    safety : pandas.DataFrame, optional
+        ``practice_code, financial_year, emergency_rise, measures`` (the safety check); None: not applied.
 
     Returns
     -------
@@ -434,8 +457,9 @@ def share_savings(ledger_table: pd.DataFrame, budgets: pd.DataFrame | None, flag
     out = _sharing_base(ledger_table, budgets, plan_saving_rate, basis, years)
     rfu = out["underspend"].clip(lower=0).fillna(0.0)
     out["under_referrer_flag"], gate_known = _under_referrer_flags(out, flags)
+    out["emergency_rise_flag"], risen = _safety_flags(out, safety)
     out["reviewed"] = out["practice_code"].isin(list(reviewed))
-    held = out["under_referrer_flag"] & ~out["reviewed"]
+    held = (out["under_referrer_flag"] | out["emergency_rise_flag"]) & ~out["reviewed"]
     no_budget = out["budget"].isna()
     eligible = np.minimum(rfu, out["attributed"].clip(lower=0))
     out["eligible"] = np.where(held | no_budget, 0.0, eligible)
@@ -448,6 +472,6 @@ def share_savings(ledger_table: pd.DataFrame, budgets: pd.DataFrame | None, flag
     lagged_years = {fy_of_month(str(m)) for m in lag_adjusted}
     out["settlement"] = np.where(out["financial_year"].isin(sorted(lagged_years)), "provisional", "final")
     out["status"], out["reason"] = _status_and_reason(out, rfu, held, no_budget, below, practice_share,
-                                                      sustained_quarters, min_payment, gate_known)
+                                                      sustained_quarters, min_payment, gate_known, risen)
     out = out[_SHARING_COLUMNS].sort_values(["practice_code", "financial_year"]).reset_index(drop=True)
     return out, _reason_table(out, practice_share, sustained_quarters, plan_saving_rate, basis)

@@ -27,6 +27,7 @@ from pbc_analysis.stages.attribution.decomposition import decompose, decompositi
 from pbc_analysis.stages.attribution.ledger import dispute_table, ledger, share_savings
 from pbc_analysis.stages.attribution.panel import completeness_factors, cost_per_referral, referral_panel
 from pbc_analysis.stages.attribution.params import Params
+from pbc_analysis.stages.attribution.safety import safety_check, safety_flags
 from pbc_analysis.stages.facts import data_facts
 
 __all__ = ["GROUP", "Result", "describe", "headline", "result_tables", "run"]
@@ -62,6 +63,8 @@ class Result:
     sharing_reasons: pd.DataFrame
     disputes: pd.DataFrame
     settings: dict = dataclasses.field(default_factory=dict)
+    #: the safety check (:func:`pbc_analysis.stages.attribution.safety.safety_check`)
+    safety: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The result tables, by name, as notebook 04 writes them (:func:`result_tables`).
@@ -151,7 +154,12 @@ def headline(att: Result) -> dict:
         "basis": s["basis"], "min_payment": s["min_payment"],
         "below_minimum": int((sh["status"] == "below minimum payment").sum()),
         "paid_with_interval_including_zero": int(((sh["to_practice"] > 0) & (sh["savings_ci_low"] <= 0)).sum()),
-        "settlement": "provisional" if (sh["settlement"] == "provisional").any() else "final"}
+        "settlement": "provisional" if (sh["settlement"] == "provisional").any() else "final",
+        "held_for_emergency_rise": sorted(sh.loc[(sh["status"] == "held for review") & sh["emergency_rise_flag"],
+                                                 "practice_code"].tolist())}
+    sf = att.safety[att.safety["financial_year"] == y] if len(att.safety) else att.safety
+    out["safety"] = {"level": s["safety_level"], "practices_checked": int(sf["practice_code"].nunique()) if len(sf) else 0,
+                     "rise": sorted(sf.loc[sf["rise"].astype(bool), "practice_code"].unique().tolist()) if len(sf) else []}
     out["disputes"] = _dispute_heads(att.disputes)
     out["data_lag"] = {"lag_months": s["lag_months"],
                        "completeness": {f"{c.pod} {c.month}": round(float(c.completeness), 4)
@@ -222,11 +230,19 @@ def describe(head: Mapping[str, Any]) -> str:
            if sh.get("paid_with_interval_including_zero") else "")
         + (f"; {sh['below_minimum']} below the minimum payment of GBP {sh['min_payment']:,.0f} are not paid"
            if sh.get("below_minimum") else "") + ";"
-        + (f" held for under-referral review: {', '.join(sh['held_for_review'])}." if sh["held_for_review"]
-           else " no practice is held for under-referral review.")
+        + (f" held for review: {', '.join(sh['held_for_review'])}." if sh["held_for_review"]
+           else " no practice is held for review.")
         + (" The payments are provisional until the data are complete: the year's latest months were scaled up "
            "for the data lag." if sh.get("settlement") == "provisional" else ""),
     ]
+    sf = head.get("safety")
+    if sf:
+        lines.append(
+            f"Safety check ({sf['practices_checked']} engaged practices and possible under-referrers, emergency "
+            f"admissions and A&E attendances against expected at {sf['level']:.1%}): "
+            + (f"a rise for {', '.join(sf['rise'])}"
+               + (f"; savings held for {', '.join(sh['held_for_emergency_rise'])}." if sh.get("held_for_emergency_rise")
+                  else ".") if sf["rise"] else "no practice's emergencies rose above expected."))
     for d in head.get("disputes", []):
         sp = d["supported_practice_saving"]
         lines.append(f"Disputed change at {d['provider_code']} ({d['pod'].replace('_', ' ')}): practices claimed "
@@ -247,7 +263,8 @@ def result_tables(att: Result) -> dict[str, pd.DataFrame]:
     precise the saving is and could be, :func:`precision`), ``att_practice_savings`` (per engaged practice and
     year), ``att_effects`` (observed / counterfactual referrals by specialty and year),
     ``att_sharing`` and ``att_sharing_reasons``, ``att_disputes``, ``att_cost_per_referral`` (provider x
-    specialty x pod x year) and ``att_completeness``.
+    specialty x pod x year), ``att_completeness`` and ``att_safety`` (emergency admissions and A&E attendances
+    against expected for engaged practices and possible under-referrers, :mod:`.safety`).
 
     Parameters
     ----------
@@ -286,6 +303,7 @@ def result_tables(att: Result) -> dict[str, pd.DataFrame]:
         "att_disputes": att.disputes,
         "att_cost_per_referral": cpr,
         "att_completeness": att.completeness,
+        "att_safety": att.safety,
     }
 
 
@@ -386,12 +404,24 @@ def run(inputs: _data.Inputs, params: Params, flags: pd.DataFrame | None = None,
     cells, parts, factors_by_method, intervals = _accounting(inputs, comp, params, years, GROUP)
     led = ledger(parts, action, inputs.practices, intervals, confidence=params.confidence, group=GROUP)
     lagged = sorted(comp.loc[comp["completeness"] < 1, "month"].astype(str).unique())
+    safety = safety_check(inputs.activity, inputs.population, inputs.engagement, params.base_year, years,
+                          _checked_practices(inputs, flags), lagged, params.safety_level)
     sharing, reasons = share_savings(led, inputs.budgets, flags, action.practice_quarter, params.practice_share,
                                      params.sustained_quarters, params.plan_saving_rate, params.reviewed, params.basis,
-                                     min_payment=params.min_payment, lag_adjusted=lagged)
+                                     min_payment=params.min_payment, lag_adjusted=lagged,
+                                     safety=safety_flags(safety))
     names = inputs.practices.set_index("practice_code")["practice_name"]
     sharing.insert(1, "practice_name", sharing["practice_code"].map(names).fillna(""))
     disputes = _disputes(parts, action, changes, params.evaluation_year, params.confidence)
     settings = {**params.values(), "years": list(years), "group": GROUP}
     return Result(comp, cost, action, cells, parts, factors_by_method,
-                  intervals, led, sharing, reasons, disputes, settings)
+                  intervals, led, sharing, reasons, disputes, settings, safety)
+
+
+def _checked_practices(inputs: _data.Inputs, flags: pd.DataFrame | None) -> list[str]:
+    """The practices the safety check covers: every engaged practice and every possible under-referrer."""
+    e = inputs.engagement
+    codes = set(e.loc[e["engaged_from"].notna(), "practice_code"].astype(str))
+    if flags is not None and len(flags) and "possible_under_referrer" in flags.columns:
+        codes |= set(flags.loc[flags["possible_under_referrer"].astype(bool), "practice_code"].astype(str))
+    return sorted(codes)
