@@ -375,6 +375,7 @@ JSON_RULES: tuple[tuple[str, str], ...] = (
     ("attribution.sharing.below_minimum", "tally"), ("attribution.sharing.paid_with_interval_including_zero", "tally"),
     ("attribution.sharing.min_payment", "setting"),
     ("attribution.safety.level", "setting"), ("attribution.safety.practices_checked", "tally"),
+    ("attribution.notional.savings.*", "money"), ("attribution.notional.share_of_savings", "modelled"),
     ("attribution.sharing.*", "money"), ("attribution.disputes[].**", "money"),
     ("attribution.change", "money"), ("attribution.spend", "money"), ("attribution.spend_base", "money"),
     ("attribution.practice_action_savings_by_year.*.*", "money"), ("attribution.*.estimate", "money"),

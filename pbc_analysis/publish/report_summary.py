@@ -274,8 +274,10 @@ def savings_verdict(att: dict[str, Any]) -> str | None:
     else:
         text = (f"A saving from practice action in {year} is not shown: the estimate is GBP {est:,.2f} million but its "
                 f"{interval} includes zero; ")
+    from pbc_analysis.stages.attribution import notional_text
+
     return ("**Verdict on savings.** " + text + "changes at the hospitals, in the tariff and in the population are "
-            "accounted for separately and are not the practices' savings.")
+            "accounted for separately and are not the practices' savings. " + notional_text(att.get("notional") or {}))
 
 
 _LARGEST_MEANS = {

@@ -50,7 +50,7 @@ from pbc_analysis.stages.attribution.ledger import dispute_table, ledger, share_
 from pbc_analysis.stages.attribution.panel import completeness_factors, cost_per_referral, referral_panel
 from pbc_analysis.stages.attribution.params import DEFAULTS, Basis, BootstrapWeights, Cells, Inference, Method, Params, base_year_rule, evaluation_year_rule
 from pbc_analysis.stages.attribution.safety import safety_check, safety_flags
-from pbc_analysis.stages.attribution.stage import GROUP, Result, describe, headline, result_tables, run
+from pbc_analysis.stages.attribution.stage import GROUP, NOTIONAL_TARGET, Result, describe, headline, notional_text, result_tables, run
 
 __all__ = [
     "DEFAULTS",
@@ -61,6 +61,7 @@ __all__ = [
     "LEDGER_LINES",
     "LINE_FACTORS",
     "LINE_LABELS",
+    "NOTIONAL_TARGET",
     "Basis",
     "BootstrapWeights",
     "Cells",
@@ -82,6 +83,7 @@ __all__ = [
     "headline",
     "ledger",
     "lmdi",
+    "notional_text",
     "practice_action",
     "precision",
     "referral_panel",

@@ -101,6 +101,8 @@ class Params(StageParams):
                                      "(ci_low)", choices=Basis)
     min_payment: float = setting(1000.0, "smallest payment to a practice (GBP): a smaller share is not paid and the "
                                          "eligible amount stays with the PCT (0 = pay any amount)", low=0.0)
+    block_contracts: list[str] = setting([], "providers paid by block or aligned-payment contract, not activity x "
+                                         "price: savings there are notional (the PCT pays the contract regardless)")
     safety_level: float = setting(0.998, "confidence of the safety check: a practice whose emergency admissions or A&E "
                                          "attendances rose above expected at this level is held for review",
                                   low=0.5, high=1.0, high_open=True)

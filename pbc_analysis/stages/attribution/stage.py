@@ -30,7 +30,7 @@ from pbc_analysis.stages.attribution.params import Params
 from pbc_analysis.stages.attribution.safety import safety_check, safety_flags
 from pbc_analysis.stages.facts import data_facts
 
-__all__ = ["GROUP", "Result", "describe", "headline", "result_tables", "run"]
+__all__ = ["GROUP", "NOTIONAL_TARGET", "Result", "describe", "headline", "notional_text", "result_tables", "run"]
 
 #: the practices' grouping with its own ledger rows and savings (the practices table's column)
 GROUP = "consortium"
@@ -161,6 +161,7 @@ def headline(att: Result) -> dict:
     out["safety"] = {"level": s["safety_level"], "practices_checked": int(sf["practice_code"].nunique()) if len(sf) else 0,
                      "rise": sorted(sf.loc[sf["rise"].astype(bool), "practice_code"].unique().tolist()) if len(sf) else []}
     out["disputes"] = _dispute_heads(att.disputes)
+    out["notional"] = _notional_head(ag, y, s.get("block_contracts") or [])
     out["data_lag"] = {"lag_months": s["lag_months"],
                        "completeness": {f"{c.pod} {c.month}": round(float(c.completeness), 4)
                                         for c in att.completeness.itertuples()}}
@@ -235,6 +236,7 @@ def describe(head: Mapping[str, Any]) -> str:
         + (" The payments are provisional until the data are complete: the year's latest months were scaled up "
            "for the data lag." if sh.get("settlement") == "provisional" else ""),
     ]
+    lines.append(notional_text(head.get("notional") or {}))
     sf = head.get("safety")
     if sf:
         lines.append(
@@ -310,6 +312,22 @@ def result_tables(att: Result) -> dict[str, pd.DataFrame]:
 # ==================================================================================================
 # Everything at once (what notebook 04 runs)
 # ==================================================================================================
+
+#: the causal model's target of the savings at providers on block or aligned-payment contracts
+NOTIONAL_TARGET = "contract:block"
+
+
+def _contract_targets(inputs: _data.Inputs, block: Sequence[str]) -> list[dict[str, Any]]:
+    """The target of the savings at block-contract providers (none when every provider is paid activity x price)."""
+    if not block:
+        return []
+    known = set(inputs.activity["provider_code"].astype(str).unique())
+    unknown = sorted(set(map(str, block)) - known)
+    if unknown:
+        raise ValueError(f"block_contracts: {', '.join(unknown)} not among the activity's providers "
+                         f"({', '.join(sorted(known))}); fix the provider codes in the run config")
+    return [{"name": NOTIONAL_TARGET, "provider_code": sorted(set(map(str, block)))}]
+
 
 def _dispute_targets(changes: pd.DataFrame) -> list[dict[str, Any]]:
     """One aggregate target of the causal model per documented provider change (for the dispute's interval)."""
@@ -400,7 +418,7 @@ def run(inputs: _data.Inputs, params: Params, flags: pd.DataFrame | None = None,
     action = practice_action(referral_panel(inputs), cost,
                              confidence=params.confidence, inference=params.inference, n_boot=params.n_boot,
                              seed=params.seed, bootstrap_weights=params.bootstrap_weights, by=GROUP,
-                             targets=_dispute_targets(changes))
+                             targets=_dispute_targets(changes) + _contract_targets(inputs, params.block_contracts))
     cells, parts, factors_by_method, intervals = _accounting(inputs, comp, params, years, GROUP)
     led = ledger(parts, action, inputs.practices, intervals, confidence=params.confidence, group=GROUP)
     lagged = sorted(comp.loc[comp["completeness"] < 1, "month"].astype(str).unique())
@@ -416,6 +434,51 @@ def run(inputs: _data.Inputs, params: Params, flags: pd.DataFrame | None = None,
     settings = {**params.values(), "years": list(years), "group": GROUP}
     return Result(comp, cost, action, cells, parts, factors_by_method,
                   intervals, led, sharing, reasons, disputes, settings, safety)
+
+
+def notional_text(notional: Mapping[str, Any]) -> str:
+    """Whether the savings are cash or notional: which providers are on block or aligned-payment contracts.
+
+    Parameters
+    ----------
+    notional : mapping
+        The headline's ``notional`` part (``block_contracts``, and ``savings`` and ``share_of_savings`` when any).
+
+    Returns
+    -------
+    str
+
+    References
+    ----------
+    NHS England (2023), NHS Payment Scheme: aligned payment and incentive (fixed payments, with a variable element);
+    DH (2002), Reforming NHS financial flows: introducing payment by results (activity x national tariff).
+    """
+    block = list(notional.get("block_contracts") or [])
+    if not block:
+        return ("Savings are valued as cash: every provider is taken to be paid activity x price (payment by "
+                "results). Where a provider's contract is a block or aligned payment, list it in block_contracts: "
+                "savings there are notional, since the PCT pays the contract whatever the activity.")
+    sv = notional.get("savings")
+    m = lambda v: f"GBP {v / 1e6:,.2f}m"  # noqa: E731
+    amount = (f": {m(sv['estimate'])} ({m(sv['ci_low'])} to {m(sv['ci_high'])})"
+              + (f", {notional['share_of_savings']:.0%} of the practice-action saving"
+                 if notional.get("share_of_savings") is not None else "") if sv else "")
+    return (f"Savings at {', '.join(block)} (block or aligned-payment contracts) are notional{amount}: the PCT's "
+            "payments to them do not fall with the activity unless the contract is renegotiated; only the rest is "
+            "cash.")
+
+
+def _notional_head(ag: pd.DataFrame, year: str, block: Sequence[str]) -> dict[str, Any]:
+    """The savings at block-contract providers in ``year`` (notional), and their share of the PCT's."""
+    out: dict[str, Any] = {"block_contracts": sorted(map(str, block))}
+    row = ag[(ag["target"] == NOTIONAL_TARGET) & (ag["financial_year"] == year)]
+    pct = ag[(ag["target"] == "pct") & (ag["financial_year"] == year)]
+    if len(row) and len(pct):
+        r = row.iloc[0]
+        out["savings"] = _ci(r["savings"], r["ci_low"], r["ci_high"])
+        total = float(pct.iloc[0]["savings"])
+        out["share_of_savings"] = round(float(r["savings"]) / total, 4) if total else None
+    return out
 
 
 def _checked_practices(inputs: _data.Inputs, flags: pd.DataFrame | None) -> list[str]:
