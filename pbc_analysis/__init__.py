@@ -8,6 +8,7 @@ core: the rules every layer shares
 - ``core/calendar``  The one implementation of month, quarter and financial-year arithmetic
 - ``core/checks``  Checks of analysis arguments: one helper per kind, each returning the problem as text (or raising)
 - ``core/names``  Safe names and the names of a run directory's markers: the core rules every layer shares
+- ``core/labels``  Codes in words: measures and points of delivery ("follow-up outpatient attendances", never a code), specialties
 - ``core/numbers``  Numbers in words: p-values printed one way in every sentence and table
 - ``core/params``  Typed parameters of an analysis stage: one frozen dataclass per stage, the one source of every setting
 - ``core/paths``  Project-root anchored paths
@@ -101,6 +102,7 @@ stages: one analysis stage per notebook: a typed ``Params``, ``run(inputs, param
 - ``stages/benchmark/funnels``  Funnels of practices' standardised ratios (benchmarking step 4): z-scores, over-dispersion, limits, positions
 - ``stages/benchmark/params``  Settings of the benchmarking stage (notebook 02), the one source of each; and the ones notebook 04 shares
 - ``stages/benchmark/peers``  Peer positions of practices: percentiles, deciles, change and trend, and the decile fan of monthly ratios
+- ``stages/benchmark/similar``  Similar practices (RightCare's "similar 10"), the opportunity at their median and best quartile, every practice's monthly SPC
 - ``stages/benchmark/stage``  The benchmarking stage in one call: `run` (notebook 02), its `Result`, and notebook 04's gate
 - ``stages/budgets/``  Indicative budgets: historic budgets, fair shares, distance from target, pace of change, statements
 - ``stages/budgets/completeness``  Completeness of the latest months: the factors (recorded / eventual) that budgets and monitoring divide by
@@ -135,7 +137,10 @@ publish: results, figures, the report and the sendable bundle; reads results onl
 - ``publish/figures/stages``  Figures of the stages: the savings waterfall, budget distance and glide path, the risk pool and monitoring
 - ``publish/figures/theme``  The one figure theme: seaborn whitegrid, a colour-blind-safe palette, fixed fonts and sizes, labels
 - ``publish/markdown``  Untrusted text as Markdown that renders exactly as written: never markup, a link, an image, math or code
+- ``publish/html_parts``  Escaped HTML pieces of the self-contained pages: cells, tables, numbers
 - ``publish/national``  The national summary page of a partitioned run: commissioners' headlines, their funnel, the national benchmark
+- ``publish/practice_pages``  A page per practice (funnel positions, spine chart, SPC, savings, budget, payment, similar practices) and their index
+- ``publish/practice_charts``  The practice pages' charts as inline SVG: a Fingertips-style spine chart and an XmR chart (higher / lower)
 - ``publish/registry``  The registry of everything a run may publish: every column of every result table, and every figure of results.json
 - ``publish/report``  Render an executed notebook to ONE self-contained HTML file
 - ``publish/report_content``  Building blocks of the evaluation report, made only from a run's results

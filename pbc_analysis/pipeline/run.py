@@ -488,6 +488,18 @@ def _render(cfg: RunConfig, run_dir: Path, echo: Any) -> dict[str, Any]:
             "seconds": round(info.seconds, 2), "output": "report.html"}
 
 
+def _practice_pages(run_dir: Path, echo: Any) -> None:
+    """``practices/<code>.html`` and their index, from the run's tables (:mod:`pbc_analysis.publish.practice_pages`)."""
+    from pbc_analysis.publish.practice_pages import PracticePageError, write_practice_pages
+
+    try:
+        pages = write_practice_pages(run_dir)
+    except PracticePageError as exc:
+        raise RunError(f"the practice pages could not be written (the report was rendered): {exc}") from None
+    echo(f"practice pages: {len(pages) - 1} in {run_dir / 'practices'}")
+    log.info("%d practice pages written", len(pages) - 1)
+
+
 def _build_bundle(run_dir: Path, echo: Any) -> None:
     """The ``published/`` bundle: what may be sent with the report (:mod:`pbc_analysis.publish.bundle`)."""
     from pbc_analysis.publish.bundle import PublishError, build_bundle
@@ -651,6 +663,7 @@ def _complete_run(cfg: RunConfig, run_dir: Path, render: bool, validation: dict[
     merged = results.merge_sections(run_dir)
     render_info = _render(cfg, run_dir, echo) if REPORT_NOTEBOOK in order else None
     if render_info is not None:
+        _practice_pages(run_dir, echo)
         _build_bundle(run_dir, echo)
     manifest = {
         **provenance,

@@ -132,9 +132,11 @@ def _complete_row(run: Path, man: dict[str, Any]) -> dict[str, Any]:
         n = changed_count(code)
         commit += f" (modified: {n} files)" if n is not None else " (modified)"
     report = run / "report.html"
+    pages = run / "practices" / "index.html"
     return {"started": str(man.get("started_utc", "")), "run": run.name, "config": str(man.get("config_name", "")),
             "parameters hash": str(man.get("parameters_hash") or "")[:12], "code": commit,
             "href": f"{quote(run.name)}/report.html" if report.is_file() and not report.is_symlink() else None,
+            "pages": f"{quote(run.name)}/practices/index.html" if pages.is_file() and not pages.is_symlink() else None,
             **headline_cells(_read_json(run / "results.json"))}
 
 
@@ -237,7 +239,7 @@ def run_states(reports_dir: str | Path) -> tuple[list[dict[str, Any]], list[dict
     -------
     complete : list of dict
         Newest first: ``started``, ``run``, ``config``, ``parameters hash``, ``code``, ``href`` (None
-        without a report) and :func:`headline_cells` from the verified ``results.json``.
+        without a report), ``pages`` (the practice pages' index, None without them) and :func:`headline_cells` from the verified ``results.json``.
     others : list of dict of str to str
         By name, newest first: ``run``, ``state`` (``"incomplete: <reason>"`` or ``"integrity check
         failed: N files"``) and ``detail`` (the first five problems).
@@ -272,6 +274,8 @@ def _complete_table(rows: list[dict[str, Any]], latest: str | None) -> str:
             if c == "run":
                 label = html.escape(r["run"]) + (" (latest)" if r["run"] == latest else "")
                 link = f'<a href="{html.escape(r["href"])}">{label}</a>' if r["href"] else label
+                if r.get("pages"):
+                    link += f' (<a href="{html.escape(r["pages"])}">practice pages</a>)'
                 cells.append(f"<td>{link}</td>")
             else:
                 cells.append(_cell(r.get(c, "")))

@@ -22,8 +22,9 @@ In order, each step printed as it happens:
    - ``tables/*.csv``, ``results.json``, ``results/*.json``, ``published/tables/*.csv`` and
      ``published/results.json``: byte-identical, equal within tolerance (largest differences shown)
      or different;
-   - ``report.html`` and ``published/report.html``: every table, caption, headers and cells, as exact
-     text (:func:`compare.compare_report`); the first differing cell of each differing table is named;
+   - ``report.html`` and ``published/report.html``, and the practice pages (``practices/*.html``, also in
+     ``published/``): every table, caption, headers and cells, as exact text (:func:`compare.compare_report`);
+     the first differing cell of each differing table is named;
    - ``published/README.txt``: exactly; ``published/finance.xlsx``: sheet by sheet, as tables with the tolerance.
 
    With ``against`` (``pbc verify RUN --against RERUN``) an existing re-run is compared instead of making one,
@@ -63,10 +64,12 @@ from pbc_analysis.pipeline.run import RunError, run_pipeline
 from pbc_analysis.publish.report import ReportError
 from pbc_analysis.publish.report_provenance import changed_count
 
+#: the practice pages (pbc_analysis.publish.practice_pages): compared by their tables, like report.html
+PAGES = ("practices/*.html", "published/practices/*.html")
 #: Outputs re-run and compared (tables and JSON with the tolerance, reports by their tables, text exactly).
 COMPARED = ("tables/*.csv", "results.json", "results/*.json", "report.html", "published/tables/*.csv",
             "published/results.json", "published/report.html", "published/README.txt", "published/finance.xlsx",
-            "data/*.parquet", "data/*.csv", "data/*.csv.gz", "data/ingest.json")   # data/: a run's ingested tables
+            "data/*.parquet", "data/*.csv", "data/*.csv.gz", "data/ingest.json", *PAGES)   # data/: a run's ingested tables
 REPORTS = frozenset({"report.html", "published/report.html"})   # compared by their tables
 HASH_ONLY = "figures, notebooks, provenance.json and published/CONTENTS.json are checked against their hashes only"
 TAMPERED, NOT_IDENTICAL, CODE_DIFFERS, RERUN_FAILED = "TAMPERED", "NOT IDENTICAL", "CODE DIFFERS", "RE-RUN FAILED"
@@ -247,7 +250,7 @@ def compare_outputs(published: Path, rerun: Path, outputs: list[str], tol: compa
         a, b = mf.output_path(published, name), mf.output_path(rerun, name)
         if a is None or b is None:
             out.append(compare.Comparison(name, compare.DIFFERENT, ["not a plain relative path inside the run directory"]))
-        elif name in REPORTS:
+        elif name in REPORTS or any(fnmatch.fnmatchcase(name, pat) and name.count("/") == pat.count("/") for pat in PAGES):
             out.append(compare.compare_report(a, b, name))
         else:
             out.append(compare.compare_files(a, b, name, tol))

@@ -12,6 +12,7 @@ A run directory (``reports/<run_id>/``) is the analyst's **private working area*
       results.json      headline figures, counts disclosed (JSON_RULES)
       tables/<name>.csv every result table that may be sent, counts disclosed (TABLES)
       figures/*.png     the report's figures
+      practices/*.html  a page per practice and their index (their tables already apply the rule)
       finance.xlsx      the payment schedule and budget statements as a workbook, from the disclosed tables
 
 The rule (``disclosure``; NHS Digital HES/ECDS disclosure control, see ../shared/DOMAIN.md "Publishing
@@ -339,6 +340,9 @@ def _readme(run_id: str, contents: dict[str, Any]) -> str:
         lines.append("  report.html     the report (self-contained; its tables apply the same rule)")
     if "finance.xlsx" in contents["files"]:
         lines.append("  finance.xlsx    the payment schedule and budget statements (values, no formulas; from the tables here)")
+    n_pages = sum(1 for f in contents["files"] if f.startswith("practices/") and f != "practices/index.html")
+    if n_pages:
+        lines.append(f"  practices/      {n_pages} practice pages and their index (self-contained; counts disclosed)")
     lines += ["  results.json    headline figures, counts disclosed",
               f"  tables/         {len(tables)} result tables, counts disclosed",
               f"  figures/        {sum(1 for f in contents['files'] if f.startswith('figures/'))} figures of the report",
@@ -461,6 +465,11 @@ def build_bundle(run_dir: str | Path) -> Path:
             (stage / results.FIGURES).mkdir()
         for fig in figures:
             shutil.copyfile(fig, stage / results.FIGURES / fig.name)
+        pages = sorted((run_dir / "practices").glob("*.html"))   # the practice pages (they apply the rule)
+        if pages:
+            (stage / "practices").mkdir()
+        for page in pages:
+            shutil.copyfile(page, stage / "practices" / page.name)
         write_finance_workbook(stage, run_id=run_dir.name)  # from the bundle's disclosed tables, never the private ones
         contents["files"] = {p.relative_to(stage).as_posix(): "" for p in stage.rglob("*") if p.is_file()}
         (stage / "README.txt").write_text(_readme(run_dir.name, contents), encoding="utf-8")

@@ -40,7 +40,6 @@ import math
 import re
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, Sequence
-from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -50,6 +49,10 @@ from pbc_analysis.methods import disclosure
 from pbc_analysis.methods.funnel import funnel_overdispersion
 from pbc_analysis.publish import results
 from pbc_analysis.publish.bundle import neutralise_formulas
+from pbc_analysis.publish.html_parts import cell as _cell
+from pbc_analysis.publish.html_parts import fmt as _fmt
+from pbc_analysis.publish.html_parts import html_table as _html_table
+from pbc_analysis.publish.html_parts import text as _text
 
 __all__ = ["HEADLINE_COLUMNS", "NATIONAL_HTML", "commissioner_rows", "headline_of", "write_national_summary"]
 
@@ -257,13 +260,6 @@ def _disclosed(values: pd.Series) -> pd.Series:
     return disclosure.disclose_counts(pd.Series(np.asarray(values, float).round().astype(np.int64), index=values.index))
 
 
-def _fmt(v: Any, spec: str = ",.0f") -> str:
-    """A number formatted, or "" when missing."""
-    if v is None or v is pd.NA or (isinstance(v, float) and not math.isfinite(v)):
-        return ""
-    return format(v, spec)
-
-
 def _interval(est: Any, lo: Any, hi: Any, spec: str = ",.0f") -> str:
     """``estimate (lo to hi)`` or "" when the estimate is missing."""
     if est is None or (isinstance(est, float) and math.isnan(est)):
@@ -279,30 +275,6 @@ def _national_total(rows: pd.DataFrame, est: str, lo: str, hi: str) -> tuple[flo
     total = float(e.sum())
     half = _Z975 * math.sqrt(float((((hi_v - lo_v) / (2 * _Z975)) ** 2).sum()))
     return total, total - half, total + half, int(ok.sum())
-
-
-def _text(v: Any) -> str:
-    """A cell's value as text: "" when missing (None, NaN, NA)."""
-    return "" if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)) else str(v)
-
-
-def _cell(text: Any, sort: Any = None, cls: str = "", link: Any = "") -> str:
-    """One escaped ``<td>`` (with its sort key; a relative link when given, already checked and quoted)."""
-    text, link = _text(text), _text(link)
-    key = html.escape(text if sort is None else _text(sort), quote=True)
-    body = html.escape(text)
-    if link:
-        body = f'<a href="{html.escape(quote(link, safe="/._-"), quote=True)}">{body}</a>'
-    klass = f' class="{cls}"' if cls else ""
-    return f'<td data-v="{key}"{klass}>{body}</td>'
-
-
-def _html_table(headers: Sequence[str], rows: list[list[str]], caption: str, sortable: bool = False) -> str:
-    """A table of ready ``<td>`` cells with escaped headers and caption."""
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join(f"<tr>{''.join(r)}</tr>" for r in rows) or f'<tr><td colspan="{len(headers)}">none</td></tr>'
-    cls = ' class="sortable"' if sortable else ""
-    return f"<table{cls}><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _commissioner_table(table: pd.DataFrame) -> str:

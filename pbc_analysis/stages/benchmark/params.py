@@ -112,6 +112,9 @@ class Params(StageParams):
     spc_baseline_months: int = setting(12, "first months of each flagged practice's monthly series that set its "
                                            "SPC limits", low=2)
     max_spc_charts: int = setting(6, "most SPC charts drawn (one per flagged practice, in code order)", low=0)
+    similar_k: int = setting(
+        10, "peers of each practice in its similar-practices table (nearest by list size, age mix and deprivation, "
+            "as RightCare's similar 10; capped at the number of other practices)", low=1)
 
     def problems(self) -> list[str]:
         """Every field outside its type, choices or range (:meth:`StageParams.problems`), and the list settings.
