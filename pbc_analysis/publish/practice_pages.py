@@ -460,13 +460,18 @@ def _budget_section(code: str, run: _Run) -> str:
              (f"Historic spend, GBP ({text(x['base_years'])})", _whole(x["historic_spend"])),
              ("Historic budget, GBP", _whole(x["historic_budget"])), ("Fair share, GBP", _whole(x["fair_share"])),
              ("Distance from target", _pct(x["distance_from_target"], "+.1%")),
-             ("Pace-of-change step, GBP", _whole(x["step"])), ("Budget (gross), GBP", _whole(x["budget"])),
+             ("Pace-of-change step, GBP", _whole(x["step"])),
+             ("Budget set by fair shares and pace of change (proposed), GBP", _whole(x["budget"])),
              ("Status", text(x["status"]))]
     net = run.table("risk_net_budgets", code)
     if net is not None and len(net):
         n = net.iloc[0]
-        items += [("Risk-pool top-slice, GBP", _whole(n["top_slice_contribution"])),
-                  ("Net budget, GBP", _whole(n["net_budget"]))]
+        if "supplied_budget" in n.index:  # the run's one basis (the budget stage's budget_basis)
+            items += [("Budget issued for the year (budgets.csv), GBP", _whole(n["supplied_budget"])),
+                      ("Basis used for the pool, monitoring and payment", text(n["budget_source"]))]
+        items += [("Gross budget on that basis, GBP", _whole(n["budget"])),
+                  ("Risk-pool top-slice, GBP", _whole(n["top_slice_contribution"])),
+                  ("Net budget (gross - top-slice), GBP", _whole(n["net_budget"]))]
     mon = run.table("risk_status", code)
     if mon is not None and len(mon):
         m = mon.iloc[0]
