@@ -17,11 +17,13 @@ import numpy as np
 import pandas as pd
 from IPython.display import HTML
 
+from pbc_analysis.core.labels import measure_label
 from pbc_analysis.methods import disclosure
 from pbc_analysis.publish import results
 from pbc_analysis.publish.markdown import html_table as _table
 
-__all__ = ["BASIS_WORDS", "budget_basis_frame", "budget_basis_table", "threshold_table"]
+__all__ = ["BASIS_WORDS", "budget_basis_frame", "budget_basis_table", "completeness_comparison_table",
+           "spend_definitions_table", "threshold_table"]
 
 #: the budget stage's budget_basis in words
 BASIS_WORDS = {"supplied": "the budget issued for the year (budgets.csv)",
@@ -157,3 +159,91 @@ def threshold_table(run_dir: str | Path) -> HTML | None:
     note = (f"Adequate: the pool is exhausted in at most {level:.0%} of simulated years. Expected patients are modelled "
             "(a mean over simulated years), rounded and shown as counts are." if level is not None else None)
     return _table(shown, "Risk pool: thresholds and the top-slice each needs (recommendation)", note=note)
+
+
+def spend_definitions_table(run_dir: str | Path) -> HTML | None:
+    """The evaluation year's spend by each of its definitions, side by side, with the question each answers.
+
+    One quantity, one definition; where the run holds several figures for the spend of a year, they answer
+    different questions and are shown together: recorded so far (data quality: the latest months incomplete),
+    completed for the data lag (attribution: the ledger, savings and sharing) and the forecast outturn (in-year
+    monitoring of the budgets).
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run directory.
+
+    Returns
+    -------
+    IPython.display.HTML or None
+        None when the run has no attribution.
+
+    References
+    ----------
+    DOMAIN.md, data lag (SUS/HES months incomplete for up to three months).
+    """
+    res = results.read_results(run_dir)
+    att = res.get("attribution") or {}
+    year = att.get("evaluation_year")
+    if not year or att.get("spend") is None:
+        return None
+    rows = []
+    recorded = ((res.get("data_quality") or {}).get("cost_by_financial_year_gbp") or {}).get(year)
+    if recorded is not None:
+        rows.append((f"Recorded so far ({year})", recorded, "data quality",
+                     "activity x price as the extract holds it; its latest months are incomplete (data lag)"))
+    rows.append((f"Completed for the data lag ({year})", att["spend"], "attribution",
+                 "the latest months divided by their completeness (elective activity from GP referrals, emergency "
+                 "activity from the same months a year earlier): the ledger, savings and sharing use it"))
+    mon = ((res.get("budgets") or {}).get("monitoring") or {})
+    if mon.get("available") and mon.get("pct_forecast_outturn_gbp") is not None:
+        rows.append((f"Forecast outturn at {mon.get('as_at')}", mon["pct_forecast_outturn_gbp"], "in-year monitoring",
+                     "the year to date projected with the seasonal profile, the latest months completed by the "
+                     "data-quality model; the red/amber/green status uses it"))
+    shown = pd.DataFrame([{"Figure": r[0], "GBP": _gbp(r[1]), "From": r[2], "What it answers": r[3]} for r in rows])
+    note = ("The completed and forecast figures exceed the recorded one by the activity still to arrive; they differ "
+            "from each other because they complete the latest months by different models (compared month by month "
+            "in the next table) and because the forecast is for the year's end as seen from its reporting month.")
+    return _table(shown, f"Spend of {year}: one quantity, the figures that answer different questions", note=note)
+
+
+def completeness_comparison_table(run_dir: str | Path) -> HTML | None:
+    """The completeness of each incomplete month by the three models that estimate it, side by side.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run directory (``dq_completeness``, ``att_completeness``, ``risk_completeness``).
+
+    Returns
+    -------
+    IPython.display.HTML or None
+        None when the run has none of the three tables.
+
+    References
+    ----------
+    McCullagh P, Nelder JA (1989), Generalized Linear Models (the data-quality model's quasi-Poisson); Mack T (1993),
+    ASTIN Bulletin 23:213-225 (chain ladder, for snapshots).
+    """
+    run_dir = Path(run_dir)
+    dq, att, risk = (_read(run_dir, n) for n in ("dq_completeness", "att_completeness", "risk_completeness"))
+    if att is None or not len(att):
+        return None
+    out = att[["pod", "month", "completeness"]].rename(columns={"completeness": "attribution"})
+    if dq is not None and len(dq):
+        out = out.merge(dq[["pod", "month", "completeness"]].rename(columns={"completeness": "data quality"}),
+                        on=["pod", "month"], how="left")
+    if risk is not None and len(risk):
+        out = out.merge(risk[["month", "factor"]].rename(columns={"factor": "monitoring (all points of delivery)"}),
+                        on="month", how="left")
+    out = out.sort_values(["month", "pod"], kind="stable")
+    shown = out.assign(pod=out["pod"].map(lambda c: measure_label(c, capital=True)))
+    for c in shown.columns[2:]:
+        shown[c] = shown[c].map(lambda v: "" if pd.isna(v) else f"{v:.1%}")
+    shown = shown.rename(columns={"pod": "Point of delivery", "month": "Month"})
+    note = ("Share of the month's activity already in the extract. Data quality: a quasi-Poisson trend and season model "
+            "of complete months, per point of delivery; attribution: elective activity expected from GP referrals, "
+            "emergency activity from the same month a year earlier; monitoring: the data-quality model applied to "
+            "the activity of all points of delivery together. The figures a table uses say which model it took.")
+    return _table(shown, "Completeness of the latest months by each model that estimates it", note=note)

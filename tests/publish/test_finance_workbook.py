@@ -114,3 +114,22 @@ def test_verify_compares_workbooks_by_their_sheets(sample_run, tmp_path):
     c = compare.compare_files(book, changed)
     assert c.state == compare.DIFFERENT and any("[Payment schedule]" in d and "Payable to practice" in d
                                                 for d in c.details)
+
+
+def test_one_quantity_its_figures_side_by_side(sample_run):
+    """The evaluation year's spend: recorded, completed for the lag and forecast, each from the section that uses it;
+    the completeness of each lagged month by the three models, in words, never a point-of-delivery code."""
+    res = results.read_results(sample_run)
+    year = res["attribution"]["evaluation_year"]
+    html = finance.spend_definitions_table(sample_run).data
+    for value in (res["data_quality"]["cost_by_financial_year_gbp"][year], res["attribution"]["spend"],
+                  res["budgets"]["monitoring"]["pct_forecast_outturn_gbp"]):
+        assert f"{value:,.0f}" in html
+    comp = finance.completeness_comparison_table(sample_run).data
+    att = results.read_table(sample_run, "att_completeness")
+    assert comp.count("<tr>") == len(att)  # one body row per lagged month and point of delivery
+    assert "followup_op" not in comp and "Follow-up outpatient attendances" in comp
+    for v in att["completeness"]:
+        assert f"{v:.1%}" in comp
+    report_html = (sample_run / "report.html").read_text(encoding="utf-8")
+    assert f"Spend of {year}: one quantity" in report_html and "Completeness of the latest months by each model" in report_html

@@ -160,3 +160,18 @@ def test_sample_underlying_growth_line_recovers_the_planted_trend_and_season(sam
     html = (sample_run / "report.html").read_text(encoding="utf-8")
     assert "underlying growth in demand shared by all practices (trend and season)" in html
     assert f"Headline, {att['evaluation_year']}" in html
+
+
+def test_sample_text_and_table_agree_on_the_distance_from_target(sample_run):
+    """The budgets text takes its range from the same rounding as the budget statement table shows: the smallest and
+    largest "Distance from target" cells of the table are the text's "runs from X to Y" (once -22.2% vs -22.3%)."""
+    from pbc_analysis.publish import report
+
+    html = (sample_run / "report.html").read_text(encoding="utf-8")
+    m = re.search(r"Distance from target runs from ([+-][0-9.]+%) to ([+-][0-9.]+%)", html)
+    assert m is not None
+    table = next(t for t in report.extract_tables(html) if t["caption"].startswith("Budget statement per practice"))
+    j = table["headers"].index("Distance from target")
+    cells = [row[j] for row in table["rows"]]
+    as_number = sorted(cells, key=lambda c: float(c.rstrip("%")))
+    assert (m.group(1), m.group(2)) == (as_number[0], as_number[-1])

@@ -207,11 +207,13 @@ def headline(res: Result) -> dict:
         "need_model": coefs,
         "r_squared": rounded(fit_all["r_squared"]), "r_squared_need": rounded(fit_all["r_squared_need"]),
         "share_more_than_10pct_from_actual": rounded(fit_all["share_more_than_10pct_from_actual"]),
-        "distance_from_target": {"min": rounded(d.min()), "median": rounded(d.median()), "max": rounded(d.max()),
+        # shown as percentages with one decimal: stored at that precision, so the text and the tables that format
+        # the unrounded values (the budget statement) show the same figure (one rounding, not two)
+        "distance_from_target": {"min": rounded(d.min(), 3), "median": rounded(d.median(), 3), "max": rounded(d.max(), 3),
                                  "share_outside_band": rounded(float((~s["within_band_now"]).mean()))},
         "winners": int((s["status"] == "gains").sum()), "losers": int((s["status"] == "loses").sum()),
         "unchanged": int((s["status"] == "unchanged").sum()),
-        "largest_gain_pct": rounded(s["change_pct"].max()), "largest_loss_pct": rounded(s["change_pct"].min()),
+        "largest_gain_pct": rounded(s["change_pct"].max(), 3), "largest_loss_pct": rounded(s["change_pct"].min(), 3),
         "cap_binding": int(s["cap_binding"].sum()),
         "within_band_after_path": int(res.path.loc[res.path["year"] == res.path["year"].max(), "within_band"].sum()),
     }
