@@ -16,6 +16,8 @@ __all__ = ["MEASURE_LABELS", "measure_label", "specialty_label"]
 MEASURE_LABELS: dict[str, str] = {
     "referrals": "GP referrals",
     "gp_referral": "GP referrals",
+    "gp_referrals": "GP referrals",
+    "planned": "planned care (outpatients and elective admissions)",
     "first_op": "first outpatient attendances",
     "followup_op": "follow-up outpatient attendances",
     "elective": "elective admissions",

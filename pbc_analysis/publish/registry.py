@@ -222,6 +222,7 @@ TABLES: dict[str, TableSpec] = {
                           key=("practice_code", "month", "segment"), count=("observed",),
                           **{**_SPC, "modelled": ("expected", "ratio", *_SPC["modelled"])}),
     "bm_specialties": _t("specialty (names)", key=("specialty_code", "specialty_name")),
+    "bm_providers": _t("provider (names)", key=("provider_code", "provider_name")),
     # ---- 03 referral evaluation ------------------------------------------------------------------
     "ev_its": _t("ITS model", key=("model",),
                  modelled=("level_change", "level_change_ci_low", "level_change_ci_high", "slope_change",

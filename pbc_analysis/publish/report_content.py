@@ -24,6 +24,7 @@ import pandas as pd
 from IPython.display import HTML
 
 from pbc_analysis.core import numbers
+from pbc_analysis.core.labels import measure_label
 from pbc_analysis.methods import disclosure
 from pbc_analysis.publish import results
 from pbc_analysis.publish.markdown import html_table as _table
@@ -119,6 +120,42 @@ def title_block(res: dict[str, Any], prov: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _names(run_dir: str | Path, table: str, code: str, name: str) -> dict[str, str]:
+    """Code -> name from a result table of names (``bm_practices``, ``bm_providers``); empty when it is absent."""
+    path = Path(run_dir) / results.TABLES / f"{table}.csv"
+    if not path.is_file():
+        return {}
+    t = results.read_table(run_dir, table, dtype=str, keep_default_na=False)
+    return dict(zip(t[code], t[name])) if code in t.columns and name in t.columns else {}
+
+
+def _with_names(codes: pd.Series, names: dict[str, str]) -> pd.Series:
+    """``code name`` for each code (the code alone where the name is unknown)."""
+    c = codes.astype(str)
+    return (c + " " + c.map(names).fillna("")).str.strip()
+
+
+def practice_names(run_dir: str | Path) -> dict[str, str]:
+    """Practice code -> name (from the benchmarking's ``bm_practices``, else the budget statement).
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run directory.
+
+    Returns
+    -------
+    dict
+    """
+    return _names(run_dir, "bm_practices", "practice_code", "practice_name") or _names(
+        run_dir, "bud_statement", "practice_code", "practice_name")
+
+
+def _pods(codes: Any) -> str:
+    """Points of delivery in words, joined."""
+    return ", ".join(measure_label(c) for c in sorted(map(str, codes)))
+
+
 def data_quality_text(res: dict[str, Any]) -> str:
     """The data quality headline in words (Markdown, from results.json's ``data_quality`` section).
 
@@ -137,7 +174,7 @@ def data_quality_text(res: dict[str, Any]) -> str:
     years = sorted(costs, key=str)
     spend = "; ".join(f"{_md(y)}: GBP {costs[y] / 1e6:,.1f} million" for y in years)
     lagged = {k: v for k, v in (dq.get("incomplete_trailing_months") or {}).items() if v and k != "gp_referral"}
-    lag_text = (f"The latest months are incomplete (hospital data lag) for {_md(', '.join(sorted(map(str, lagged))))}; "
+    lag_text = (f"The latest months are incomplete (hospital data lag) for {_md(_pods(lagged))}; "
                 f"the last complete month is {_md(dq.get('latest_complete_month'))}. Monthly analyses stop there or "
                 "adjust for completeness." if lagged else "No incomplete latest months were detected.")
     return (f"All input files passed validation. Hospital spend by financial year: {spend} "
@@ -258,8 +295,8 @@ def completeness_table(run_dir: str | Path) -> HTML:
     """
     df = results.read_table(run_dir, "dq_completeness")
     shown = pd.DataFrame({
-        "Series": df["pod"], "Month": df["month"],
-        "Observed (count)": disclosure.disclose_counts(df["observed"]),
+        "Series": df["pod"].map(lambda c: measure_label(c, capital=True)), "Month": df["month"],
+        "Observed (count)": disclosure.disclose_counts(df["observed"].round().astype("int64")),
         "Completeness (%)": (100 * df["completeness"]).round(1),
         "95% CI (%)": [f"{100 * lo:.1f} to {min(100 * hi, 999):.1f}" for lo, hi in zip(df["ci_low"], df["ci_high"])],
         "Flagged incomplete": df["incomplete"].map({True: "yes", False: ""}),
@@ -284,7 +321,7 @@ def flagged_practices_table(run_dir: str | Path) -> HTML:
     if df.empty:
         return HTML("<p>No practice was flagged by the list and activity consistency checks.</p>")
     shown = pd.DataFrame({
-        "Practice": df["practice_code"],
+        "Practice": _with_names(df["practice_code"], practice_names(run_dir)),
         "List, latest month": disclosure.disclose_counts(df["list_last_month"]),
         "Largest monthly list change (%)": (100 * df["max_monthly_list_change"]).round(1),
         "Activity per 1,000 per year": df["activity_per_1000_per_year"].round(0),
@@ -311,6 +348,9 @@ def activity_by_provider_table(run_dir: str | Path) -> HTML:
     years = [c for c in wide.columns if c not in ("provider_code", "pod")]
     for y in years:
         wide[y] = disclosure.disclose_counts(wide[y].astype("int64"))
+    wide["provider_code"] = _with_names(wide["provider_code"], _names(run_dir, "bm_providers", "provider_code",
+                                                                      "provider_name"))
+    wide["pod"] = wide["pod"].map(lambda c: measure_label(c, capital=True))
     wide = wide.rename(columns={"provider_code": "Provider", "pod": "Point of delivery"})
     wide.columns.name = None
     return _table(wide, "Activity by provider, point of delivery and financial year (counts, rounded)")
@@ -351,8 +391,8 @@ def benchmarking_flags_table(run_dir: str | Path) -> HTML:
     if card.empty:
         return HTML("<p>No practice is flagged in the latest period.</p>")
     shown = pd.DataFrame({
-        "Practice": card["practice_code"], "Consortium": card["consortium"],
-        "GP referrals (count)": disclosure.disclose_counts(card["referrals_observed"].astype("int64")),
+        "Practice": _with_names(card["practice_code"], practice_names(run_dir)), "Consortium": card["consortium"],
+        "GP referrals (count)": disclosure.disclose_counts(card["referrals_observed"].round().astype("int64")),
         "Referral ratio": card["referrals_ratio"].round(2),
         "95% CI": [f"{lo:.2f} to {hi:.2f}" for lo, hi in zip(card["referrals_lower"], card["referrals_upper"])],
         "First outpatient ratio": card["first_op_ratio"].round(2),
@@ -366,13 +406,14 @@ def benchmarking_flags_table(run_dir: str | Path) -> HTML:
 def scorecard_table(run_dir: str | Path) -> HTML:
     """Every practice's scorecard for the latest period: cost (GBP), ratios by point of delivery, flags."""
     card = results.read_table(run_dir, "bm_scorecard")
-    shown = pd.DataFrame({"Practice": card["practice_code"], "Consortium": card["consortium"],
-                          "Cost per head (GBP)": card["cost_per_head"].round(0)})
+    shown = pd.DataFrame({"Practice": _with_names(card["practice_code"], practice_names(run_dir)),
+                          "Consortium": card["consortium"],
+                          "Cost per head (GBP)": card["cost_per_head"].map(lambda v: "" if pd.isna(v) else f"{v:,.0f}")})
     for m, label in (("referrals", "GP referrals"), ("first_op", "First OP"), ("followup_op", "Follow-up OP"),
                      ("elective", "Elective"), ("non_elective", "Non-elective"), ("ae", "A&E")):
         if f"{m}_ratio" in card.columns:
             shown[f"{label} ratio"] = card[f"{m}_ratio"].round(2)
-    shown["Percentile (referrals)"] = card["pct_percentile"].round(0)
+    shown["Percentile (referrals)"] = card["pct_percentile"].map(lambda v: "" if pd.isna(v) else f"{v:.0f}")
     shown["Flag"] = card["flag"].fillna("")
     return _table(shown, "Practice scorecard, latest period: standardised ratios (observed / expected) and cost per "
                          "registered patient")
@@ -383,7 +424,8 @@ def dispersion_table(run_dir: str | Path, period: str | None = None) -> HTML:
     d = results.read_table(run_dir, "bm_dispersion")
     period = period or sorted(d["period"].astype(str).unique())[-1]
     d = d[(d["period"].astype(str) == period) & (d["specialty_code"] == "all")]
-    shown = pd.DataFrame({"Measure": d["measure"], "Practices": d["n_units"], "phi": d["phi"].round(2),
+    shown = pd.DataFrame({"Measure": d["measure"].map(lambda c: measure_label(c, capital=True)),
+                          "Practices": d["n_units"], "phi": d["phi"].round(2),
                           "tau squared": d["tau2"].map(lambda v: f"{v:.4f}"),
                           "Dispersion test p": d["dispersion_p"].map(lambda v: "< 0.0001" if v < 1e-4 else f"{v:.2g}"),
                           "Limits used": d["overdispersion_used"]})
@@ -496,7 +538,8 @@ def evaluation_checks_table(run_dir: str | Path) -> HTML:
                  "Expected if the design is sound": "a fall with no intervention: why DiD compares with controls"})
     pc = results.read_table(run_dir, "ev_provider_check")
     for r in pc.itertuples():
-        rows.append({"Check": f"Provider change {r.provider_code} {r.change_month} ({r.pod}): {r.series.replace('_', ' ')}",
+        rows.append({"Check": f"Provider change {r.provider_code} {r.change_month} ({measure_label(r.pod)}): "
+                              f"{measure_label(r.series)}",
                      "Result": f"level change x{r.level_change:.3f} (95% CI {r.ci_low:.3f} to {r.ci_high:.3f})",
                      "Expected if the design is sound": "a step in the changed activity, none in GP referrals"})
     return _table(pd.DataFrame(rows), "Checks on the evaluation (modelled estimates)")
@@ -607,7 +650,8 @@ def budget_statement_table(run_dir: str | Path) -> HTML:
     """The per-practice budget statement: list, weights, need, historic spend, target, distance, step."""
     s = results.read_table(run_dir, "bud_statement")
     shown = pd.DataFrame({
-        "Practice": s["practice_code"], "Consortium": s["consortium"],
+        "Practice": _with_names(s["practice_code"], dict(zip(s["practice_code"], s["practice_name"].fillna("")))),
+        "Consortium": s["consortium"],
         "Weighted list": s["weighted_list"].map(lambda v: f"{v:,.0f}"),
         "Age-sex index": s["age_sex_index"].round(3), "Need index": s["need_index"].round(3),
         "Historic budget (GBP)": s["historic_budget"].map(lambda v: f"{v:,.0f}"),

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from pbc_analysis import data as _data
+from pbc_analysis.core.labels import measure_label
 from pbc_analysis.stages.attribution.causal import PracticeAction, practice_action, precision
 from pbc_analysis.stages.attribution.common import ELECTIVE_PODS, FACTORS, LEDGER_LINES, LINE_LABELS, _check_years, _full_years, _fy_of_months, _window_months
 from pbc_analysis.stages.attribution.decomposition import decompose, decomposition_intervals, spend_cells
@@ -247,7 +248,7 @@ def describe(head: Mapping[str, Any]) -> str:
                   else ".") if sf["rise"] else "no practice's emergencies rose above expected."))
     for d in head.get("disputes", []):
         sp = d["supported_practice_saving"]
-        lines.append(f"Disputed change at {d['provider_code']} ({d['pod'].replace('_', ' ')}): practices claimed "
+        lines.append(f"Disputed change at {d['provider_code']} ({measure_label(d['pod'])}): practices claimed "
                      f"{m(d['claimed_by_practices'])}; the provider's own change accounts for "
                      f"{m(d['provider_change'])}; "
                      f"the evidence supports a practice saving of {m(sp['estimate'])} "

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 import pandas as pd
 
+from pbc_analysis.core.labels import measure_label
+
 if TYPE_CHECKING:
     from pbc_analysis.stages.budgets.stage import Result
 
@@ -256,7 +258,7 @@ def describe(head: Mapping[str, Any]) -> str:
                  f"GBP {head['budgets_total_gbp']:,.0f}.")]
     if dep:
         lines.append("Need model (" + head["formula"] + "): one SD of IMD score goes with " + ", ".join(
-            f"{v['rate_ratio']:.3f} x cost per weighted patient for {k.replace('_', ' ')}" for k, v in dep.items())
+            f"{v['rate_ratio']:.3f} x cost per weighted patient for {measure_label(k)}" for k, v in dep.items())
             + f". At practice level it explains {head['r_squared']:.0%} of the variation in cost per patient "
             f"({head['r_squared_need']:.0%} from need alone); "
             f"{head['share_more_than_10pct_from_actual']:.0%} of practices are more than 10% from their actual cost.")
