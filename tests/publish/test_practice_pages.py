@@ -260,3 +260,26 @@ def test_verify_compares_the_pages_by_their_tables(sample_run, tmp_path):
                            encoding="utf-8")
     result = verify.compare_outputs(sample_run, run, [rel])[0]
     assert result.state == compare.DIFFERENT and "1999/00" in " ".join(result.details)
+
+
+def test_every_count_on_every_page_is_disclosed(sample_run):
+    """The disclosure scan of the report, over all the pages: every observed count is 0, * or a multiple of 5 of at
+    least 10 (1 to 7 suppressed, others rounded to 5)."""
+    from pbc_analysis.publish import report
+
+    def disclosed(c: str) -> bool:
+        v = c.replace(",", "").strip()
+        return v in ("*", "0", "") or not v.isdigit() or (int(v) >= 10 and int(v) % 5 == 0)
+
+    pages = sorted((sample_run / "practices").glob("P*.html"))
+    assert len(pages) == 60
+    checked = 0
+    for page in pages:
+        for t in report.extract_tables(page.read_text(encoding="utf-8")):
+            for j, head in enumerate(t["headers"]):
+                if head in ("Observed", "GP referrals") or "(count)" in head:
+                    cells = [r[j] for r in t["rows"] if j < len(r)]
+                    bad = [c for c in cells if not disclosed(c)]
+                    assert not bad, f"{page.name}, {t['caption']!r}, {head!r}: {bad[:3]}"
+                    checked += len(cells)
+    assert checked > 60 * 10
