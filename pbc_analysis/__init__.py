@@ -143,6 +143,7 @@ publish: results, figures, the report and the sendable bundle; reads results onl
 - ``publish/practice_charts``  The practice pages' charts as inline SVG: a Fingertips-style spine chart and an XmR chart (higher / lower)
 - ``publish/registry``  The registry of everything a run may publish: every column of every result table, and every figure of results.json
 - ``publish/report``  Render an executed notebook to ONE self-contained HTML file
+- ``publish/report_style``  The report's A4 print stylesheet (every table column on the page) and its table of contents
 - ``publish/report_content``  Building blocks of the evaluation report, made only from a run's results
 - ``publish/finance``  The budgets a finance director signs: every practice's budget of the target year on one basis, side by side
 - ``publish/report_payments``  The payment schedule: every engaged practice's saving, the gates it passed, and what is payable, with reasons

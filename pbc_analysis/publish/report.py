@@ -25,7 +25,8 @@ nbconvert (fallback, always available in the venv)
     something from a CDN (require.js, MathJax, mermaid.js, the Jupyter widgets manager). Tables
     are static HTML (pandas ``to_html``) styled by the inlined lab CSS, so they read without
     JavaScript. LaTeX math is left as its TeX source (no MathJax). A visible footer line says
-    which renderer was used and why.
+    which renderer was used and why. The page carries an A4 print stylesheet and a table of contents
+    made from its own ``h2``/``h3`` headings (:mod:`pbc_analysis.publish.report_style`).
 
 Whichever renderer runs, the result goes through :func:`check_self_contained` and a page that
 still references the network, or carries active content (an event-handler attribute, a
@@ -54,6 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pbc_analysis.publish.markdown import markdown_text
+from pbc_analysis.publish.report_style import PRINT_CSS, SCREEN_CSS, add_table_of_contents
 
 __all__ = [
     "ALLOWED_SCRIPTS",
@@ -525,6 +527,8 @@ def _render_quarto(
 # Blocks of nbconvert's ``lab`` template (share/jupyter/nbconvert/templates/lab/index.html.j2) that
 # load code from a CDN are emptied; a footer naming the renderer is added.
 _NBCONVERT_TEMPLATE_NAME = "pbc_static_report.html.j2"
+# The print stylesheet and the table of contents' styles (:mod:`pbc_analysis.publish.report_style`) are inlined in
+# the same block, so the one file prints to A4 with no external stylesheet.
 _NBCONVERT_TEMPLATE = """\
 {%- extends 'index.html.j2' -%}
 {%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
@@ -535,6 +539,7 @@ _NBCONVERT_TEMPLATE = """\
 <style type="text/css">
 footer.pbc-render-footer { margin: 2em 0 1em 0; padding-top: 0.5em; border-top: 1px solid #ccc;
   color: #555; font-size: 0.85em; font-family: var(--jp-ui-font-family, sans-serif); }
+""" + SCREEN_CSS + PRINT_CSS + """\
 </style>
 {%- endblock extra_css -%}
 {% block body_footer %}
@@ -543,6 +548,8 @@ footer.pbc-render-footer { margin: 2em 0 1em 0; padding-top: 0.5em; border-top: 
 </body>
 {% endblock body_footer %}
 """
+if any(mark in SCREEN_CSS + PRINT_CSS for mark in ("{{", "{%", "{#")):  # pragma: no cover - a Jinja marker in CSS
+    raise ImportError("report_style's CSS contains a Jinja marker ({{, {% or {#)")
 _REMOVE_CELL_TAGS = {"remove-cell", "remove_cell"}
 _REMOVE_OUTPUT_TAGS = {"remove-output", "remove_output"}
 _QUARTO_OPTION = re.compile(r"^#\|\s*([\w-]+)\s*:\s*(.*?)\s*$")
@@ -646,7 +653,7 @@ def _render_nbconvert(notebook: Path, title: str | None, reason: str) -> tuple[b
         body, _ = exporter.from_notebook_node(nb, resources=resources)
     except Exception as exc:
         raise ReportError(f"nbconvert failed to render {notebook}: {exc}") from exc
-    return body.encode("utf-8"), version
+    return add_table_of_contents(body).encode("utf-8"), version
 
 
 # --------------------------------------------------------------------------------------------------

@@ -73,7 +73,7 @@ def _subset_config(notebooks: list[str]) -> str:
 
 
 def _section(html_text: str, heading: str, next_heading: str) -> str:
-    start = html_text.index(heading)
+    start = html_text.index(heading, html_text.find("</nav>") + 1)  # after the table of contents
     return html_text[start:html_text.index(next_heading, start)]
 
 
@@ -106,7 +106,7 @@ def test_run_of_one_notebook_reports_the_others_as_not_run(tmp_path):
     assert "Not in this summary:" in summary and "<code>03_referral_evaluation</code> was not run" in summary
     assert "<code>04_savings_attribution</code> was not run" in summary
     assert "Engagement was chosen, not assigned" in summary                # caveats still shown
-    methods = html_text[html_text.index("Methods, assumptions and limitations"):]
+    methods = html_text[html_text.index("Methods, assumptions and limitations", html_text.find("</nav>") + 1):]
     assert "Regression to the mean" in methods and "Reproducibility" in methods
     assert "Re-create this run" in methods and "Input files and their SHA-256 hashes" in methods
     published = Path(run_dir) / "published"

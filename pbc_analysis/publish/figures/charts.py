@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on servers; notebooks still show figures inline
 
 import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker as mt  # noqa: E402,F401
+import matplotlib.ticker as mt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -22,8 +22,15 @@ from scipy import stats  # noqa: E402
 from pbc_analysis.methods.did import AggregateResult  # noqa: E402
 from pbc_analysis.methods.funnel import funnel_lines  # noqa: E402
 from pbc_analysis.methods.its import ITSResult  # noqa: E402
+from pbc_analysis.methods.spc import IMPROVEMENT as _SPC_DIRECTION  # noqa: E402
 from pbc_analysis.methods.spc import POINT_TYPES  # noqa: E402
-from pbc_analysis.publish.figures.theme import PALETTE, set_theme  # noqa: E402
+from pbc_analysis.publish.figures.theme import (  # noqa: E402
+    PALETTE,
+    event_time_axis,
+    plain_number,
+    readable_log_axis,
+    set_theme,
+)
 
 
 def plot_funnel(units: pd.DataFrame, limits: pd.DataFrame, *, x: str = "denominator", y: str = "value",
@@ -42,8 +49,9 @@ def plot_funnel(units: pd.DataFrame, limits: pd.DataFrame, *, x: str = "denomina
     ``signif95`` column, or a PHE ``significance`` other than "Not significant"); and outliers (the
     ``outlier`` column, or PHE's "(0.001)" levels), which are labelled from ``label`` -- the
     ``max_labels`` furthest from the target when there are more. The y-axis spans the units and the
-    target (limits for tiny denominators run off it). Deterministic: no timestamps, fixed theme.
-    Returns the matplotlib Figure.
+    target (limits for tiny denominators run off it). The x axis reads in plain numbers with thousands
+    separators; with ``log_x`` its ticks are at 1, 2 and 5 times powers of ten, never ``10^x``. Deterministic:
+    no timestamps, fixed theme. Returns the matplotlib Figure.
     """
 
     set_theme()
@@ -101,6 +109,9 @@ def plot_funnel(units: pd.DataFrame, limits: pd.DataFrame, *, x: str = "denomina
     ax.set_ylim(lo - pad, hi + pad)
     if log_x:
         ax.set_xscale("log")
+        readable_log_axis(ax, "x")
+    else:
+        ax.xaxis.set_major_formatter(mt.FuncFormatter(plain_number))  # 20,000, not 20000 or 2e4
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
@@ -130,17 +141,45 @@ def _plot_x(t: pd.Series) -> tuple[np.ndarray, list[str] | None]:
 
 
 def plot_spc(result: pd.DataFrame, series: Any = None, ax: Any = None, title: str | None = None,
-             ylabel: str | None = None, show_icons: bool = True):
+             ylabel: str | None = None, show_icons: bool = True, labels: str = "direction"):
     """Making Data Count style chart of one series of an :func:`xmr`, :func:`u_chart` or :func:`p_chart` result.
 
     Points are grey for common cause, orange for special cause concern, blue for improvement and purple for
     special cause with no improvement direction (MDC colours, from the project palette); the mean is a solid
     line, the process limits dashed (stepped for u and p charts), a target dash-dotted; each segment is drawn
     separately so rebasing shows as a break. The variation and assurance icons of the last segment are written
-    beside the plot, above the legend. ``series`` picks
-    a series when ``result`` holds several (the ``by`` value, a tuple for several ``by`` columns). Returns the
-    matplotlib Figure; deterministic for the same input.
+    beside the plot, above the legend. The y axis reads in plain numbers (thousands separators, no offset or
+    exponent). Deterministic for the same input.
+
+    Parameters
+    ----------
+    result : pandas.DataFrame
+        An :func:`xmr`, :func:`u_chart` or :func:`p_chart` result (with its ``attrs["spc"]``).
+    series : object, optional
+        The series to draw when ``result`` holds several (the ``by`` value, a tuple for several ``by`` columns).
+    ax : matplotlib.axes.Axes, optional
+        Where to draw (default: a new figure).
+    title, ylabel : str, optional
+        Title and y label (default y label: the value column's name).
+    show_icons : bool
+        Write the variation and assurance icons beside the plot.
+    labels : {"direction", "improvement"}
+        How special causes are named in the legend and the variation text. ``"direction"`` (default): by the
+        side of the mean they fall on, "Special cause: higher" / "Special cause: lower", for measures whose
+        better direction a reader should not infer (a low referral ratio may be under-referral, not
+        improvement). ``"improvement"``: Making Data Count's "improvement" / "concern", for measures where
+        one direction is plainly better. The colours are the same either way.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    References
+    ----------
+    NHS England (2019), Making Data Count: strengthening your decisions; NHS-R Community, NHSRplotthedots.
     """
+    if labels not in ("direction", "improvement"):
+        raise ValueError(f"plot_spc: labels must be 'direction' or 'improvement', not {labels!r}")
 
     meta = result.attrs.get("spc")
     if not meta:
@@ -167,9 +206,7 @@ def plot_spc(result: pd.DataFrame, series: Any = None, ax: Any = None, title: st
     pal = sns.color_palette(PALETTE)
     colours = {"common_cause": pal[7], "special_cause_concern": pal[1], "special_cause_improvement": pal[0],
                "special_cause_neutral_high": pal[4], "special_cause_neutral_low": pal[4]}
-    names = {"common_cause": "Common cause", "special_cause_concern": "Special cause: concern",
-             "special_cause_improvement": "Special cause: improvement",
-             "special_cause_neutral_high": "Special cause: neither", "special_cause_neutral_low": "Special cause: neither"}
+    names = _spc_point_names(str(meta.get("improvement", "neither")), labels)
     if ax is None:
         fig, ax = plt.subplots(figsize=(8, 3.6))
     else:
@@ -203,18 +240,39 @@ def plot_spc(result: pd.DataFrame, series: Any = None, ax: Any = None, title: st
         ax.tick_params(axis="x", labelrotation=45)
     if show_icons:
         lastrow = df.iloc[-1]
-        text = f"Variation: {lastrow['variation_icon']}"
+        text = f"Variation: {_spc_variation_text(str(lastrow['variation_icon']), labels)}"
         if isinstance(lastrow["assurance_icon"], str):
             text += f"\nAssurance: {lastrow['assurance_icon']}"
         ax.text(1.02, 1.0, text, transform=ax.transAxes, ha="left", va="top", fontsize="small",
                 bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.7"})
     ax.set_ylabel(ylabel if ylabel is not None else value.replace("_", " "))
+    ax.yaxis.set_major_formatter(mt.FuncFormatter(plain_number))  # 2,600,000, not 2.6 and a "1e6" offset
     ax.set_xlabel("")
     if title:
         ax.set_title(title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 0.78 if show_icons else 1.0), frameon=False, fontsize="small")
     fig.tight_layout()
     return fig
+
+
+def _spc_point_names(improvement: str, labels: str) -> dict[str, str]:
+    """Legend names of the SPC point types: by side of the mean ("higher"/"lower") or MDC's improvement/concern."""
+    if labels == "improvement":
+        return {"common_cause": "Common cause", "special_cause_concern": "Special cause: concern",
+                "special_cause_improvement": "Special cause: improvement",
+                "special_cause_neutral_high": "Special cause: neither", "special_cause_neutral_low": "Special cause: neither"}
+    up = _SPC_DIRECTION.get(improvement, 0) >= 0  # an improvement is a rise (or there is no direction)
+    return {"common_cause": "Common cause",
+            "special_cause_improvement": "Special cause: higher" if up else "Special cause: lower",
+            "special_cause_concern": "Special cause: lower" if up else "Special cause: higher",
+            "special_cause_neutral_high": "Special cause: higher", "special_cause_neutral_low": "Special cause: lower"}
+
+
+def _spc_variation_text(icon: str, labels: str) -> str:
+    """The variation icon in words; with ``labels="direction"`` "special cause, higher/lower", never improvement."""
+    if labels == "improvement" or icon == "common cause":
+        return icon
+    return "special cause, higher" if icon.endswith("high") else "special cause, lower" if icon.endswith("low") else icon
 
 
 def plot_its(result: ITSResult, per: float | None = None, ax: Any = None, title: str | None = None,
@@ -270,10 +328,33 @@ def plot_its(result: ITSResult, per: float | None = None, ax: Any = None, title:
 
 
 def plot_event_study(agg_dynamic: AggregateResult, ax=None, title: str | None = None,
-                     ylabel: str = "ATT", xlabel: str = "Periods since first treated"):
+                     ylabel: str = "ATT", xlabel: str | None = None, period_months: int | None = None):
     """Event-study figure of a ``dynamic`` :func:`aggregate`: estimates with their intervals by event
     time, pre-treatment (``e < 0``) and post-treatment in two colours of the project palette, and a zero
-    line. Deterministic (no jitter or randomness). Returns the Figure."""
+    line. Deterministic (no jitter or randomness).
+
+    Parameters
+    ----------
+    agg_dynamic : AggregateResult
+        ``aggregate(..., kind="dynamic")``.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw.
+    title, ylabel : str, optional
+        Title (default: the interval level and kind) and y label.
+    xlabel : str, optional
+        The x label (default: "Periods since first treated", or the unit's words with ``period_months``).
+    period_months : int, optional
+        Months per period: when given, ticks and axis say the unit (``-4 q``, ``0``, ``+4 q``; "quarters since
+        first treated"), as :func:`~pbc_analysis.publish.figures.theme.event_time_axis`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    References
+    ----------
+    Callaway B, Sant'Anna PHC (2021), J Econometrics 225:200-230.
+    """
     if not isinstance(agg_dynamic, AggregateResult) or agg_dynamic.kind != "dynamic":
         raise ValueError("plot_event_study needs the result of aggregate(..., kind='dynamic')")
 
@@ -294,13 +375,16 @@ def plot_event_study(agg_dynamic: AggregateResult, ax=None, title: str | None = 
             ax.errorbar(e[mask], est[mask], yerr=np.vstack([est[mask] - lo[mask], hi[mask] - est[mask]]),
                         fmt="o", color=colour, ecolor=colour, capsize=3, lw=1.5, label=label, zorder=3)
     ax.axvline(-0.5, color="0.6", ls="--", lw=1, zorder=0)
-    ax.set_xlabel(xlabel)
+    if period_months is not None:
+        event_time_axis(ax, e, int(period_months), since="first treated")
+    elif e.size:
+        ax.set_xticks(np.unique(e))
+    if xlabel is not None or period_months is None:
+        ax.set_xlabel(xlabel if xlabel is not None else "Periods since first treated")
     ax.set_ylabel(ylabel)
     level = int(round(100 * (1 - 2 * stats.norm.sf(agg_dynamic.crit_val))))
     band = "simultaneous" if agg_dynamic.crit_val > stats.norm.ppf(0.975) + 1e-9 else "pointwise"
     ax.set_title(title if title is not None else f"Event study ({level}% {band} intervals)")
-    if e.size:
-        ax.set_xticks(np.unique(e))
     ax.legend(frameon=False, loc="best")
     fig.tight_layout()
     return fig

@@ -6,6 +6,8 @@ code is written twice.
 
 from __future__ import annotations
 
+from typing import Any
+
 import matplotlib
 
 matplotlib.use("Agg")  # no display on servers; notebooks still show figures inline
@@ -15,8 +17,15 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
-from pbc_analysis.publish.figures.theme import PALETTE, POD_LABELS, set_theme  # noqa: E402,F401
+from pbc_analysis.publish.figures.theme import (  # noqa: E402,F401
+    PALETTE,
+    POD_LABELS,
+    event_time_axis,
+    readable_log_axis,
+    set_theme,
+)
 
 
 def _month_axis(months: pd.Series) -> pd.Series:
@@ -141,6 +150,11 @@ def funnel_grid_figure(units: pd.DataFrame, lines: pd.DataFrame, panel: str = "p
     :func:`pbc_analysis.stages.benchmark.funnel_table`); ``lines``: ``panel``, ``denominator`` (expected
     count), ``target``, ``lower95``, ``upper95``, ``lower998``, ``upper998``. Points beyond the
     99.8% limits are labelled with the practice code (the furthest first, at most ``max_labels``).
+
+    The legend explains every line and colour: the target, the 95% and 99.8% limits, practices within the 95%
+    limits, outside the 95% limits only (above or below), and outside the 99.8% limits (above or below). The
+    expected-count axis is logarithmic, its ticks plain numbers at 1, 2 and 5 times powers of ten
+    (:func:`~pbc_analysis.publish.figures.theme.readable_log_axis`).
     """
     panels = list(dict.fromkeys(units[panel]))
     ncols = min(ncols, len(panels))
@@ -152,7 +166,7 @@ def funnel_grid_figure(units: pd.DataFrame, lines: pd.DataFrame, panel: str = "p
         u = units[units[panel] == name]
         ln = lines[lines[panel] == name].sort_values("denominator")
         x = ln["denominator"].to_numpy(float)
-        ax.plot(x, ln["target"], color="0.3", lw=1)
+        ax.plot(x, ln["target"], color="0.3", lw=1, label="target (observed = expected)")
         ax.plot(x, ln["lower95"], "--", color="0.45", lw=0.9)
         ax.plot(x, ln["upper95"], "--", color="0.45", lw=0.9, label="95% limits")
         ax.plot(x, ln["lower998"], ":", color="0.2", lw=1.1)
@@ -164,12 +178,11 @@ def funnel_grid_figure(units: pd.DataFrame, lines: pd.DataFrame, panel: str = "p
             ax.annotate(str(r["practice_code"]), (r["expected"], r["ratio"]), xytext=(3, 3), textcoords="offset points",
                         fontsize="xx-small")
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_title(str(name), fontsize="small")
         lo = float(np.nanmin([u["ratio"].min(), ln["lower998"].min()]))
         hi = float(np.nanmax([u["ratio"].max(), ln["upper998"].max()]))
         ax.set_ylim(max(0.0, lo - 0.05), hi + 0.05)
+        readable_log_axis(ax, "x")
         ax.tick_params(labelsize="x-small")
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
@@ -178,17 +191,60 @@ def funnel_grid_figure(units: pd.DataFrame, lines: pd.DataFrame, panel: str = "p
     for ax in axes[-1, :]:
         ax.set_xlabel("expected count (log scale)", fontsize="small")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=2, frameon=False, fontsize="small", bbox_to_anchor=(0.5, 1.0))
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    for text, key in (("within 95% limits", "within"), ("outside 95% limits (above or below)", "above 95%"),
+                      ("outside 99.8% limits (above or below)", "above 99.8%")):
+        handles.append(Line2D([], [], ls="", marker="o", ms=5, color=colour[key]))
+        labels.append(text)
+    fig.legend(handles, labels, loc="upper center", ncol=3, frameon=False, fontsize="small", bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout(rect=(0, 0, 1, 1 - min(0.16, 0.55 / fig.get_figheight())))
     return fig
 
 
-def event_study_grid_figure(event_study: pd.DataFrame, names: dict[str, str] | None = None, ncols: int = 4,
-                            ylabel: str = "effect on rate per 1,000/yr", xlabel: str = "periods since engagement"
-                            ) -> plt.Figure:
-    """Small multiples of event studies (one panel per ``specialty_code``; columns ``event_time,
-    estimate, ci_low, ci_high``): pre-engagement estimates in the palette's first colour, post in its
-    second, a zero line and a dashed line at engagement. y axes are free: specialties differ in rate."""
+def event_study_grid_figure(event_study: Any, names: dict[str, str] | None = None, ncols: int = 4,
+                            ylabel: str = "effect on rate per 1,000/yr", xlabel: str | None = None,
+                            period_months: int | None = None) -> plt.Figure:
+    """Small multiples of event studies, one panel per specialty, with event time labelled in its unit.
+
+    Pre-engagement estimates are in the palette's first colour, post-engagement ones in its second, with a zero
+    line and a dashed line at engagement; y axes are free (specialties differ in rate). The x ticks say the
+    unit (``-4 q``, ``0``, ``+4 q`` for quarters) and the figure's x label reads "quarters since engagement (0 =
+    quarter of engagement)" (:func:`~pbc_analysis.publish.figures.theme.event_time_axis`).
+
+    Parameters
+    ----------
+    event_study : pandas.DataFrame or DiDEvaluation
+        Columns ``specialty_code, event_time, estimate, ci_low, ci_high`` (the ``ev_event_study`` table), or the
+        :class:`~pbc_analysis.stages.evaluation.effects.DiDEvaluation` holding it (whose ``period_months`` is
+        then used).
+    names : dict of str to str, optional
+        Panel titles by specialty code.
+    ncols : int
+        Panels per row.
+    ylabel : str
+        The y axis label.
+    xlabel : str, optional
+        Overrides the x axis label.
+    period_months : int, optional
+        Months per event-time period. Default: the ``DiDEvaluation``'s, else ``event_study.attrs["period_months"]``,
+        else the evaluation stage's default (3: quarters). Pass the run's setting when the table alone is given.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    References
+    ----------
+    Callaway B, Sant'Anna PHC (2021), J Econometrics 225:200-230.
+    """
+    if not isinstance(event_study, pd.DataFrame):
+        period_months = period_months if period_months is not None else getattr(event_study, "period_months", None)
+        event_study = event_study.event_study
+    if period_months is None:
+        period_months = event_study.attrs.get("period_months")
+    if period_months is None:
+        from pbc_analysis.stages.evaluation.params import Params as _EvaluationParams
+
+        period_months = int(_EvaluationParams().period_months)
     set_theme()
     colours = sns.color_palette(PALETTE)
     specs = list(pd.unique(event_study["specialty_code"]))
@@ -206,11 +262,15 @@ def event_study_grid_figure(event_study: pd.DataFrame, names: dict[str, str] | N
             ax.errorbar(e[mask], est[mask], yerr=np.vstack([est[mask] - lo[mask], hi[mask] - est[mask]]), fmt="o",
                         ms=3, color=colour, ecolor=colour, lw=1, capsize=0)
         ax.set_title((names or {}).get(spec, "All specialties" if spec == "all" else spec), fontsize="small")
+        event_time_axis(ax, e, int(period_months))
         ax.tick_params(labelsize="x-small")
     for ax in axes[:, 0]:
         ax.set_ylabel(ylabel, fontsize="small")
-    for ax in axes[-1, :]:
-        ax.set_xlabel(xlabel, fontsize="small")
+    shown = [ax for ax in axes.ravel() if ax.get_visible()]
+    label = xlabel if xlabel is not None else (shown[0].get_xlabel() if shown else "")
+    for ax in shown:  # one x label for the figure, under the panels: the ticks carry the unit
+        ax.set_xlabel("")
+    fig.supxlabel(label, fontsize="small")
     fig.tight_layout()
     return fig
 
