@@ -165,3 +165,61 @@ def test_print_stylesheet_is_inlined_in_the_report(sample_run):
     page = (sample_run / "report.html").read_text(encoding="utf-8")
     assert "@page { size: A4" in page and "@media print" in page and "break-before: page" in page
     assert report.check_self_contained(page) == []
+
+
+@pytest.fixture(scope="module")
+def printed_pages(sample_run, tmp_path_factory):
+    """Every practice page printed to PDF in one go: the pages' bodies under one page's head (they share the same
+    stylesheet), each starting a new sheet; (the pages' HTML, pdftotext -raw text, page sizes)."""
+    from bs4 import BeautifulSoup
+
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("no Chromium on this machine (apt-get install chromium, or set PBC_CHROMIUM); .ci/run installs it")
+    if shutil.which("pdftotext") is None or shutil.which("pdfinfo") is None:
+        pytest.skip("no pdftotext/pdfinfo on this machine (apt-get install poppler-utils); .ci/run installs it")
+    pages = sorted((sample_run / "practices").glob("P*.html"))
+    htmls = [p.read_text(encoding="utf-8") for p in pages]
+    first = BeautifulSoup(htmls[0], "html.parser")
+    bodies = "".join(f'<div style="break-before: page">{BeautifulSoup(h, "html.parser").body.decode_contents()}</div>'
+                     for h in htmls)
+    tmp = tmp_path_factory.mktemp("print-pages")
+    book = tmp / "pages.html"
+    book.write_text(f"<!DOCTYPE html><html lang=\"en\">{first.head}<body>{bodies}</body></html>", encoding="utf-8")
+    pdf = tmp / "pages.pdf"
+    proc = subprocess.run([exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                           "--disable-component-update", "--disable-sync", "--no-first-run",
+                           f"--user-data-dir={tmp / 'profile'}", f"--print-to-pdf={pdf}", "--no-pdf-header-footer",
+                           book.resolve().as_uri()], capture_output=True, text=True, timeout=400)
+    assert pdf.is_file() and pdf.stat().st_size > 10_000, f"no PDF; chromium said:\n{proc.stderr[-2000:]}"
+    raw = subprocess.run(["pdftotext", "-raw", "-enc", "UTF-8", str(pdf), "-"], capture_output=True, text=True,
+                         check=True).stdout
+    info = subprocess.run(["pdfinfo", "-f", "1", "-l", "100000", str(pdf)], capture_output=True, text=True,
+                          check=True).stdout
+    sizes = [(float(w), float(h)) for w, h in re.findall(r"Page\s+\d+\s+size:\s+([\d.]+)\s+x\s+([\d.]+)\s+pts", info)]
+    return htmls, raw, sizes
+
+
+def test_every_practice_page_prints_on_a4_with_all_its_columns(printed_pages):
+    """Each page's every table: its header row whole and its first and last rows in the PDF's text (a cut column is
+    not), on A4 sheets."""
+    from bs4 import BeautifulSoup
+
+    htmls, raw, sizes = printed_pages
+    assert len(htmls) == 60 and len(sizes) >= 60
+    off = [(i + 1, w, h) for i, (w, h) in enumerate(sizes)
+           if not any(abs(w - a) < 1.5 and abs(h - b) < 1.5 for a, b in (A4, A4[::-1]))]
+    assert off == [], f"pages that are not A4: {off[:5]}"
+    text = _squash(raw)
+    missing = []
+    for h in htmls:
+        for table in BeautifulSoup(h, "html.parser").find_all("table"):
+            headers, rows = _rows(table)
+            caption = table.find("caption")
+            name = caption.get_text(" ", strip=True) if caption is not None else str(headers)
+            if _squash("".join(headers)) not in text:
+                missing.append(f"{name}: header row not printed whole")
+            for row in rows[:1] + rows[-1:]:
+                if _squash("".join(row)) not in text:
+                    missing.append(f"{name}: row {row[:2]} not printed whole (last cell {row[-1]!r})")
+    assert missing == [], "\n".join(missing[:10])
