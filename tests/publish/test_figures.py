@@ -236,3 +236,33 @@ def test_spc_large_values_read_as_plain_numbers():
         assert ax.yaxis.get_offset_text().get_text() == ""  # no "1e6" above the axis
     finally:
         plt.close(fig)
+
+
+def _monitoring(n: int, statuses: list[str]) -> SimpleNamespace:
+    months = [f"2007-{m:02d}" for m in range(4, 13)]
+    cons = pd.DataFrame({"consortium": "C", "month": months, "ytd": np.arange(1, 10) * 10.0,
+                         "profile_budget_ytd": np.arange(1, 10) * 10.0, "forecast_centre": 120.0, "budget": 120.0,
+                         "lower": 110.0, "upper": 130.0})
+    variance = np.linspace(-0.04, 0.1, n)
+    st = pd.DataFrame({"practice_code": [f"P{i:05d}" for i in range(n)], "variance": variance, "budget": 100.0,
+                       "lower": 100 * (1 + variance) - 2, "upper": 100 * (1 + variance) + 2,
+                       "status": [statuses[i % len(statuses)] for i in range(n)]})
+    return SimpleNamespace(consortium=cons, status=st,
+                           settings={"level": 0.9, "amber": 0.02, "red": 0.05, "as_at": "2007-12"})
+
+
+def test_monitoring_variance_panel_names_every_practice_in_its_colour():
+    mon = _monitoring(12, ["green", "amber", "red"])
+    fig = figures.monitoring_figure(mon)
+    ax = fig.axes[2]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert sorted(labels) == sorted(mon.status["practice_code"])
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "amber trigger 2%" in legend and "red trigger 5%" in legend and "red (4)" in legend
+    plt.close(fig)
+    many = _monitoring(120, ["green", "green", "red"])
+    fig = figures.monitoring_figure(many)
+    ax = fig.axes[2]
+    assert ax.get_yticklabels() == [] or not any(t.get_text() for t in ax.get_yticklabels())
+    assert sorted(t.get_text() for t in ax.texts) == sorted(many.status.loc[many.status["status"] == "red", "practice_code"])
+    plt.close(fig)

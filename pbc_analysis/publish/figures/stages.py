@@ -150,17 +150,23 @@ def pool_figure(risk: RiskResult):
     return fig
 
 
+#: the most practices named one by one on the monitoring figure's variance panel
+_LABELLED_PRACTICES = 80
+
+
 def monitoring_figure(mon: Monitoring):
     """Three panels: the PCT's year-to-date cost (adjusted) against the profiled budget; the forecast outturn
     with its interval as it stood after each month, against the annual budget; each practice's forecast
-    variance at ``as_at`` with its interval, coloured red / amber / green."""
-
-
+    variance at ``as_at`` with its interval, coloured red / amber / green, each practice named on the axis in its
+    colour (the red ones only, beside their intervals, above :data:`_LABELLED_PRACTICES` practices), and the amber
+    and red triggers drawn and named."""
     set_theme()
 
     pal = sns.color_palette(PALETTE)
     rag = {"red": pal[3], "amber": pal[1], "green": pal[2]}
-    fig, (a0, a1, a2) = plt.subplots(1, 3, figsize=(13, 4), gridspec_kw={"width_ratios": [1, 1, 1.2]})
+    n = len(mon.status)
+    height = max(4.0, 0.1 * n + 1.0) if n <= _LABELLED_PRACTICES else 4.0
+    fig, (a0, a1, a2) = plt.subplots(1, 3, figsize=(13, height), gridspec_kw={"width_ratios": [1, 1, 1.2]})
     cm = mon.consortium.assign(half2=((mon.consortium["upper"] - mon.consortium["lower"]) / 2) ** 2)
     pct = cm.groupby("month", sort=True)[["ytd", "profile_budget_ytd", "forecast_centre", "budget", "half2"]].sum()
     half = np.sqrt(pct["half2"])  # consortia independent, as their intervals assume
@@ -186,9 +192,19 @@ def monitoring_figure(mon: Monitoring):
     a2.hlines(y, lo, hi, color="0.6", lw=1.2)
     a2.scatter(st["variance"], y, s=14, c=[rag[s] for s in st["status"]], zorder=3)
     a2.axvline(0, color="0.3", lw=0.9)
-    a2.axvline(mon.settings["amber"], color=pal[1], lw=0.9, ls="--")
-    a2.axvline(mon.settings["red"], color=pal[3], lw=0.9, ls="--")
-    a2.set_yticks([])
+    a2.axvline(mon.settings["amber"], color=pal[1], lw=0.9, ls="--", label=f"amber trigger {mon.settings['amber']:.0%}")
+    a2.axvline(mon.settings["red"], color=pal[3], lw=0.9, ls="--", label=f"red trigger {mon.settings['red']:.0%}")
+    if len(st) <= _LABELLED_PRACTICES:  # every practice named on the axis, in its status colour
+        a2.set_yticks(y, st["practice_code"].astype(str).tolist(), fontsize=5.5)
+        for tick, status in zip(a2.get_yticklabels(), st["status"]):
+            tick.set_color(rag.get(str(status), "0.2"))
+        a2.set_ylim(-1, len(st))
+    else:  # too many to name: the red practices are labelled beside their intervals
+        a2.set_yticks([])
+        for i in np.flatnonzero((st["status"] == "red").to_numpy()):
+            a2.annotate(str(st["practice_code"].iloc[i]), (float(hi.iloc[i]), float(y[i])), xytext=(3, 0),
+                        textcoords="offset points", va="center", fontsize=5.5, color=rag["red"])
+    a2.set_ylabel("practices, by forecast variance")
     a2.xaxis.set_major_formatter(mt.PercentFormatter(1.0))
     a2.set_xlabel("forecast variance against budget")
     a2.set_title(f"practices at {mon.settings['as_at']}", fontsize="medium")
