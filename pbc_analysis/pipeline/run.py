@@ -125,7 +125,8 @@ def _parameterised(nb_path: Path, params: dict[str, Any]):
     nb.cells = [c for c in nb.cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
     cell = nbformat.v4.new_code_cell(source="# Parameters injected by pbc run\n" + parameters_source(params))
     cell.metadata["tags"] = ["injected-parameters"]
-    cell.pop("id", None)
+    cell["id"] = "injected-parameters"  # fixed, not nbformat's random id: the executed notebooks stay byte-stable,
+    # and a cell with an id keeps nbformat's validator quiet (no MissingIDFieldWarning in run.log)
     nb.cells.insert(tagged[0] + 1, cell)
     nb.metadata.setdefault("papermill", {})["parameters"] = params
     return nb

@@ -298,3 +298,11 @@ def test_report_opens_in_a_headless_browser(runs, tmp_path):
     assert shot.is_file(), f"no screenshot; chromium said:\n{proc.stderr[-2000:]}"
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000  # a rendered page, not a blank one
+
+
+def test_run_log_of_a_successful_run_has_no_kernel_errors(runs):
+    """No kernel "KeyboardInterrupt" or traceback, and no nbformat warning about the injected parameters cell."""
+    log = (runs[0] / "run.log").read_text(encoding="utf-8")
+    assert "finished in" in log  # the log is the run's
+    for bad in ("KeyboardInterrupt", "Traceback", "MissingIDFieldWarning"):
+        assert bad not in log, f"run.log has {bad!r}"
