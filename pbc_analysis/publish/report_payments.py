@@ -79,7 +79,7 @@ def schedule_frame(sharing: pd.DataFrame, basis: str = "estimate", min_payment: 
         "Spend below budget": np.where(has_budget & (s["underspend"] > 0), "yes, by " + s["underspend"].map(_gbp), "no"),
         "Review gate (benchmarking flag)": np.select([s["status"] == "held for review", s["reviewed"].astype(bool)],
                                                      ["held", "cleared"], "not flagged"),
-        "Safety check (emergency admissions, A&E)": _safety_cells(s),
+        "Safety check (emergencies against expected)": _safety_cells(s),
         "Saving positive": _yes_no(s["attributed"] > 0),
         f"Minimum payment (GBP {min_payment:,.0f})": np.select([below, s["to_practice"] > 0], ["not reached", "reached"], ""),
         "Recurrent": _yes_no(s["recurrent"].astype(bool)),
