@@ -57,13 +57,18 @@ def printed(sample_run, tmp_path_factory):
         pytest.skip("no Chromium on this machine (apt-get install chromium, or set PBC_CHROMIUM); .ci/run installs it")
     if shutil.which("pdftotext") is None or shutil.which("pdfinfo") is None:
         pytest.skip("no pdftotext/pdfinfo on this machine (apt-get install poppler-utils); .ci/run installs it")
-    tmp = tmp_path_factory.mktemp("print")
     page = sample_run / "report.html"
-    pdf = tmp / "report.pdf"
+    raw, sizes = _print_to_pdf(exe, page, tmp_path_factory.mktemp("print"), timeout=240)
+    return page.read_text(encoding="utf-8"), raw, sizes
+
+
+def _print_to_pdf(exe: str, page, tmp, timeout: int) -> tuple[str, list[tuple[float, float]]]:
+    """``page`` printed by headless Chromium: the PDF's text in stream order (``pdftotext -raw``) and page sizes."""
+    pdf = tmp / "printed.pdf"
     proc = subprocess.run([exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                            "--disable-component-update", "--disable-sync", "--no-first-run",
                            f"--user-data-dir={tmp / 'profile'}", f"--print-to-pdf={pdf}", "--no-pdf-header-footer",
-                           page.resolve().as_uri()], capture_output=True, text=True, timeout=240)
+                           page.resolve().as_uri()], capture_output=True, text=True, timeout=timeout)
     assert pdf.is_file() and pdf.stat().st_size > 10_000, f"no PDF; chromium said:\n{proc.stderr[-2000:]}"
     raw = subprocess.run(["pdftotext", "-raw", "-enc", "UTF-8", str(pdf), "-"], capture_output=True, text=True,
                          check=True).stdout
@@ -72,7 +77,7 @@ def printed(sample_run, tmp_path_factory):
     sizes = [(float(w), float(h)) for w, h in re.findall(r"Page\s+\d+\s+size:\s+([\d.]+)\s+x\s+([\d.]+)\s+pts", info)]
     pages = int(re.search(r"^Pages:\s+(\d+)", info, re.M).group(1))
     assert len(sizes) == pages > 0, info
-    return page.read_text(encoding="utf-8"), raw, sizes
+    return raw, sizes
 
 
 def test_report_prints_on_a4_pages(printed):
@@ -186,17 +191,7 @@ def printed_pages(sample_run, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("print-pages")
     book = tmp / "pages.html"
     book.write_text(f"<!DOCTYPE html><html lang=\"en\">{first.head}<body>{bodies}</body></html>", encoding="utf-8")
-    pdf = tmp / "pages.pdf"
-    proc = subprocess.run([exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                           "--disable-component-update", "--disable-sync", "--no-first-run",
-                           f"--user-data-dir={tmp / 'profile'}", f"--print-to-pdf={pdf}", "--no-pdf-header-footer",
-                           book.resolve().as_uri()], capture_output=True, text=True, timeout=400)
-    assert pdf.is_file() and pdf.stat().st_size > 10_000, f"no PDF; chromium said:\n{proc.stderr[-2000:]}"
-    raw = subprocess.run(["pdftotext", "-raw", "-enc", "UTF-8", str(pdf), "-"], capture_output=True, text=True,
-                         check=True).stdout
-    info = subprocess.run(["pdfinfo", "-f", "1", "-l", "100000", str(pdf)], capture_output=True, text=True,
-                          check=True).stdout
-    sizes = [(float(w), float(h)) for w, h in re.findall(r"Page\s+\d+\s+size:\s+([\d.]+)\s+x\s+([\d.]+)\s+pts", info)]
+    raw, sizes = _print_to_pdf(exe, book, tmp, timeout=400)
     return htmls, raw, sizes
 
 
