@@ -31,6 +31,11 @@ SPEND_LINES = (("population", "Population (list size and age-sex mix)"),
                ("unexplained", "Underlying growth in demand shared by all practices (trend and season)"))
 
 
+#: the lines' short names, for the chart's axis (the table and the caption give them in full)
+_SHORT = {"population": "Population", "need": "Need", "tariff": "Tariff", "provider_change": "Provider change",
+          "practice_action": "Practice action", "unexplained": "Underlying growth (all practices)"}
+
+
 def spend_lines(att: dict[str, Any]) -> pd.DataFrame:
     """Every line of the change in spend of the evaluation year, in one sign convention (GBP, negative = spend fell).
 
@@ -152,8 +157,9 @@ def executive_summary_figure(res: dict[str, Any]) -> HTML | None:
     from pbc_analysis.publish import figures
     from pbc_analysis.publish.report_content import _png_figure
 
-    df = lines.assign(estimate=lines["estimate"] / 1e6, ci_low=lines["ci_low"] / 1e6, ci_high=lines["ci_high"] / 1e6)
-    fig = figures.forest_figure(df, "label", "estimate", "ci_low", "ci_high",
+    df = lines.assign(estimate=lines["estimate"] / 1e6, ci_low=lines["ci_low"] / 1e6, ci_high=lines["ci_high"] / 1e6,
+                      short=lines["key"].map(_SHORT))  # short labels leave the axis room on the page
+    fig = figures.forest_figure(df, "short", "estimate", "ci_low", "ci_high",
                                 xlabel="change in spend, GBP million (negative = spend fell)", percent=False)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
