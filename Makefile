@@ -28,6 +28,7 @@ help:
 	@echo "make expected regenerate tests/expected/ back-test tables (review the diff!)"
 	@echo "make bench    time synth, loading and benchmarking at national size, the ingest of 40M outpatient events (DuckDB,"
 	@echo "              Spark, pandas) and the national run of every commissioner of a synthetic nation (about an hour)"
+	@echo "              and the whole pipeline per stage (time, peak memory, scaling) at 60, 400 and 1,500 practices"
 	@echo "make simulate-benchmark  flag rates of benchmarking over 20 synthetic PCTs"
 	@echo "make simulate-evaluation bias and coverage of ITS, TWFE and Callaway-Sant'Anna over 100 synthetic PCTs"
 	@echo "make simulate-attribution savings attribution over 100 PCTs of 60 practices and 50 of 400 (about 25 min)"
@@ -106,6 +107,7 @@ bench: $(STAMP)
 	$(BIN)/python scripts/benchmark.py
 	$(BIN)/python scripts/benchmark_ingest.py
 	$(BIN)/python scripts/benchmark_national.py
+	$(BIN)/python scripts/benchmark_pipeline.py
 
 simulate-benchmark: $(STAMP)
 	$(BIN)/python scripts/simulate_benchmark.py --seeds 20
