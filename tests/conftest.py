@@ -78,3 +78,16 @@ def sample_facts(sample_inputs):
     from pbc_analysis.stages import facts
 
     return facts.data_facts(sample_inputs)
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Headless Chromium for the browser and print tests (``PBC_CHROMIUM``, else Debian's ``chromium`` on PATH);
+    the test skips, saying why, without it (``.ci/run`` installs it)."""
+    import shutil
+
+    exe = os.environ.get("PBC_CHROMIUM") or next(
+        (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome", "chrome") if shutil.which(n)), None)
+    if exe is None:
+        pytest.skip("no Chromium on this machine (apt-get install chromium, or set PBC_CHROMIUM); .ci/run installs it")
+    return exe

@@ -24,6 +24,26 @@ def _finite(value: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def gbp_text(value: Any) -> str:
+    """An amount of money as a table cell: whole pounds with thousands separators, "" when missing.
+
+    Parameters
+    ----------
+    value : object
+        GBP (NaN, None or not a number: "").
+
+    Returns
+    -------
+    str
+
+    References
+    ----------
+    GOV.UK style guide, "Money" (figures with commas, no pence for whole-pound tables).
+    """
+    v = _finite(value)
+    return "" if v is None else f"{v:,.0f}"
+
+
 def p_value(p: Any) -> str:
     """A p-value as printed in a table cell: ``"< 0.001"``, ``"0.004"``, ``"0.38"``, or ``"not computable"``.
 

@@ -18,6 +18,7 @@ import pandas as pd
 from IPython.display import HTML
 
 from pbc_analysis.core.labels import measure_label
+from pbc_analysis.core.numbers import gbp_text as _gbp
 from pbc_analysis.methods import disclosure
 from pbc_analysis.publish import results
 from pbc_analysis.publish.markdown import html_table as _table
@@ -73,10 +74,6 @@ def budget_basis_frame(run_dir: str | Path) -> pd.DataFrame | None:
             columns={"month": "as_at", "forecast_centre": "forecast_outturn"})
         out = out.merge(s, on="practice_code", how="left", validate="one_to_one")
     return out.sort_values("practice_code", kind="stable").reset_index(drop=True)
-
-
-def _gbp(v: Any) -> str:
-    return "" if pd.isna(v) else f"{v:,.0f}"
 
 
 def _pct(v: Any) -> str:

@@ -25,6 +25,7 @@ from IPython.display import HTML
 
 from pbc_analysis.core import numbers
 from pbc_analysis.core.labels import measure_label
+from pbc_analysis.core.numbers import gbp_text as _gbp
 from pbc_analysis.methods import disclosure
 from pbc_analysis.publish import results
 from pbc_analysis.publish.markdown import html_table as _table
@@ -570,10 +571,6 @@ def attribution_figures(run_dir: str | Path) -> list[HTML]:
     caps = [("att_waterfall", "The PCT's change in spend from the base year to the evaluation year, part by part "
              "(population, need, tariff, provider change, practice action, unexplained), GBP with 95% intervals.")]
     return _figures(run_dir, caps)
-
-
-def _gbp(v: float) -> str:
-    return "" if pd.isna(v) else f"{v:,.0f}"
 
 
 def consortium_ledger_table(run_dir: str | Path, year: str | None = None) -> HTML:

@@ -18,12 +18,9 @@ import numpy as np
 import pandas as pd
 from IPython.display import HTML
 
+from pbc_analysis.core.numbers import gbp_text as _gbp
 from pbc_analysis.publish import results
 from pbc_analysis.publish.markdown import html_table as _table
-
-
-def _gbp(v: Any) -> str:
-    return "" if pd.isna(v) else f"{v:,.0f}"
 
 
 def _basis_label(basis: str) -> str:

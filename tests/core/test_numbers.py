@@ -35,3 +35,10 @@ def test_no_p_value_below_the_floor_prints_as_zero():
         cell = numbers.p_value(p)
         assert cell == "< 0.001" or float(cell) > 0, (p, cell)
 
+
+
+def test_gbp_text_whole_pounds_and_missing_as_blank():
+    from pbc_analysis.core.numbers import gbp_text
+
+    assert gbp_text(1234567.49) == "1,234,567" and gbp_text(-96765.22) == "-96,765" and gbp_text(0) == "0"
+    assert gbp_text(None) == gbp_text(float("nan")) == gbp_text("x") == ""

@@ -269,24 +269,12 @@ def test_index_lists_runs_with_headlines(runs):
     assert man["parameters_hash"][:12] in html
 
 
-def _chromium() -> str | None:
-    import os
-
-    exe = os.environ.get("PBC_CHROMIUM")
-    if exe:
-        return exe
-    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
-        if shutil.which(name):
-            return shutil.which(name)
-    return None
 
 
-def test_report_opens_in_a_headless_browser(runs, tmp_path):
+def test_report_opens_in_a_headless_browser(runs, tmp_path, chromium):
     """Open the report in headless Chromium (Debian's `chromium` package): it must render to a screenshot
     with no console message (errors, failed loads) at all."""
-    exe = _chromium()
-    if exe is None:
-        pytest.skip("no Chromium on this machine (apt-get install chromium, or set PBC_CHROMIUM); .ci/run installs it")
+    exe = chromium
     shot = tmp_path / "report.png"
     page = (runs[0] / "report.html").resolve().as_uri()
     proc = subprocess.run([exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",

@@ -183,23 +183,11 @@ def test_the_payment_is_att_sharing_to_practice(sample_run):
     assert paid > 0
 
 
-def _chromium() -> str | None:
-    import os
-
-    exe = os.environ.get("PBC_CHROMIUM")
-    if exe:
-        return exe
-    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
-        if shutil.which(name):
-            return shutil.which(name)
-    return None
 
 
 @pytest.mark.parametrize("page", [f"{ONE}.html", "index.html"])
-def test_a_page_opens_in_a_headless_browser_without_console_messages(sample_run, tmp_path, page):
-    exe = _chromium()
-    if exe is None:
-        pytest.skip("no Chromium on this machine (apt-get install chromium, or set PBC_CHROMIUM)")
+def test_a_page_opens_in_a_headless_browser_without_console_messages(sample_run, tmp_path, page, chromium):
+    exe = chromium
     shot = tmp_path / "page.png"
     proc = subprocess.run([exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                            f"--screenshot={shot}", "--window-size=1280,3000", "--enable-logging=stderr", "--v=0",

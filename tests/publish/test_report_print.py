@@ -13,7 +13,6 @@ finds the table itself, not a header word that happens to appear elsewhere in th
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -26,12 +25,6 @@ from pbc_analysis.publish import report, report_style
 A4 = (595.28, 841.89)
 
 
-def _chromium() -> str | None:
-    exe = os.environ.get("PBC_CHROMIUM")
-    if exe:
-        return exe
-    return next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome", "chrome") if shutil.which(n)),
-                None)
 
 
 def _squash(text: str) -> str:
@@ -50,11 +43,9 @@ def _rows(table) -> tuple[list[str], list[list[str]]]:  # table: bs4.Tag
 
 
 @pytest.fixture(scope="module")
-def printed(sample_run, tmp_path_factory):
+def printed(sample_run, tmp_path_factory, chromium):
     """The sample report printed to PDF: (report.html text, pdftotext -raw text, page sizes)."""
-    exe = _chromium()
-    if exe is None:
-        pytest.skip("no Chromium on this machine (apt-get install chromium, or set PBC_CHROMIUM); .ci/run installs it")
+    exe = chromium
     if shutil.which("pdftotext") is None or shutil.which("pdfinfo") is None:
         pytest.skip("no pdftotext/pdfinfo on this machine (apt-get install poppler-utils); .ci/run installs it")
     page = sample_run / "report.html"
@@ -173,14 +164,12 @@ def test_print_stylesheet_is_inlined_in_the_report(sample_run):
 
 
 @pytest.fixture(scope="module")
-def printed_pages(sample_run, tmp_path_factory):
+def printed_pages(sample_run, tmp_path_factory, chromium):
     """Every practice page printed to PDF in one go: the pages' bodies under one page's head (they share the same
     stylesheet), each starting a new sheet; (the pages' HTML, pdftotext -raw text, page sizes)."""
     from bs4 import BeautifulSoup
 
-    exe = _chromium()
-    if exe is None:
-        pytest.skip("no Chromium on this machine (apt-get install chromium, or set PBC_CHROMIUM); .ci/run installs it")
+    exe = chromium
     if shutil.which("pdftotext") is None or shutil.which("pdfinfo") is None:
         pytest.skip("no pdftotext/pdfinfo on this machine (apt-get install poppler-utils); .ci/run installs it")
     pages = sorted((sample_run / "practices").glob("P*.html"))
