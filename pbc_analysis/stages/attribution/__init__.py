@@ -43,9 +43,10 @@ Correia S, Guimaraes P, Zylkin T (2020), Stata J 20:95-115.
 
 from __future__ import annotations
 
+from pbc_analysis.stages.attribution.bootstrap import decomposition_intervals
 from pbc_analysis.stages.attribution.causal import PracticeAction, chance_within, etwfe_poisson, practice_action, precision
 from pbc_analysis.stages.attribution.common import ELECTIVE_PODS, EMERGENCY_PODS, FACTORS, LEDGER_LINES, LINE_FACTORS, LINE_LABELS
-from pbc_analysis.stages.attribution.decomposition import decompose, decomposition_intervals, lmdi, shapley, spend_cells, spend_factors
+from pbc_analysis.stages.attribution.decomposition import decompose, lmdi, shapley, spend_cells, spend_factors
 from pbc_analysis.stages.attribution.ledger import dispute_table, ledger, share_savings
 from pbc_analysis.stages.attribution.panel import completeness_factors, cost_per_referral, referral_panel
 from pbc_analysis.stages.attribution.params import DEFAULTS, Basis, BootstrapWeights, Cells, Inference, Method, Params, base_year_rule, evaluation_year_rule

@@ -55,8 +55,8 @@ Zeros, new and closed cells are handled by explicit rules:
   computes the products directly and needs no rule;
 - cells with no spend in either year contribute nothing.
 
-Sampling uncertainty of the accounting lines (:func:`decomposition_intervals`): a Poisson parametric
-bootstrap of the counts (lists, need weights and tariffs fixed).
+Sampling uncertainty of the accounting lines: :mod:`pbc_analysis.stages.attribution.bootstrap` (a Poisson
+parametric bootstrap of the counts, streamed; lists, need weights and tariffs fixed).
 
 References
 ----------
@@ -88,10 +88,10 @@ from pbc_analysis.stages.attribution.common import (
     _weighted_lists,
     _window_months,
 )
-from pbc_analysis.stages.attribution.panel import _completion_array, _count, completeness_factors
+from pbc_analysis.stages.attribution.panel import _completion_array, completeness_factors
 from pbc_analysis.stages.attribution.params import DEFAULTS, Method
 
-__all__ = ["decompose", "decomposition_intervals", "lmdi", "shapley", "spend_cells", "spend_factors"]
+__all__ = ["decompose", "lmdi", "shapley", "spend_cells", "spend_factors"]
 
 _CELL_KEYS = ["practice_code", "provider_code", "specialty_code", "pod"]
 
@@ -531,140 +531,3 @@ def _line_parts(parts: np.ndarray) -> dict[str, np.ndarray]:
     """Accounting lines from factor parts ``(..., K)``."""
     idx = {f: i for i, f in enumerate(FACTORS)}
     return {line: functools.reduce(np.add, [parts[..., idx[f]] for f in fs]) for line, fs in LINE_FACTORS.items()}
-
-
-def _bootstrap_base(fac: pd.DataFrame) -> dict[str, Any]:
-    """What every bootstrap draw needs: the counts to redraw (referrals and first attendances once per practice x
-    provider x specialty x year), the pooling groups of the provider ratios and each cell's unit cost."""
-    pod = fac["pod"].astype(str).to_numpy()
-    elective = np.isin(pod, ELECTIVE_PODS)
-    prac = fac["practice_code"].astype(str).to_numpy()
-    grp, _ = pd.factorize(pd.MultiIndex.from_arrays([prac, fac["provider_code"].astype(str).to_numpy(),
-                                                     fac["specialty_code"].astype(str).to_numpy(),
-                                                     fac["financial_year"].astype(str).to_numpy()]))
-    g1, _ = pd.factorize(pd.MultiIndex.from_arrays([fac[c].astype(str).to_numpy() for c in
-                                                    ("provider_code", "specialty_code", "financial_year")]))
-    g2, _ = pd.factorize(pd.MultiIndex.from_arrays([fac[c].astype(str).to_numpy() for c in
-                                                    ("provider_code", "specialty_code", "pod", "financial_year")]))
-    col = {c: fac[c].to_numpy(dtype=float) for c in ("list", "weighted_list", "referrals", "first", "activity",
-                                                     "cost", "tariff")}
-    Rg = np.zeros(grp.max() + 1)
-    Fg = np.zeros(grp.max() + 1)
-    Rg[grp[elective]] = np.nan_to_num(col["referrals"][elective])
-    Fg[grp[elective]] = np.nan_to_num(col["first"][elective])
-    unit_cost = np.divide(col["cost"], col["activity"], out=np.zeros(len(fac)), where=col["activity"] > 0)
-    return {"elective": elective, "is_first": pod == "first_op", "once": _once_mask(fac), "prac": prac, "grp": grp,
-            "g1": g1, "g2": g2, "n1": g1.max() + 1, "n2": g2.max() + 1, "col": col, "Rg": Rg, "Fg": Fg,
-            "unit_cost": unit_cost}
-
-
-def _draw_factors(rng: np.random.Generator, base: Mapping[str, Any], B: int) -> tuple[np.ndarray, np.ndarray]:
-    """``B`` Poisson draws of the counts: the factor matrices ``(B, n, K)`` and costs ``(B, n)``."""
-    col, grp, once, elective, is_first = base["col"], base["grp"], base["once"], base["elective"], base["is_first"]
-    n, n1, n2, g1, g2 = len(grp), base["n1"], base["n2"], base["g1"], base["g2"]
-    Rs = rng.poisson(np.broadcast_to(base["Rg"], (B, base["Rg"].size)))[:, grp].astype(float)
-    Fs = rng.poisson(np.broadcast_to(base["Fg"], (B, base["Fg"].size)))[:, grp].astype(float)
-    As = rng.poisson(np.broadcast_to(col["activity"], (B, n))).astype(float)
-    As = np.where(is_first[None, :], Fs, As)
-    Vs = As * base["unit_cost"][None, :]
-    T = np.broadcast_to(col["tariff"], (B, n))
-    # provider ratios pooled per draw
-    off1 = (np.arange(B) * n1)[:, None] + g1[None, :]
-    off2 = (np.arange(B) * n2)[:, None] + g2[None, :]
-    rs = np.bincount(off1.ravel(), weights=np.where(once, Rs, 0.0).ravel(), minlength=B * n1)
-    fs = np.bincount(off1.ravel(), weights=np.where(once, Fs, 0.0).ravel(), minlength=B * n1)
-    as_ = np.bincount(off2.ravel(), weights=As.ravel(), minlength=B * n2)
-    fs2 = np.bincount(off2.ravel(), weights=np.where(elective, Fs, 0.0).ravel(), minlength=B * n2)
-    at = np.bincount(off2.ravel(), weights=(As * np.nan_to_num(T)).ravel(), minlength=B * n2)
-    cs = np.bincount(off2.ravel(), weights=Vs.ravel(), minlength=B * n2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        conv = np.where(rs > 0, fs / np.where(rs > 0, rs, 1), np.nan)[off1]
-        fu = np.where(fs2 > 0, as_ / np.where(fs2 > 0, fs2, 1), np.nan)[off2]
-        hrg = np.where(at > 0, cs / np.where(at > 0, at, 1), np.nan)[off2]
-    fu = np.where(is_first[None, :], 1.0, fu)
-    X = _factor_matrix(col["list"][None, :], col["weighted_list"][None, :], np.where(elective, Rs, 0.0),
-                       np.where(elective, Fs, 0.0), As, Vs, T, elective[None, :], conv, fu, hrg)
-    return X, Vs
-
-
-def _add_draw_sums(acc: dict[tuple[str, str, str], list[np.ndarray]], X: np.ndarray, Vs: np.ndarray, p0: np.ndarray,
-                   p1: np.ndarray, years: Sequence[str], units: Mapping[str, np.ndarray], method: str) -> None:
-    """Decompose each draw and add its line totals per unit of each level and for the PCT to ``acc``."""
-    B = X.shape[0]
-    lines = list(LINE_FACTORS) + ["change"]
-    for j, y in enumerate(years):
-        x0, x1 = X[:, p0], X[:, p1[:, j]]
-        v0, v1 = Vs[:, p0], Vs[:, p1[:, j]]
-        parts = lmdi(v0, v1, x0, x1) if method == "lmdi" else shapley(x0, x1)
-        ln = _line_parts(parts)
-        ln["change"] = v1 - v0
-        for level, u in units.items():
-            codes, labels = pd.factorize(u[p0])  # the unit of each cell (from its base-year row)
-            offs = ((np.arange(B) * labels.size)[:, None] + codes[None, :]).ravel()
-            for line in lines:
-                sums = np.bincount(offs, weights=ln[line].ravel(), minlength=B * labels.size)
-                acc.setdefault((level, y, line), []).append(sums.reshape(B, labels.size))
-            acc.setdefault((level, y, "_labels"), [labels])
-        for line in lines:
-            acc.setdefault(("pct", y, line), []).append(ln[line].sum(axis=1, keepdims=True))
-
-
-def decomposition_intervals(cells: pd.DataFrame, base_year: str, years: Sequence[str], method: str = DEFAULTS["method"],
-                            decomposition_draws: int = DEFAULTS["decomposition_draws"], seed: int = DEFAULTS["seed"],
-                            groups: Mapping[str, Mapping[str, str]] | None = None) -> pd.DataFrame:
-    """Standard errors of the accounting lines from the Poisson noise of the counts.
-
-    Each draw replaces every count by a Poisson draw with the observed (completed) count as mean:
-    GP referrals and first attendances once per practice x provider x specialty x year (they feed all
-    three elective pods), other activity per cell, cost scaled with activity at the cell's unit cost;
-    lists, need weights and tariffs are fixed. The decomposition is recomputed on every draw (provider
-    ratios re-pooled) and summed per practice, per group and for the PCT.
-
-    Parameters
-    ----------
-    cells : pandas.DataFrame
-        :func:`spend_cells` with rows in ``base_year`` and each of ``years``.
-    base_year : str
-    years : sequence of str
-    method : {"shapley", "lmdi"}
-    decomposition_draws : int
-        Bootstrap draws (at least 2).
-    seed : int
-    groups : mapping, optional
-        ``{level: {practice_code: unit}}`` (e.g. consortia).
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``level, unit, financial_year, line, std_error`` for the lines of :data:`LINE_FACTORS` and ``change``.
-
-    References
-    ----------
-    Efron B, Tibshirani RJ (1993), *An Introduction to the Bootstrap*, chapter 6 (the parametric bootstrap).
-    """
-    method = check_choice("method", method, Method)
-    decomposition_draws = _count("decomposition_draws", decomposition_draws, 2, "use e.g. 40 draws")
-    fac = spend_factors(cells)
-    _, p0, p1 = _pair_years(fac, base_year, years)
-    if np.any(p0 < 0) or np.any(p1 < 0):
-        raise ValueError("cells must have a row for every cell in base_year and each of years, as spend_cells gives")
-    rng = np.random.default_rng(seed)
-    base = _bootstrap_base(fac)
-    units = {"practice": base["prac"]}
-    for level, mapping in (groups or {}).items():
-        units[level] = pd.Series(base["prac"]).map(dict(mapping)).fillna("").to_numpy(dtype=str)
-    acc: dict[tuple[str, str, str], list[np.ndarray]] = {}
-    nb = 20
-    for b0 in range(0, decomposition_draws, nb):
-        X, Vs = _draw_factors(rng, base, min(nb, decomposition_draws - b0))
-        _add_draw_sums(acc, X, Vs, p0, p1, years, units, method)
-    out_rows = []
-    for (level, y, line), arrs in acc.items():
-        if line == "_labels":
-            continue
-        draws = np.concatenate(arrs, axis=0)
-        labels = ["PCT"] if level == "pct" else list(acc[(level, y, "_labels")][0])
-        out_rows.append(pd.DataFrame({"level": level, "unit": labels, "financial_year": y, "line": line,
-                                      "std_error": draws.std(axis=0, ddof=1)}))
-    out = pd.concat(out_rows, ignore_index=True)
-    return out[out["unit"] != ""].reset_index(drop=True)

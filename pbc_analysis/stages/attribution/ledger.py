@@ -92,7 +92,7 @@ def ledger(parts: pd.DataFrame, action: PracticeAction, practices: pd.DataFrame,
     practices : pandas.DataFrame
         The practices table (for ``group``).
     intervals : pandas.DataFrame, optional
-        :func:`pbc_analysis.stages.attribution.decomposition.decomposition_intervals`.
+        :func:`pbc_analysis.stages.attribution.bootstrap.decomposition_intervals`.
     confidence : float
     group : str
         The practices' grouping column (consortium).

@@ -22,9 +22,10 @@ import pandas as pd
 
 from pbc_analysis import data as _data
 from pbc_analysis.core.labels import measure_label
+from pbc_analysis.stages.attribution.bootstrap import decomposition_intervals
 from pbc_analysis.stages.attribution.causal import PracticeAction, practice_action, precision
 from pbc_analysis.stages.attribution.common import ELECTIVE_PODS, FACTORS, LEDGER_LINES, LINE_LABELS, _check_years, _full_years, _fy_of_months, _window_months
-from pbc_analysis.stages.attribution.decomposition import decompose, decomposition_intervals, spend_cells
+from pbc_analysis.stages.attribution.decomposition import decompose, spend_cells
 from pbc_analysis.stages.attribution.ledger import dispute_table, ledger, share_savings
 from pbc_analysis.stages.attribution.panel import completeness_factors, cost_per_referral, referral_panel
 from pbc_analysis.stages.attribution.params import Params
