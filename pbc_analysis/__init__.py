@@ -22,6 +22,7 @@ data: the input data model and validated loading
 - ``data/problems``  Problems: one breach of the data dictionary (`Problem`), the error listing them all (`DataValidationError`) and the helpers that word th
 - ``data/read``  Reading one table file (CSV, CSV.gz or Parquet) into a frame of the schema's types
 - ``data/rules``  The validation rules beyond the element-wise ones: keys, references, the window and the table-level rules
+- ``data/store``  The validated tables of a run, kept for its notebooks: validated once by ``pbc run``, read by every stage
 - ``data/schema``  The input data model: vocabularies, code patterns and the pandera schema of every table
 - ``data/window``  The analysis window (`Window`) and the data window of a data directory: the months every monthly table covers (``start_month``/``end_month``
 

@@ -20,6 +20,7 @@ from pbc_analysis.data.problems import DataValidationError, Problem
 from pbc_analysis.data.read import _read
 from pbc_analysis.data.rules import _validate
 from pbc_analysis.data.schema import REQUIRED_TABLES, TABLES
+from pbc_analysis.data.store import read_store
 from pbc_analysis.data.window import Window, resolve_window
 
 
@@ -106,7 +107,7 @@ def _in_table_order(problems: list[Problem]) -> list[Problem]:
 
 
 def load_inputs(data_dir: str | Path | None = None, start_month: str | None = None, end_month: str | None = None,
-                paths: Mapping[str, str | Path] | None = None) -> Inputs:
+                paths: Mapping[str, str | Path] | None = None, run_dir: str | Path = "") -> Inputs:
     """Find, read and validate every table; return :class:`Inputs` or raise :class:`DataValidationError`.
 
     ``data_dir`` holds one file per table (``<table>.csv``, ``.csv.gz`` or ``.parquet``); ``paths``
@@ -123,6 +124,10 @@ def load_inputs(data_dir: str | Path | None = None, start_month: str | None = No
         ``data_dir`` covers (:func:`pbc_analysis.data.window.data_window`).
     paths : mapping of str to str or Path, optional
         ``{table: path}`` of single tables, overriding those of ``data_dir``.
+    run_dir : str or Path, optional
+        The run directory ``pbc run`` gives a notebook: the tables the runner validated for ``data_dir`` and the
+        window are read from its store (:mod:`pbc_analysis.data.store`) instead of being read and validated
+        again; without a store (or with ``paths``) the files are read and validated.
 
     Returns
     -------
@@ -132,7 +137,8 @@ def load_inputs(data_dir: str | Path | None = None, start_month: str | None = No
     Raises
     ------
     ValueError
-        Without ``start_month`` or ``end_month``, or for a month not written ``YYYY-MM``.
+        Without ``start_month`` or ``end_month``, or for a month not written ``YYYY-MM``; or naming every problem
+        of a run's store of validated tables (tampered with, or a source changed after validation).
     DataValidationError
         Listing every problem of the files found.
     """
@@ -141,6 +147,10 @@ def load_inputs(data_dir: str | Path | None = None, start_month: str | None = No
     if "auto" in (start_month, end_month):
         start_month, end_month = resolve_window(data_dir if data_dir is not None else _paths.SAMPLE_DIR, start_month, end_month)
     window = Window(str(start_month), str(end_month))
+    if str(run_dir) and not paths:
+        stored = read_store(run_dir, data_dir if data_dir is not None else _paths.SAMPLE_DIR, window)
+        if stored is not None:
+            return stored
     ctxs, files, problems = _load_contexts(data_dir, window, paths)
     if problems:
         raise DataValidationError(_in_table_order(problems))

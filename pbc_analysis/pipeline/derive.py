@@ -91,6 +91,8 @@ class Resolution:
     parameters: dict[str, dict[str, Any]]          # notebook -> parameters to inject (no "auto" left)
     derived: list[dict[str, Any]]                  # notebook, setting, value, rule: every derived setting
     facts: dict[str, dict[str, Any]]               # data directory -> DataFacts.summary()
+    #: data directory -> the validated Inputs (kept for the run's store, pbc_analysis.data.store); not recorded
+    validated: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     def lines(self) -> list[str]:
         """The derived settings as printable lines (``notebook.setting = value   (rule)``).

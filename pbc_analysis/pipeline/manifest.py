@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pbc_analysis.core import names, paths
+from pbc_analysis.data.store import STORE_DIR
 from pbc_analysis.pipeline.config import RunConfig
 from pbc_analysis.publish import results
 
@@ -140,7 +141,9 @@ def _package_version() -> str:
 
 
 def _published_files(run_dir: Path, errors: list[OSError] | None = None) -> list[str]:
-    """Every file and symlink in a run directory except :data:`UNHASHED`, as sorted posix paths (nothing is read).
+    """Every file and symlink in a run directory except :data:`UNHASHED` and the private store of validated tables
+    (:data:`pbc_analysis.data.store.STORE_DIR`, whose hashes the manifest's ``validated`` section records), as
+    sorted posix paths (nothing is read).
 
     A directory that cannot be listed is appended to ``errors`` when given (else silently skipped).
     """
@@ -148,7 +151,7 @@ def _published_files(run_dir: Path, errors: list[OSError] | None = None) -> list
     for dirpath, dirnames, filenames in os.walk(run_dir, followlinks=False, onerror=None if errors is None else errors.append):
         here = Path(dirpath)
         links = [d for d in dirnames if (here / d).is_symlink()]   # listed, never descended into
-        dirnames[:] = sorted(d for d in dirnames if d not in links)
+        dirnames[:] = sorted(d for d in dirnames if d not in links and not (here == run_dir and d == STORE_DIR))
         for name in filenames + links:
             rel = (here / name).relative_to(run_dir).as_posix()
             if rel not in UNHASHED:

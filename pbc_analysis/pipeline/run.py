@@ -402,12 +402,13 @@ def validate_and_derive(cfg: RunConfig, echo: Any = print) -> tuple[dict[str, An
         if params.get("data_dir"):
             key = (params["data_dir"], params.get("start_month"), params.get("end_month"))
             uses.setdefault(key, []).append(nb_name)
-    summaries, inputs = [], {}
+    summaries, inputs, validated = [], {}, {}
     for (data_dir, start, end), nbs in sorted(uses.items(), key=lambda kv: -len(kv[1])):
         echo(f"validating {_rel(Path(data_dir))} ({start} to {end}) ...", end="", flush=True)
         t0 = time.perf_counter()
         try:
             summary, inputs[data_dir] = load_run_inputs(data_dir, start, end, cfg.validation)
+            validated[data_dir] = inputs[data_dir]
         except DataValidationError as exc:
             echo(" FAILED")
             raise RunError(f"the inputs did not pass validation; no notebook was run.\n{exc}") from None
@@ -423,6 +424,7 @@ def validate_and_derive(cfg: RunConfig, echo: Any = print) -> tuple[dict[str, An
         for line in resolution.lines():
             echo(line)
     resolved = dataclasses.replace(cfg, parameters=resolution.parameters)
+    resolution = dataclasses.replace(resolution, validated=validated)
     if not summaries:
         return {}, resolved, resolution
     summary = {**summaries[0], "other_data": summaries[1:]} if len(summaries) > 1 else summaries[0]
@@ -636,6 +638,17 @@ def _run_in(run_dir: Path, cfg: RunConfig, render: bool, validation: dict[str, A
         handler.close()
 
 
+def _write_stores(run_dir: Path, validated: dict[str, Any]) -> list[dict[str, Any]]:
+    """The validated tables of each data directory, for the notebooks (:mod:`pbc_analysis.data.store`): validated
+    once here, read by every notebook; returns their folders and hashes for the manifest."""
+    from pbc_analysis.data.store import write_store
+
+    t0 = time.perf_counter()
+    out = [write_store(inputs, run_dir, data_dir) for data_dir, inputs in sorted(validated.items())]
+    log.info("validated tables kept for the notebooks in %.1f s", time.perf_counter() - t0)
+    return out
+
+
 def _complete_run(cfg: RunConfig, run_dir: Path, render: bool, validation: dict[str, Any], started: dt.datetime,
                   echo: Any, resolved: RunConfig, resolution: Any, ingested: Any = None) -> None:
     """The body of :func:`run_pipeline`: notebooks (given the derived settings), report, bundle, manifest.
@@ -654,6 +667,8 @@ def _complete_run(cfg: RunConfig, run_dir: Path, render: bool, validation: dict[
         results.write_section(run_dir, "validation", validation)
     if resolution is not None:
         results.write_section(run_dir, "settings", _settings_section(resolution))
+    if resolution is not None and resolution.validated:
+        provenance["validated"] = _write_stores(run_dir, resolution.validated)
     log.info("run %s: %d notebooks, parameters hash %s", run_dir.name, len(cfg.notebooks), cfg.parameters_hash)
     order = list(cfg.notebooks) + ([REPORT_NOTEBOOK] if render and REPORT_NOTEBOOK in cfg.parameters else [])
     workers = _workers(cfg.workers, len(cfg.notebooks))
