@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pbc_analysis.data.schema import TABLES
 from pbc_analysis.data.window import Window
@@ -108,6 +110,12 @@ def write_store(inputs: Any, run_dir: str | Path, data_dir: str | Path) -> dict[
     return {"folder": folder.relative_to(Path(run_dir)).as_posix(), "window": index["window"], "tables": tables}
 
 
+def _read_table(path: Path) -> pd.DataFrame:
+    """One stored table as the frame written: Arrow buffers freed column by column as they are converted
+    (``self_destruct``), so a table is not held twice while it is read."""
+    return pq.read_table(path).to_pandas(self_destruct=True, split_blocks=True)
+
+
 def _checked_index(path: Path, window: Window) -> dict[str, Any]:
     """The store's index as checked literals, or ValueError naming the file and what is wrong."""
     try:
@@ -176,7 +184,8 @@ def read_store(run_dir: str | Path, data_dir: str | Path, window: Window) -> Any
                             "rerun `pbc run`")
     if problems:
         raise ValueError("the run's validated tables cannot be used:\n  " + "\n  ".join(problems))
-    frames = {name: pd.read_parquet(folder / f"{name}.parquet") for name in TABLES if name in index["tables"]}
+    frames = {name: _read_table(folder / f"{name}.parquet") for name in TABLES if name in index["tables"]}
+    pa.default_memory_pool().release_unused()   # Arrow's pool returns what the conversions no longer use
     files = {name: Path(index["sources"][name]["path"]) for name in TABLES if name in index["sources"]}
     tables: dict[str, Any] = {name: frames.get(name) for name in TABLES}
     return Inputs(**tables, files=files, window=window)
