@@ -7,6 +7,7 @@ command line) is resolved against the project root, found from this file's locat
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent   # pbc_analysis/ (this file is pbc_analysis/core/paths.py)
@@ -24,3 +25,24 @@ def resolve(path: str | Path, base: Path = PROJECT_ROOT) -> Path:
     """Return ``path`` as an absolute path; relative paths are taken from ``base`` (the project root)."""
     p = Path(path).expanduser()
     return p if p.is_absolute() else (base / p).resolve()
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes.
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+    chunk : int
+        Bytes read at a time.
+
+    Returns
+    -------
+    str
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pbc_analysis.core.paths import sha256_file
 from pbc_analysis.data.schema import TABLES
 from pbc_analysis.data.window import Window
 
@@ -37,14 +38,6 @@ __all__ = ["STORE_DIR", "read_store", "store_folder", "write_store"]
 STORE_DIR = "validated"
 _INDEX = "index.json"
 _FORMAT = 1
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def store_folder(run_dir: str | Path, data_dir: str | Path, window: Window) -> Path:
@@ -101,7 +94,7 @@ def write_store(inputs: Any, run_dir: str | Path, data_dir: str | Path) -> dict[
     for name, df in inputs.tables().items():
         path = folder / f"{name}.parquet"
         df.to_parquet(path, index=False)
-        tables[name] = {"rows": int(len(df)), "sha256": _sha256(path)}
+        tables[name] = {"rows": int(len(df)), "sha256": sha256_file(path)}
         if name in inputs.files:
             sources[name] = {**_source_stamp(Path(inputs.files[name])), "path": str(inputs.files[name])}
     index = {"format": _FORMAT, "window": [inputs.window.start_month, inputs.window.end_month], "tables": tables,
@@ -179,7 +172,7 @@ def read_store(run_dir: str | Path, data_dir: str | Path, window: Window) -> Any
             problems.append(f"{src} changed after it was validated (table {name}): rerun `pbc run`")
     for name, entry in index["tables"].items():
         path = folder / f"{name}.parquet"
-        if not path.is_file() or _sha256(path) != entry["sha256"]:
+        if not path.is_file() or sha256_file(path) != entry["sha256"]:
             problems.append(f"{path} is not the table validated (its sha256 differs from {folder / _INDEX}): "
                             "rerun `pbc run`")
     if problems:
