@@ -89,6 +89,7 @@ stages: one analysis stage per notebook: a typed ``Params``, ``run(inputs, param
 - ``stages/attribution/causal``  Causal attribution: referrals avoided and savings from practice action, by Poisson imputation
 - ``stages/attribution/common``  Shared pieces of the savings attribution: the spend identity's vocabulary, codes and the population arrays
 - ``stages/attribution/bootstrap``  Sampling uncertainty of the accounting lines: a Poisson parametric bootstrap of the counts, streamed, flat in memory
+- ``stages/attribution/delta``  Sampling uncertainty of the accounting lines by the delta method: exact gradients by complex step, no Monte Carlo error
 - ``stages/attribution/decomposition``  Exact accounting of a change in spend: the spend identity's cells and factors, LMDI-I and Shapley
 - ``stages/attribution/ledger``  The ledger (who saved what, line by line), the disputed provider change, and sharing the resources freed up
 - ``stages/attribution/panel``  Inputs of the attribution's models: completeness of the latest months, the referral panel, the cost of a referral

@@ -16,8 +16,9 @@ module                      what it holds
 :mod:`.causal`              practice action by Poisson imputation (saturated ETWFE Poisson; fitted by
                             :mod:`pbc_analysis.methods.ppml`), delta-method, cluster-robust and wild-bootstrap
                             uncertainty, and the precision floor
-:mod:`.decomposition`       exact accounting of each change in spend: cells, factors, LMDI-I and Shapley, and the
-                            Poisson bootstrap of the accounting lines
+:mod:`.decomposition`       exact accounting of each change in spend: cells, factors, LMDI-I and Shapley
+:mod:`.delta`               standard errors of the accounting lines by the delta method (exact, by complex step)
+:mod:`.bootstrap`           the same by a streamed Poisson bootstrap of the counts (the delta method's check)
 :mod:`.ledger`              the ledger (lines adding up to the change on every row), the disputed provider change,
                             sharing the resources freed up
 :mod:`.stage`               :func:`run` (everything at once) and :class:`Result` (``tables()``, ``headline()``,
@@ -47,6 +48,7 @@ from pbc_analysis.stages.attribution.bootstrap import decomposition_intervals
 from pbc_analysis.stages.attribution.causal import PracticeAction, chance_within, etwfe_poisson, practice_action, precision
 from pbc_analysis.stages.attribution.common import ELECTIVE_PODS, EMERGENCY_PODS, FACTORS, LEDGER_LINES, LINE_FACTORS, LINE_LABELS
 from pbc_analysis.stages.attribution.decomposition import decompose, lmdi, shapley, spend_cells, spend_factors
+from pbc_analysis.stages.attribution.delta import decomposition_delta
 from pbc_analysis.stages.attribution.ledger import dispute_table, ledger, share_savings
 from pbc_analysis.stages.attribution.panel import completeness_factors, cost_per_referral, referral_panel
 from pbc_analysis.stages.attribution.params import DEFAULTS, Basis, BootstrapWeights, Cells, Inference, Method, Params, base_year_rule, evaluation_year_rule
@@ -76,6 +78,7 @@ __all__ = [
     "completeness_factors",
     "cost_per_referral",
     "decompose",
+    "decomposition_delta",
     "decomposition_intervals",
     "describe",
     "dispute_table",

@@ -1,5 +1,9 @@
 """Sampling uncertainty of the accounting lines: a Poisson parametric bootstrap of the counts, streamed.
 
+The run's default is the delta method (:mod:`.delta`, ``decomposition_se: delta``), which linearises the same
+computation and has no Monte Carlo error; this bootstrap is its check and the alternative
+(``decomposition_se: bootstrap``).
+
 Each draw replaces every count by a Poisson draw with the observed (completed) count as mean: GP referrals and
 first attendances once per practice x provider x specialty x year (they feed all three elective pods), other
 activity per cell, cost scaled with activity at the cell's unit cost; lists, need weights and tariffs are fixed.
@@ -40,6 +44,7 @@ from pbc_analysis.core.checks import check_choice
 from pbc_analysis.stages.attribution.common import ELECTIVE_PODS, LINE_FACTORS
 from pbc_analysis.stages.attribution.decomposition import (
     _factor_matrix,
+    _group_codes,
     _line_parts,
     _once_mask,
     _pair_years,
@@ -66,13 +71,9 @@ def _bootstrap_base(fac: pd.DataFrame) -> dict[str, Any]:
     pod = fac["pod"].astype(str).to_numpy()
     elective = np.isin(pod, ELECTIVE_PODS)
     prac = fac["practice_code"].astype(str).to_numpy()
-    grp, _ = pd.factorize(pd.MultiIndex.from_arrays([prac, fac["provider_code"].astype(str).to_numpy(),
-                                                     fac["specialty_code"].astype(str).to_numpy(),
-                                                     fac["financial_year"].astype(str).to_numpy()]))
-    g1, _ = pd.factorize(pd.MultiIndex.from_arrays([fac[c].astype(str).to_numpy() for c in
-                                                    ("provider_code", "specialty_code", "financial_year")]))
-    g2, _ = pd.factorize(pd.MultiIndex.from_arrays([fac[c].astype(str).to_numpy() for c in
-                                                    ("provider_code", "specialty_code", "pod", "financial_year")]))
+    grp = _group_codes(fac, ("practice_code", "provider_code", "specialty_code", "financial_year"))
+    g1 = _group_codes(fac, ("provider_code", "specialty_code", "financial_year"))
+    g2 = _group_codes(fac, ("provider_code", "specialty_code", "pod", "financial_year"))
     col = {c: fac[c].to_numpy(dtype=float) for c in ("list", "weighted_list", "referrals", "first", "activity",
                                                      "cost", "tariff")}
     Rg = np.zeros(grp.max() + 1)
@@ -259,21 +260,32 @@ def decomposition_intervals(cells: pd.DataFrame, base_year: str, years: Sequence
         raise ValueError("cells must have a row for every cell in base_year and each of years, as spend_cells gives")
     rng = np.random.default_rng(seed)
     base = _bootstrap_base(fac)
-    unit_of = {"practice": base["prac"]}
-    for level, mapping in (groups or {}).items():
-        unit_of[level] = pd.Series(base["prac"]).map(dict(mapping)).fillna("").to_numpy(dtype=str)
-    # the unit of each cell (from its base-year row), labels in order of first appearance
-    units = {level: pd.factorize(u[p0]) for level, u in unit_of.items()}
+    units = _block_units(base, p0, groups)
     moments: dict[tuple[str, str, str], _Moments] = {}
     for b0 in range(0, decomposition_draws, BLOCK):
         blk = _draw_block(rng, base, min(BLOCK, decomposition_draws - b0))
         _pool(base, blk)
         for key, x in _block_sums(base, blk, p0, p1, years, units, method).items():
             moments.setdefault(key, _Moments(x.shape[1])).add(x)
+    return _unit_frame({key: mom.std() for key, mom in moments.items()}, units)
+
+
+def _block_units(base: Mapping[str, Any], p0: np.ndarray,
+                 groups: Mapping[str, Mapping[str, str]] | None) -> dict[str, tuple[np.ndarray, Any]]:
+    """The unit of each cell (from its base-year row) at every level, labels in order of first appearance; a
+    practice in no group of a level is in the unit ``""`` (dropped from the results)."""
+    unit_of = {"practice": base["prac"]}
+    for level, mapping in (groups or {}).items():
+        unit_of[level] = pd.Series(base["prac"]).map(dict(mapping)).fillna("").to_numpy(dtype=str)
+    return {level: pd.factorize(u[p0]) for level, u in unit_of.items()}
+
+
+def _unit_frame(std: Mapping[tuple[str, str, str], np.ndarray], units: Mapping[str, tuple[np.ndarray, Any]]) -> pd.DataFrame:
+    """``level, unit, financial_year, line, std_error`` from the standard errors per unit of each level and year."""
     out_rows = []
-    for (level, y, line), mom in moments.items():
+    for (level, y, line), se in std.items():
         labels = ["PCT"] if level == "pct" else list(units[level][1])
         out_rows.append(pd.DataFrame({"level": level, "unit": labels, "financial_year": y, "line": line,
-                                      "std_error": mom.std()}))
+                                      "std_error": se}))
     out = pd.concat(out_rows, ignore_index=True)
     return out[out["unit"] != ""].reset_index(drop=True)

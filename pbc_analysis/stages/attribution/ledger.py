@@ -46,8 +46,8 @@ def _sum_lines(parts: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 
 
 def _add_line_intervals(out: pd.DataFrame, intervals: pd.DataFrame | None, se_pa: np.ndarray, z: float) -> None:
-    """Normal intervals of every ledger line: accounting lines from the Poisson bootstrap, practice action from the
-    regression, the unexplained rest combining both."""
+    """Normal intervals of every ledger line: accounting lines from their standard errors (delta method or Poisson
+    bootstrap), practice action from the regression, the unexplained rest combining both."""
     se = {}
     if intervals is not None and len(intervals):
         wide = intervals.pivot_table(index=["level", "unit", "financial_year"], columns="line", values="std_error",
@@ -73,12 +73,13 @@ def ledger(parts: pd.DataFrame, action: PracticeAction, practices: pd.DataFrame,
     """The auditable ledger: per practice, per ``group`` (consortium) and for the PCT, per year.
 
     ``parts``: :func:`decompose` (cell level). ``action``: :func:`practice_action`. ``practices``: the
-    practices table (for ``group``). ``intervals``: :func:`decomposition_intervals` (optional).
+    practices table (for ``group``). ``intervals``: :func:`decomposition_delta` or :func:`decomposition_intervals`
+    (optional).
     Columns: ``level`` (practice, consortium, pct), ``unit``, ``financial_year``, ``base_year``,
     ``spend_base``, ``spend``, ``change``, then the lines of :data:`LEDGER_LINES` (parts of the change,
     GBP; ``practice_action`` = minus the savings), which add up to ``change`` exactly on every row, then
     ``practice_action_savings`` with ``savings_ci_low``/``savings_ci_high``, ``<line>_ci_low`` and
-    ``<line>_ci_high`` for every line (accounting lines from the Poisson bootstrap, normal; practice
+    ``<line>_ci_high`` for every line (accounting lines from their standard errors, normal; practice
     action from the regression; unexplained combining both), the factor detail (``referral_rate``,
     ``emergency_rate``, ``local_variation``, ``conversion``, ``follow_up``, ``hrg_mix``) and
     ``engaged``.
@@ -92,7 +93,9 @@ def ledger(parts: pd.DataFrame, action: PracticeAction, practices: pd.DataFrame,
     practices : pandas.DataFrame
         The practices table (for ``group``).
     intervals : pandas.DataFrame, optional
-        :func:`pbc_analysis.stages.attribution.bootstrap.decomposition_intervals`.
+        :func:`pbc_analysis.stages.attribution.delta.decomposition_delta` (or the bootstrap's
+        :func:`pbc_analysis.stages.attribution.bootstrap.decomposition_intervals`): ``level, unit, financial_year,
+        line, std_error``.
     confidence : float
     group : str
         The practices' grouping column (consortium).

@@ -33,11 +33,13 @@ from pbc_analysis.core import calendar
 from pbc_analysis.core.checks import ArgumentError
 from pbc_analysis.core.params import StageParams, setting
 
-__all__ = ["DEFAULTS", "Basis", "BootstrapWeights", "Cells", "Inference", "Method", "Params", "base_year_rule",
+__all__ = ["DEFAULTS", "Basis", "BootstrapWeights", "Cells", "Inference", "LineErrors", "Method", "Params", "base_year_rule",
            "evaluation_year_rule"]
 
 #: exact decomposition of a change in spend
 Method = Literal["shapley", "lmdi"]
+#: standard errors of the accounting lines: the delta method (exact) or the Poisson bootstrap (its check)
+LineErrors = Literal["delta", "bootstrap"]
 #: standard errors of PCT and consortium savings
 Inference = Literal["max", "wild", "cluster", "model", "auto"]
 #: weights of the wild cluster bootstrap
@@ -87,8 +89,11 @@ class Params(StageParams):
     n_boot: int = setting(999, "draws of the wild cluster bootstrap", low=1)
     bootstrap_weights: str = setting("webb", "weights of the wild cluster bootstrap (Webb's six-point or "
                                              "Rademacher)", choices=BootstrapWeights)
-    decomposition_draws: int = setting(40, "Poisson bootstrap draws for the intervals of the accounting lines",
-                                       low=2)
+    decomposition_se: str = setting("delta", "standard errors of the accounting lines: delta (the delta method, exact: "
+                                             "no Monte Carlo error) or bootstrap (Poisson bootstrap, "
+                                             "decomposition_draws draws)", choices=LineErrors)
+    decomposition_draws: int = setting(40, "Poisson bootstrap draws for the intervals of the accounting lines "
+                                           "(decomposition_se: bootstrap)", low=2)
     seed: int = setting(20070401, "seed of both bootstraps", low=0)
     practice_share: float = setting(0.7, "share of eligible savings kept by the practice (the rest to the PCT)",
                                     low=0.0, high=1.0)

@@ -26,6 +26,7 @@ from pbc_analysis.stages.attribution.bootstrap import decomposition_intervals
 from pbc_analysis.stages.attribution.causal import PracticeAction, practice_action, precision
 from pbc_analysis.stages.attribution.common import ELECTIVE_PODS, FACTORS, LEDGER_LINES, LINE_LABELS, _check_years, _full_years, _fy_of_months, _window_months
 from pbc_analysis.stages.attribution.decomposition import decompose, spend_cells
+from pbc_analysis.stages.attribution.delta import decomposition_delta
 from pbc_analysis.stages.attribution.ledger import dispute_table, ledger, share_savings
 from pbc_analysis.stages.attribution.panel import completeness_factors, cost_per_referral, referral_panel
 from pbc_analysis.stages.attribution.params import Params
@@ -357,8 +358,11 @@ def _accounting(inputs: _data.Inputs, comp: pd.DataFrame, params: Params, years:
         g.insert(0, "method", name)
         fbm.append(g)
     grp_map = inputs.practices.set_index("practice_code")[group].astype(str).to_dict()
-    intervals = decomposition_intervals(cells, base, years, method=method, decomposition_draws=params.decomposition_draws,
-                                        seed=params.seed, groups={group: grp_map})
+    if params.decomposition_se == "delta":
+        intervals = decomposition_delta(cells, base, years, method=method, groups={group: grp_map})
+    else:
+        intervals = decomposition_intervals(cells, base, years, method=method, groups={group: grp_map},
+                                            decomposition_draws=params.decomposition_draws, seed=params.seed)
     return cells, parts, pd.concat(fbm, ignore_index=True), intervals
 
 
