@@ -36,7 +36,10 @@ must still be a difference, never "within tolerance". The table is found by the 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
+import io
 import json
 import math
 import re
@@ -57,6 +60,14 @@ DIFFERENT = "different"
 _INTEGER = re.compile(r"^[+-]?\d+$")
 _MAX_DETAILS = 8
 LABELS = ("published", "re-run")
+#: A figure equals its re-run when its decoded pixels do: PNG metadata (software version, time) is the one part
+#: excluded, by rule. Pixels that differ by at most this root-mean-square on the 0-255 scale (another machine's
+#: anti-aliasing) are within tolerance; the numbers a figure draws are compared in its tables.
+FIGURE_RMS = 1.0
+#: figures embedded in a report or a practice page: PNG images as data URIs, and inline SVG charts
+_PNG_URI = re.compile(r'data:image/png;base64,([A-Za-z0-9+/=]+)')
+_SVG = re.compile(r"<svg\b.*?</svg>", re.S)
+
 #: Column kinds of :data:`pbc_analysis.publish.bundle.TABLES` that are compared exactly, never with a tolerance.
 EXACT_KINDS = frozenset({"key", "count", "tally", "flag", "setting", "text", "patient"})
 
@@ -389,7 +400,91 @@ def compare_files(published: Path, rerun: Path, name: str | None = None, tol: To
         return compare_json(a, b, name, tol, labels)
     if published.suffix == ".xlsx":
         return _compare_workbooks(published, rerun, name, tol, labels)
+    if published.suffix == ".png":
+        return compare_figure(published.read_bytes(), rerun.read_bytes(), name, labels)
     return Comparison(name, DIFFERENT, ["content differs (compared byte for byte only)"])
+
+
+def _pixels(raw: bytes) -> np.ndarray:
+    """A PNG's pixels as RGBA bytes ``(height, width, 4)`` (Pillow; its decompression-bomb limit applies)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(raw)) as im:
+        if im.format != "PNG":
+            raise ValueError(f"a {im.format} image, not PNG")
+        return np.asarray(im.convert("RGBA"), dtype=np.int16)
+
+
+def compare_figure(published: bytes, rerun: bytes, name: str = "figure.png", labels: tuple[str, str] = LABELS) -> Comparison:
+    """Compare two PNG figures by their pixels (the rule of :data:`FIGURE_RMS`).
+
+    Parameters
+    ----------
+    published, rerun : bytes
+        The two PNG files' contents.
+    name : str
+        Name used in the outcome.
+    labels : tuple of str
+        What the two figures are, for the messages.
+
+    Returns
+    -------
+    Comparison
+        :data:`IDENTICAL` when the bytes or the decoded pixels are equal (saying which), :data:`WITHIN` when the
+        pixels differ by a root-mean-square of at most :data:`FIGURE_RMS`, else :data:`DIFFERENT` with the sizes
+        or the share of pixels that differ and the RMS; an unreadable image is :data:`DIFFERENT`.
+
+    References
+    ----------
+    The root-mean-square pixel difference of matplotlib's own image tests (``matplotlib.testing.compare``).
+    """
+    if published == rerun:
+        return Comparison(name, IDENTICAL)
+    try:
+        a, b = _pixels(published), _pixels(rerun)
+    except Exception as exc:   # Pillow raises OSError, ValueError, SyntaxError or its DecompressionBombError
+        return Comparison(name, DIFFERENT, [f"not a readable PNG image: {type(exc).__name__}: {_short(exc)}"])
+    if a.shape != b.shape:
+        return Comparison(name, DIFFERENT, [f"{a.shape[1]} x {a.shape[0]} pixels {labels[0]} vs {b.shape[1]} x "
+                                            f"{b.shape[0]} {labels[1]}"])
+    diff = a - b
+    if not diff.any():
+        return Comparison(name, IDENTICAL, ["pixels identical (the PNG metadata differs, excluded by rule)"])
+    rms = float(np.sqrt(np.mean(diff.astype(float) ** 2)))
+    share = float(np.any(diff != 0, axis=2).mean())
+    detail = f"{share:.2%} of pixels differ, root-mean-square {rms:.3g} on 0-255 (allowed {FIGURE_RMS:g})"
+    return Comparison(name, WITHIN if rms <= FIGURE_RMS else DIFFERENT, [detail], rms / 255, rms / 255)
+
+
+def _short(exc: BaseException, width: int = 120) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _page_figures(html_text: str) -> tuple[list[bytes], list[str]]:
+    """The PNG figures (data URIs, decoded) and the inline SVG charts of a rendered page, in order."""
+    pngs = []
+    for m in _PNG_URI.finditer(html_text):
+        try:
+            pngs.append(base64.b64decode(m.group(1), validate=True))
+        except (binascii.Error, ValueError):
+            pngs.append(b"")   # compared as an unreadable image
+    return pngs, _SVG.findall(html_text)
+
+
+def _figure_differences(a: str, b: str, labels: tuple[str, str]) -> tuple[list[str], bool]:
+    """How the figures of two pages differ (and whether any is only within tolerance)."""
+    (pa, sa), (pb, sb) = _page_figures(a), _page_figures(b)
+    if len(pa) != len(pb) or len(sa) != len(sb):
+        return [f"{len(pa)} images and {len(sa)} charts {labels[0]} vs {len(pb)} and {len(sb)} {labels[1]}"], False
+    out, within = [], False
+    for i, (x, y) in enumerate(zip(pa, pb), start=1):
+        c = compare_figure(x, y, f"image {i}", labels)
+        within |= c.state == WITHIN
+        if c.state == DIFFERENT:
+            out.append(f"image {i}: {c.details[0]}")
+    out += [f"chart {i} (inline SVG) differs" for i, (x, y) in enumerate(zip(sa, sb), start=1) if x != y]
+    return out, within
 
 
 def _workbook_sheets(path: Path) -> dict[str, pd.DataFrame]:
@@ -444,12 +539,13 @@ def _first_table_difference(a: dict[str, Any], b: dict[str, Any], labels: tuple[
 
 
 def compare_report(published: Path, rerun: Path, name: str = "report.html", labels: tuple[str, str] = LABELS) -> Comparison:
-    """Compare two rendered reports by their tables: every caption, header and cell, as exact text.
+    """Compare two rendered reports (or practice pages) by their tables and their figures.
 
     A report is never byte-identical to its re-run (the renderer gives cells random ids, and the
-    reproducibility section names the run's own directory and checkout), and its figures cannot be
-    compared byte for byte across machines; its tables are what a reader quotes, and they are
-    printed at the precision they are read at, so they must match exactly.
+    reproducibility section names the run's own directory and checkout). Its tables are what a reader quotes,
+    printed at the precision they are read at, so every caption, header and cell must match as exact text; its
+    figures (PNG images as data URIs, by :func:`compare_figure`; inline SVG charts, as exact text) must match
+    in number and content.
 
     Parameters
     ----------
@@ -463,9 +559,10 @@ def compare_report(published: Path, rerun: Path, name: str = "report.html", labe
     Returns
     -------
     Comparison
-        :data:`IDENTICAL` when the bytes, or else every table (same number, in the same order), are
-        equal; :data:`DIFFERENT` naming the first differing table by its caption and its first
-        differing cell (row, column header, the two texts), and how many tables differ.
+        :data:`IDENTICAL` when the bytes, or else every table (same number, in the same order) and figure, are
+        equal (:data:`WITHIN` when an image is only within :data:`FIGURE_RMS`); :data:`DIFFERENT` naming the
+        first differing table by its caption and its first differing cell (row, column header, the two texts),
+        and each differing figure.
 
     References
     ----------
@@ -488,8 +585,11 @@ def compare_report(published: Path, rerun: Path, name: str = "report.html", labe
         more = (f"; only {labels[0]}: {only[0]!r}" if only else "") + (f"; only {labels[1]}: {only_b[0]!r}" if only_b else "")
         return Comparison(name, DIFFERENT, [f"{len(tables[0])} tables {labels[0]} vs {len(tables[1])} {labels[1]}{more}"])
     found = [d for d in (_first_table_difference(a, b, labels) for a, b in zip(*tables)) if d]
-    if found:
-        return Comparison(name, DIFFERENT, found)
-    same = (f"all {len(tables[0])} tables identical, caption, headers and cells "
-            "(the text around them and the figures are checked against their hashes only)")
-    return Comparison(name, IDENTICAL, [same])
+    figures, within = _figure_differences(raw[0].decode("utf-8"), raw[1].decode("utf-8"), labels)
+    if found or figures:
+        return Comparison(name, DIFFERENT, found + figures)
+    n_png, n_svg = (len(x) for x in _page_figures(raw[0].decode("utf-8")))
+    same = (f"all {len(tables[0])} tables identical, caption, headers and cells, and its {n_png} images and {n_svg} "
+            f"charts {'within tolerance' if within else 'identical'} (the text around them is checked against its "
+            "hash only)")
+    return Comparison(name, WITHIN if within else IDENTICAL, [same])

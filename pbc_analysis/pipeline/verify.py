@@ -34,10 +34,12 @@ In order, each step printed as it happens:
    a copy of it (the same manifest); otherwise verify is refused. It must be a re-run the auditor made
    (``pbc verify --keep`` or ``pbc run``): verify cannot tell a re-run from a forgery made to match.
 
-   Figures (PNG) cannot be compared byte for byte across machines (fonts, anti-aliasing, library
-   versions), nor can the notebooks, ``provenance.json`` or ``published/CONTENTS.json`` (which hold
-   timings, paths and the figures' hashes): they are checked against their hashes only, and the
-   verdict says so.
+   Figures (``figures/*.png``, ``published/figures/*.png``, and the images and inline SVG charts of the reports
+   and practice pages) are compared by their decoded pixels: PNG metadata (software version, time) is the one
+   part excluded, by rule; pixels that differ by a root-mean-square of at most
+   :data:`compare.FIGURE_RMS` on the 0-255 scale (another machine's anti-aliasing) are within tolerance. The
+   notebooks, ``provenance.json`` and ``published/CONTENTS.json`` hold timings and paths: they are checked
+   against their hashes only, and the verdict says so.
 
 Exit codes: 0 identical or within tolerance (or, with ``rerun=False``, intact); 1 tampered, different,
 code differs or the re-run failed; 2 refused (no readable manifest, a file of the run that cannot be
@@ -69,9 +71,11 @@ PAGES = ("practices/*.html", "published/practices/*.html")
 #: Outputs re-run and compared (tables and JSON with the tolerance, reports by their tables, text exactly).
 COMPARED = ("tables/*.csv", "results.json", "results/*.json", "report.html", "published/tables/*.csv",
             "published/results.json", "published/report.html", "published/README.txt", "published/finance.xlsx",
-            "data/*.parquet", "data/*.csv", "data/*.csv.gz", "data/ingest.json", *PAGES)   # data/: a run's ingested tables
+            "data/*.parquet", "data/*.csv", "data/*.csv.gz", "data/ingest.json", *PAGES,   # data/: a run's ingested tables
+            "figures/*.png", "published/figures/*.png")   # figures by their pixels (compare.FIGURE_RMS)
 REPORTS = frozenset({"report.html", "published/report.html"})   # compared by their tables
-HASH_ONLY = "figures, notebooks, provenance.json and published/CONTENTS.json are checked against their hashes only"
+HASH_ONLY = ("notebooks, provenance.json and published/CONTENTS.json (timings and paths) are checked against their "
+             "hashes only; figures are compared by their pixels")
 TAMPERED, NOT_IDENTICAL, CODE_DIFFERS, RERUN_FAILED = "TAMPERED", "NOT IDENTICAL", "CODE DIFFERS", "RE-RUN FAILED"
 INTACT = "intact"
 _HEX = re.compile(r"^[0-9a-f]{7,40}$")
@@ -436,7 +440,7 @@ def _verify(run_dir: Path, manifest: dict[str, Any], say: Callable[[str], None],
         for comp in report.comparisons:
             say(str(comp))
         if report.comparisons:
-            say(f"{HASH_ONLY} (figures cannot be compared byte for byte across machines)")
+            say(HASH_ONLY)
     if report.rerun_dir and not report.error:
         say(f"re-run kept at {report.rerun_dir}")
     _verdict(report, allow_dirty, changed_inputs, rerun and not report.published_problems, tol)
