@@ -148,3 +148,26 @@ def test_deterministic_and_in_the_bootstrap_layout(cells, consortia):
     key = ["level", "unit", "financial_year", "line"]
     pd.testing.assert_frame_equal(a[key], boot[key])
     assert (a["std_error"] >= 0).all() and np.isfinite(a["std_error"]).all()
+
+
+def test_closed_form_gradient_equals_the_complex_step():
+    """Shapley's derivatives in closed form (P / z_m over the quadrature nodes) equal the complex step through
+    decomposition.shapley to rounding; cells with a factor zero in both years take the complex step."""
+    rng = np.random.default_rng(2)
+    f0, f1 = rng.uniform(0.05, 3, (400, 9)), rng.uniform(0.05, 3, (400, 9))
+    f1[:40, 8] = 0.0          # a cell closed in the target year
+    f0[40:60, 2] = f1[40:60, 2] = 0.0   # a factor zero in both years
+    closed, step = delta._shapley_gradients(f0, f1), delta._complex_step(f0, f1, "shapley")
+    ok = ~np.any((f0 == 0) & (f1 == 0), axis=1)
+    moving = delta._MOVING
+    np.testing.assert_allclose(closed[:, :, ok][..., moving], step[:, :, ok][..., moving], rtol=1e-12, atol=1e-12)
+    g0, g1 = delta._cell_gradients(f0, f1, "shapley")
+    np.testing.assert_array_equal(np.stack([g0, g1])[:, :, ~ok], step[:, :, ~ok])
+
+
+def test_results_do_not_depend_on_the_chunk_size(cells, consortia, monkeypatch):
+    """Chunks of 97 cells give the default's standard errors (sums in another order: 1e-12 relative)."""
+    one = decomposition_delta(cells, BASE, YEARS, groups={"consortium": consortia})
+    monkeypatch.setattr(delta, "CHUNK_CELLS", 97)
+    many = decomposition_delta(cells, BASE, YEARS, groups={"consortium": consortia})
+    np.testing.assert_allclose(many["std_error"], one["std_error"], rtol=1e-12, atol=1e-9)

@@ -15,10 +15,12 @@ stable second figure would need about 20,000 draws.
 
 The gradient is computed in three pieces, each vectorised over cells:
 
-1. **The decomposition's derivatives per cell**, with respect to the base and target years' factors, by the complex
-   step (Squire and Trapp 1998; Martins, Sturdza and Alonso 2003): ``f'(x) = Im f(x + ih) / h`` with ``h = 1e-30``
-   is exact to rounding for the Shapley parts (polynomials in the factors) and LMDI-I's (logarithms), with no
-   subtraction error. Undefined factors that took the other year's value pass their derivative to it.
+1. **The decomposition's derivatives per cell**, with respect to the base and target years' factors: for Shapley
+   in closed form over the same quadrature nodes (:func:`_shapley_gradients`); for LMDI-I, and for a cell with a
+   factor zero in both years, by the complex step (Squire and Trapp 1998; Martins, Sturdza and Alonso 2003):
+   ``f'(x) = Im f(x + ih) / h`` with ``h = 1e-30`` is exact to rounding for analytic functions, with no
+   subtraction error (the two agree to 1e-12, tested). Undefined factors that took the other year's value pass
+   their derivative to it.
 2. **The factors' derivatives with respect to the counts**, in logarithms: the referral (or emergency) rate is
    the cell's count over its need-weighted list; ``local_variation`` is the cost over the product of the other
    factors, so ``d log local = d log cost - sum_j d log x_j``; a factor fixed by a rule (a ratio 0/0 set to 1,
@@ -32,8 +34,11 @@ The gradient is computed in three pieces, each vectorised over cells:
 The linearisation is where the method is approximate: where a count is small the line is not linear over its
 Poisson range (a follow-up ratio over two first attendances), and a zero drawn by the bootstrap can switch a
 rule (a chain gap). ``tests/stages/test_attribution_delta.py`` checks the gradient against finite differences of
-the bootstrap's own computation, the hand case of an A&E line, and the standard errors against 4,000 bootstrap
-draws at every level on the sample (the PCT's and the groups' agree to the bootstrap's own Monte Carlo error).
+the bootstrap's own computation, the hand case of an A&E line, and the standard errors against 1,000 bootstrap
+draws. On the whole sample against 4,000 draws (Monte Carlo error 1.1%) the median ratio is 0.993 at practice,
+consortium and PCT level (5-95%: 0.954-1.011 for practices): the linearisation leaves out under 1% of the
+variance. Cost: 0.7 s on the sample, 21 s and 1.2 GiB at 1,500 practices (836,284 cell rows), against 40 draws'
+1.9 s and 100 s and an interval whose second figure is not stable.
 
 References
 ----------
@@ -63,10 +68,12 @@ from pbc_analysis.stages.attribution.common import FACTORS, LINE_FACTORS
 from pbc_analysis.stages.attribution.decomposition import _line_parts, _pair_years, lmdi, shapley, spend_factors
 from pbc_analysis.stages.attribution.params import DEFAULTS, Method
 
-__all__ = ["decomposition_delta"]
+__all__ = ["CHUNK_CELLS", "decomposition_delta"]
 
 _LINES = [*LINE_FACTORS, "change"]
 _IX = {f: i for i, f in enumerate(FACTORS)}
+#: cells differentiated at a time (the results do not depend on it beyond the order of a sum's terms)
+CHUNK_CELLS = 32768
 #: the factors that move with the counts
 _MOVING = [_IX[f] for f in ("referral_rate", "emergency_rate", "conversion", "follow_up", "hrg_mix",
                             "local_variation")]
@@ -135,13 +142,46 @@ def _jacobian(base: Mapping[str, Any], sums: Mapping[str, np.ndarray], at: Mappi
     return J.tocsr()
 
 
-def _cell_gradients(x0: np.ndarray, x1: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray]:
-    """Derivatives of every line ``(lines, cells, factors)`` with respect to the base and the target year's factors
-    (NaN factors pass theirs to the other year's value, as :func:`.decomposition._fill_pair` fills them)."""
-    n0, n1_ = np.isnan(x0), np.isnan(x1)
-    f0 = np.where(n0, np.where(n1_, 1.0, x1), x0)
-    f1 = np.where(n1_, f0, x1)
-    g = np.zeros((2, len(_LINES), *x0.shape))
+def _line_matrix() -> np.ndarray:
+    """Which factors make up each line ``(lines, factors)``; ``change`` is all of them."""
+    M = np.zeros((len(_LINES), len(FACTORS)))
+    for i, line in enumerate(LINE_FACTORS):
+        M[i, [_IX[f] for f in LINE_FACTORS[line]]] = 1.0
+    M[-1] = 1.0
+    return M
+
+
+def _shapley_gradients(f0: np.ndarray, f1: np.ndarray) -> np.ndarray:
+    """Derivatives ``(2, lines, cells, factors)`` of the Shapley lines with respect to the base and target factors,
+    in closed form where no factor is zero at the quadrature nodes.
+
+    Line l is ``int_0^1 S_l(t) dt``, ``S_l = sum_{k in l} d_k P(t) / z_k(t)``, ``z = x0 + t d``, ``d = x1 - x0``,
+    ``P = prod z`` (:func:`.decomposition.shapley`). With ``r = d / z`` and ``s_l = sum_{k in l} r_k``,
+    ``dS_l/dz_m = (P / z_m)(s_l - 1(m in l) r_m)``, so ``dl/dx1_m = 1(m in l) int P/z_m + int t dS_l/dz_m`` and
+    ``dl/dx0_m = -1(m in l) int P/z_m + int (1 - t) dS_l/dz_m``: polynomials of degree below K in t, integrated
+    exactly by the same Gauss-Legendre nodes.
+    """
+    M = _line_matrix()
+    K = f0.shape[-1]
+    nodes, wts = np.polynomial.legendre.leggauss(K // 2 + 1)
+    d = f1 - f0
+    g = np.zeros((2, M.shape[0], *f0.shape))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for t, w in zip((nodes + 1) / 2, wts / 2):
+            z = f0 + t * d
+            Pz = np.prod(z, axis=1)[:, None] / z           # P / z_m
+            r = d / z
+            A = Pz[None] * ((r @ M.T).T[:, :, None] - M[:, None, :] * r[None])   # dS_l / dz_m
+            own = M[:, None, :] * Pz[None]
+            g[1] += w * (own + t * A)
+            g[0] += w * (-own + (1 - t) * A)
+    return g
+
+
+def _complex_step(f0: np.ndarray, f1: np.ndarray, method: str) -> np.ndarray:
+    """The same derivatives by the complex step through :func:`.decomposition.shapley` or :func:`.lmdi`, for the
+    factors that move with the counts (any cell, zeros included)."""
+    g = np.zeros((2, len(_LINES), *f0.shape))
 
     def lines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         parts = (lmdi(np.prod(a, axis=-1), np.prod(b, axis=-1), a, b) if method == "lmdi" else shapley(a, b))
@@ -153,6 +193,23 @@ def _cell_gradients(x0: np.ndarray, x1: np.ndarray, method: str) -> tuple[np.nda
             a, b = f0.astype(complex), f1.astype(complex)
             (a if side == 0 else b)[:, k] += 1j * _STEP
             g[side, :, :, k] = lines(a, b).imag / _STEP
+    return g
+
+
+def _cell_gradients(x0: np.ndarray, x1: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray]:
+    """Derivatives of every line ``(lines, cells, factors)`` with respect to the base and the target year's factors
+    (NaN factors pass theirs to the other year's value, as :func:`.decomposition._fill_pair` fills them): Shapley's
+    in closed form, by the complex step for a cell with a factor zero in both years and for LMDI-I."""
+    n0, n1_ = np.isnan(x0), np.isnan(x1)
+    f0 = np.where(n0, np.where(n1_, 1.0, x1), x0)
+    f1 = np.where(n1_, f0, x1)
+    if method == "shapley":
+        g = _shapley_gradients(f0, f1)
+        zero = np.any((f0 == 0) & (f1 == 0), axis=1)
+        if zero.any():
+            g[:, :, zero] = _complex_step(f0[zero], f1[zero], method)
+    else:
+        g = _complex_step(f0, f1, method)
     # a filled factor is the other year's value: its derivative goes there; filled in both (1) moves nothing
     g0, g1 = g
     return (np.where(n0, 0.0, g0 + np.where(n1_, g1, 0.0)), np.where(n1_, 0.0, g1 + np.where(n0, g0, 0.0)))
@@ -268,21 +325,26 @@ def _line_variances(cells: pd.DataFrame, base_year: str, years: Sequence[str], m
     prac_of_grp[base["grp"]] = pc
     prac_n = np.concatenate([prac_of_grp, prac_of_grp, pc])   # the practice of every count
     res = {}
+    nc = p0.size
     for j, y in enumerate(years):
-        rows = np.concatenate([p0, p1[:, j]])
-        X, V = _row_factors(base, blk, rows)
-        X, V = X[0], V[0]
-        nc = p0.size
-        g0, g1 = _cell_gradients(X[:nc], X[nc:], method)
-        pos, val, Wr = _row_weights(base, blk, rows, X, V, np.concatenate([g0, g1], axis=1), at)
-        D = np.stack([np.bincount(pos, weights=v, minlength=lam.size) for v in val])
-        slots = np.concatenate([base["g1"][rows], n1 + base["g2"][rows], n1 + n2 + base["g2"][rows]])
-        W = np.concatenate([Wr["conversion"], Wr["follow_up"], Wr["hrg_mix"]], axis=1)
+        D = np.zeros((len(_LINES), lam.size))
+        parts: dict[str, list[np.ndarray]] = {"slots": [], "W": [], "cell": []}
+        for c0 in range(0, nc, CHUNK_CELLS):   # working arrays bounded by the chunk, whatever the cells
+            ch = np.arange(c0, min(nc, c0 + CHUNK_CELLS))
+            rows = np.concatenate([p0[ch], p1[ch, j]])
+            X, V = _row_factors(base, blk, rows)
+            g0, g1 = _cell_gradients(X[0, :ch.size], X[0, ch.size:], method)
+            pos, val, Wr = _row_weights(base, blk, rows, X[0], V[0], np.concatenate([g0, g1], axis=1), at)
+            for i, v in enumerate(val):
+                D[i] += np.bincount(pos, weights=v, minlength=lam.size)
+            parts["slots"].append(np.concatenate([base["g1"][rows], n1 + base["g2"][rows], n1 + n2 + base["g2"][rows]]))
+            parts["W"].append(np.concatenate([Wr["conversion"], Wr["follow_up"], Wr["hrg_mix"]], axis=1))
+            parts["cell"].append(np.tile(np.concatenate([ch, ch]), 3))
+        slots, W, cell = (np.concatenate(parts[k], axis=-1) for k in ("slots", "W", "cell"))
         for level, (codes, labels) in {**units, "pct": (np.zeros(nc, dtype=np.int64), np.array(["PCT"]))}.items():
             of_prac = np.full(prac_labels.size, -1, dtype=np.int64)
             of_prac[pc[p0]] = codes
-            unit_rows = np.tile(np.concatenate([codes, codes]), 3)
-            var = _level_variance(of_prac[prac_n], unit_rows, labels.size, lam, D, slots, W, J, Q)
+            var = _level_variance(of_prac[prac_n], codes[cell], labels.size, lam, D, slots, W, J, Q)
             for i, line in enumerate(_LINES):
                 res[(level, y, line)] = var[i]
     return res, units
