@@ -24,27 +24,11 @@ def cells(sample_inputs):
     return spend_cells(sample_inputs, years=["2004/05", *YEARS])
 
 
-@pytest.fixture(scope="module")
-def consortia(sample_inputs):
-    return sample_inputs.practices.set_index("practice_code")["consortium"].astype(str).to_dict()
-
-
-def _ae_cells(activity: dict[str, float], unit_cost: dict[str, float]) -> pd.DataFrame:
-    """One practice's A&E attendances at one provider in two years: cost = attendances x unit cost."""
-    rows = []
-    for fy in ("2004/05", "2007/08"):
-        a = activity[fy]
-        rows.append({"practice_code": "P1", "provider_code": "R1", "specialty_code": "180", "pod": "ae",
-                     "financial_year": fy, "list": 10_000.0, "weighted_list": 10_000.0, "referrals": np.nan,
-                     "first": np.nan, "activity": a, "cost": a * unit_cost[fy], "tariff": 100.0})
-    return pd.DataFrame(rows)
-
-
-def test_hand_case_change_has_the_poisson_standard_error():
+def test_hand_case_change_has_the_poisson_standard_error(ae_cells):
     """Change in spend = A1 c1 - A0 c0 with A ~ Poisson: its variance is c1^2 A1 + c0^2 A0 exactly; 4,000 draws
     estimate the standard error to within 4 Monte Carlo standard errors (1 / sqrt(2 (D - 1)) relative)."""
     act, uc = {"2004/05": 400.0, "2007/08": 250.0}, {"2004/05": 90.0, "2007/08": 120.0}
-    out = decomposition_intervals(_ae_cells(act, uc), "2004/05", ["2007/08"], decomposition_draws=4000, seed=3)
+    out = decomposition_intervals(ae_cells(act, uc), "2004/05", ["2007/08"], decomposition_draws=4000, seed=3)
     got = out.query("level == 'pct' and line == 'change'")["std_error"].item()
     truth = np.sqrt(uc["2007/08"] ** 2 * act["2007/08"] + uc["2004/05"] ** 2 * act["2004/05"])
     assert got == pytest.approx(truth, rel=4 / np.sqrt(2 * 3999))

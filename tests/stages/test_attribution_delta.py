@@ -35,26 +35,11 @@ def cells(sample_inputs):
     return all_cells[all_cells["practice_code"].astype(str).isin(keep)].reset_index(drop=True)
 
 
-@pytest.fixture(scope="module")
-def consortia(sample_inputs):
-    return sample_inputs.practices.set_index("practice_code")["consortium"].astype(str).to_dict()
-
-
-def _ae_cells(activity: dict[str, float], unit_cost: dict[str, float]) -> pd.DataFrame:
-    rows = []
-    for fy in ("2004/05", "2007/08"):
-        a = activity[fy]
-        rows.append({"practice_code": "P1", "provider_code": "R1", "specialty_code": "180", "pod": "ae",
-                     "financial_year": fy, "list": 10_000.0, "weighted_list": 10_000.0, "referrals": np.nan,
-                     "first": np.nan, "activity": a, "cost": a * unit_cost[fy], "tariff": 100.0})
-    return pd.DataFrame(rows)
-
-
-def test_hand_case_change_is_exact():
+def test_hand_case_change_is_exact(ae_cells):
     """Change in spend = A1 c1 - A0 c0 with A ~ Poisson(A): linear in the counts, so the delta method's variance
     c1^2 A1 + c0^2 A0 is exact (the bootstrap gets within its Monte Carlo error of it: test_attribution_bootstrap)."""
     act, uc = {"2004/05": 400.0, "2007/08": 250.0}, {"2004/05": 90.0, "2007/08": 120.0}
-    out = decomposition_delta(_ae_cells(act, uc), "2004/05", ["2007/08"])
+    out = decomposition_delta(ae_cells(act, uc), "2004/05", ["2007/08"])
     truth = np.sqrt(uc["2007/08"] ** 2 * act["2007/08"] + uc["2004/05"] ** 2 * act["2004/05"])
     for level in ("pct", "practice"):
         got = out.query(f"level == '{level}' and line == 'change'")["std_error"].item()

@@ -97,6 +97,7 @@ class _Block:
     conv: np.ndarray | None = None
     fu: np.ndarray | None = None
     hrg: np.ndarray | None = None
+    sums: dict[str, np.ndarray] | None = None   # the sums the ratios are pooled from, ``(B, groups)`` each
 
 
 def _draw_block(rng: np.random.Generator, base: Mapping[str, Any], B: int) -> _Block:
@@ -159,6 +160,7 @@ def _pool(base: Mapping[str, Any], blk: _Block) -> None:
         _add_in_order(s2, _bins(base["g2"][rows]),
                       np.stack([As, np.where(elec_r, Fs, 0.0), As * base["tariff0"][rows][None, :], Vs]))
     (rs, fs), (as_, fs2, at, cs) = s1, s2
+    blk.sums = {"rs": rs, "fs": fs, "as": as_, "fs2": fs2, "at": at, "cs": cs}
     with np.errstate(divide="ignore", invalid="ignore"):
         blk.conv = np.where(rs > 0, fs / np.where(rs > 0, rs, 1), np.nan)
         blk.fu = np.where(fs2 > 0, as_ / np.where(fs2 > 0, fs2, 1), np.nan)

@@ -66,7 +66,14 @@ from pbc_analysis.stages.attribution.bootstrap import (
     _unit_frame,
 )
 from pbc_analysis.stages.attribution.common import FACTORS, LINE_FACTORS
-from pbc_analysis.stages.attribution.decomposition import _line_parts, _pair_years, lmdi, shapley, spend_factors
+from pbc_analysis.stages.attribution.decomposition import (
+    _fill_pair,
+    _line_parts,
+    _pair_years,
+    lmdi,
+    shapley,
+    spend_factors,
+)
 from pbc_analysis.stages.attribution.params import DEFAULTS, Method
 
 __all__ = ["CHUNK_CELLS", "decomposition_delta"]
@@ -89,20 +96,6 @@ def _at_mean(base: Mapping[str, Any]) -> _Block:
                  base["col"]["activity"][None, :].astype(float))
     _pool(base, blk)
     return blk
-
-
-def _pooled_sums(base: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """The sums behind the provider ratios at the means (as :func:`.bootstrap._pool` forms them)."""
-    grp, elective, once, first = base["grp"], base["elective"], base["once"], base["is_first"]
-    R, F = base["Rg"][grp], base["Fg"][grp]
-    A = np.where(first, F, base["col"]["activity"])
-    g1, g2 = base["g1"], base["g2"]
-    return {"rs": np.bincount(g1, weights=np.where(once, R, 0.0), minlength=base["n1"]),
-            "fs": np.bincount(g1, weights=np.where(once, F, 0.0), minlength=base["n1"]),
-            "as": np.bincount(g2, weights=A, minlength=base["n2"]),
-            "fs2": np.bincount(g2, weights=np.where(elective, F, 0.0), minlength=base["n2"]),
-            "at": np.bincount(g2, weights=A * base["tariff0"], minlength=base["n2"]),
-            "cs": np.bincount(g2, weights=A * base["unit_cost"], minlength=base["n2"]), "A": A, "R": R, "F": F}
 
 
 def _count_index(base: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -202,8 +195,7 @@ def _cell_gradients(x0: np.ndarray, x1: np.ndarray, method: str) -> tuple[np.nda
     (NaN factors pass theirs to the other year's value, as :func:`.decomposition._fill_pair` fills them): Shapley's
     in closed form, by the complex step for a cell with a factor zero in both years and for LMDI-I."""
     n0, n1_ = np.isnan(x0), np.isnan(x1)
-    f0 = np.where(n0, np.where(n1_, 1.0, x1), x0)
-    f1 = np.where(n1_, f0, x1)
+    f0, f1 = _fill_pair(x0, x1)
     if method == "shapley":
         g = _shapley_gradients(f0, f1)
         zero = np.any((f0 == 0) & (f1 == 0), axis=1)
@@ -315,7 +307,8 @@ def _line_variances(cells: pd.DataFrame, base_year: str, years: Sequence[str], m
     base = _bootstrap_base(fac)
     units = _block_units(base, p0, groups)
     blk = _at_mean(base)
-    sums = _pooled_sums(base)
+    assert blk.sums is not None
+    sums = {k: v[0] for k, v in blk.sums.items()}   # the same sums the ratios at the means were pooled from
     at = _count_index(base)
     J = _jacobian(base, sums, at)
     lam = at["lam"] if weights is None else np.asarray(weights, dtype=float)
