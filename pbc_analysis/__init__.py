@@ -164,6 +164,7 @@ pipeline: config, settings derived from the data, the runner, manifest, verify a
 - ``pipeline/extracts``  The ingest stage of a run and ``pbc ingest``: event-level extracts to the analysis tables, recorded for audit
 - ``pipeline/init``  ``pbc init``: a complete run config for a data directory, every setting written out and explained
 - ``pipeline/national``  A national run: ``pbc run`` with ``run: {partition: commissioner}``, one normal run per commissioner, and a summary
+- ``pipeline/kernel``  The notebooks' kernel: shut down without an interrupt when no cell is running
 - ``pipeline/manifest``  Provenance of a run: file hashes, code version, packages, the inputs a config reads, and the manifest
 - ``pipeline/run``  The pipeline runner: validate a config, execute the numbered notebooks with papermill, publish
 - ``pipeline/runs_index``  ``reports/index.html``: the runs in a reports directory, and which of them can be trusted

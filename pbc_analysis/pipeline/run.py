@@ -136,13 +136,15 @@ def _execute(nb_path: Path, out_path: Path, params: dict[str, Any], cwd: Path) -
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
+    from pbc_analysis.pipeline.kernel import notebook_client_options
+
     start = time.perf_counter()
     nb = _parameterised(nb_path, params)
     try:
         with _stderr_to(cwd / "run.log"):
             pm.execute_notebook(
                 nb, str(out_path), parameters=None, kernel_name=KERNEL_NAME, cwd=str(cwd),
-                progress_bar=False, log_output=False, report_mode=False,
+                progress_bar=False, log_output=False, report_mode=False, **notebook_client_options(),
             )
     except PapermillExecutionError as exc:
         raise RunError(
