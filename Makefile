@@ -8,6 +8,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/sample.yaml
 PYTEST_ARGS ?=
+# tests in parallel (pytest-xdist): one worker per core, at most 4 (each may run the pipeline with its own
+# kernels); modules stay whole on one worker (loadscope) so module fixtures and each notebook's nbval cells are
+# not split. TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= auto
+XDIST_ARGS = -n $(TEST_WORKERS) --maxprocesses 4 --dist loadscope
 VERIFY_ARGS ?=
 
 .PHONY: help venv venv-spark report report-events test lint docs test-fast lab lock sample sample-events national expected clean-reports bench simulate-benchmark simulate-evaluation simulate-attribution verify
@@ -56,7 +61,7 @@ report: $(STAMP)
 	$(BIN)/pbc run --config $(CONFIG)
 
 test: lint
-	JUPYTER_PREFER_ENV_PATH=1 MPLBACKEND=Agg $(BIN)/python -m pytest $(PYTEST_ARGS)
+	JUPYTER_PREFER_ENV_PATH=1 MPLBACKEND=Agg $(BIN)/python -m pytest $(XDIST_ARGS) $(PYTEST_ARGS)
 
 docs: $(STAMP)
 	$(BIN)/python -c "from pbc_analysis.pipeline.derive import settings_markdown; open('docs/settings.md', 'w', encoding='utf-8').write(settings_markdown())"
@@ -70,7 +75,7 @@ verify: $(STAMP)
 	$(BIN)/pbc verify "$(RUN)" $(VERIFY_ARGS)
 
 test-fast: $(STAMP)
-	JUPYTER_PREFER_ENV_PATH=1 MPLBACKEND=Agg $(BIN)/python -m pytest -m "not slow" tests $(PYTEST_ARGS)
+	JUPYTER_PREFER_ENV_PATH=1 MPLBACKEND=Agg $(BIN)/python -m pytest $(XDIST_ARGS) -m "not slow" tests $(PYTEST_ARGS)
 
 lab: $(STAMP)
 	JUPYTER_PREFER_ENV_PATH=1 $(BIN)/jupyter lab notebooks/

@@ -24,9 +24,39 @@ def reference_dir():
     return paths.REFERENCE_DIR
 
 
+def _once(tmp_path_factory, name: str, build):
+    """``build(directory)`` once per test session, also when pytest-xdist runs the session in several workers.
+
+    Without xdist this is ``build`` on a new temporary directory. Under xdist the first worker to ask builds it
+    in the directory the workers share (their base temporary directory's parent), holding a lock, and leaves
+    the pickled result there; the others wait on the lock and read it. A build that failed is not repeated:
+    each later worker raises the same error.
+    """
+    import fcntl
+    import pickle
+    import traceback
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return build(tmp_path_factory.mktemp(name))
+    shared = tmp_path_factory.getbasetemp().parent
+    result, failed = shared / f"{name}.pickle", shared / f"{name}.failed"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if failed.exists():
+            pytest.fail(f"{name} failed in another worker:\n{failed.read_text(encoding='utf-8')}")
+        if not result.exists():
+            try:
+                value = build(shared / name)
+            except BaseException:
+                failed.write_text(traceback.format_exc(), encoding="utf-8")
+                raise
+            result.write_bytes(pickle.dumps(value))
+        return pickle.loads(result.read_bytes())
+
+
 @pytest.fixture(scope="session")
 def sample_run(tmp_path_factory):
-    """One complete, rendered run of configs/sample.yaml, shared by every module that needs one.
+    """One complete, rendered run of configs/sample.yaml, shared by every module (and xdist worker) that needs one.
 
     Read-only: a test that changes files copies it first (``shutil.copytree(sample_run, dst,
     symlinks=True)``). Its reports directory holds only this run.
@@ -34,23 +64,35 @@ def sample_run(tmp_path_factory):
     from pbc_analysis.pipeline.config import load_config
     from pbc_analysis.pipeline.run import run_pipeline
 
-    reports = tmp_path_factory.mktemp("sample_reports")
-    return run_pipeline(load_config(paths.CONFIGS_DIR / "sample.yaml"), reports_dir=reports, run_id="sample",
-                        echo=lambda *a, **k: None)
+    def build(reports):
+        reports.mkdir(parents=True, exist_ok=True)
+        return run_pipeline(load_config(paths.CONFIGS_DIR / "sample.yaml"), reports_dir=reports, run_id="sample",
+                            echo=lambda *a, **k: None)
+
+    return _once(tmp_path_factory, "sample_reports", build)
 
 
 @pytest.fixture(scope="session")
-def sample_rerun(sample_run):
+def sample_rerun(sample_run, tmp_path_factory):
     """``pbc verify --keep`` of the shared sample run: the report (a real re-run) and the kept re-run directory,
-    which the tests of tampered copies compare with (``against``) instead of re-running the sample for each."""
-    import shutil
+    which the tests of tampered copies compare with (``against``) instead of re-running the sample for each.
+
+    The re-run is kept under pytest's temporary directories (verify makes it with :mod:`tempfile`), which pytest
+    removes with them, so no worker deletes it while another still compares with it.
+    """
+    import tempfile
 
     from pbc_analysis.pipeline.verify import verify
 
-    report = verify(sample_run, echo=lambda *a, **k: None, allow_dirty=True, keep=True)
-    yield report
-    if report.rerun_dir is not None:
-        shutil.rmtree(report.rerun_dir.parent, ignore_errors=True)   # the verify-made temporary directory
+    def build(where):
+        where.mkdir(parents=True, exist_ok=True)
+        saved, tempfile.tempdir = tempfile.tempdir, str(where)
+        try:
+            return verify(sample_run, echo=lambda *a, **k: None, allow_dirty=True, keep=True)
+        finally:
+            tempfile.tempdir = saved
+
+    return _once(tmp_path_factory, "sample_rerun", build)
 
 
 @pytest.fixture(scope="session")
