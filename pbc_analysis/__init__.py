@@ -87,12 +87,14 @@ methods: the statistical methods, each in one place; nothing here knows about no
 stages: one analysis stage per notebook: a typed ``Params``, ``run(inputs, params)`` and a ``Result`` with ``tables()``, ``headline()``, ``describe()``
 - ``stages/attribution/``  Savings attribution (notebook 04): who saved what when hospital spend changed, and how the savings are shared
 - ``stages/attribution/causal``  Causal attribution: referrals avoided and savings from practice action, by Poisson imputation
+- ``stages/attribution/completion``  The completeness factors' uncertainty in the attribution's intervals: gradients of every saving and line
 - ``stages/attribution/common``  Shared pieces of the savings attribution: the spend identity's vocabulary, codes and the population arrays
 - ``stages/attribution/bootstrap``  Sampling uncertainty of the accounting lines: a Poisson parametric bootstrap of the counts, streamed, flat in memory
 - ``stages/attribution/delta``  Sampling uncertainty of the accounting lines by the delta method: exact gradients by complex step, no Monte Carlo error
 - ``stages/attribution/decomposition``  Exact accounting of a change in spend: the spend identity's cells and factors, LMDI-I and Shapley
 - ``stages/attribution/ledger``  The ledger (who saved what, line by line), the disputed provider change, and sharing the resources freed up
 - ``stages/attribution/panel``  Inputs of the attribution's models: completeness of the latest months, the referral panel, the cost of a referral
+- ``stages/attribution/precision``  How precise can the practice-action saving be? Its standard error against the precision floor
 - ``stages/attribution/params``  The settings of the savings attribution (notebook 04): one typed source, derived from the data where they follow
 - ``stages/attribution/safety``  The safety check before any saving is paid: did emergencies rise where referrals fell?
 - ``stages/attribution/stage``  The savings attribution stage: one entry point, `run`, from validated inputs and `Params` to the results

@@ -16,6 +16,7 @@ module                      what it holds
 :mod:`.causal`              practice action by Poisson imputation (saturated ETWFE Poisson; fitted by
                             :mod:`pbc_analysis.methods.ppml`), delta-method, cluster-robust and wild-bootstrap
                             uncertainty, and the precision floor
+:mod:`.precision`           how precise the saving is against that floor, and the chance of landing within 10%
 :mod:`.decomposition`       exact accounting of each change in spend: cells, factors, LMDI-I and Shapley
 :mod:`.delta`               standard errors of the accounting lines by the delta method (exact, by complex step)
 :mod:`.bootstrap`           the same by a streamed Poisson bootstrap of the counts (the delta method's check)
@@ -45,13 +46,14 @@ Correia S, Guimaraes P, Zylkin T (2020), Stata J 20:95-115.
 from __future__ import annotations
 
 from pbc_analysis.stages.attribution.bootstrap import decomposition_intervals
-from pbc_analysis.stages.attribution.causal import PracticeAction, chance_within, etwfe_poisson, practice_action, precision
+from pbc_analysis.stages.attribution.causal import PracticeAction, etwfe_poisson, practice_action
 from pbc_analysis.stages.attribution.common import ELECTIVE_PODS, EMERGENCY_PODS, FACTORS, LEDGER_LINES, LINE_FACTORS, LINE_LABELS
 from pbc_analysis.stages.attribution.decomposition import decompose, lmdi, shapley, spend_cells, spend_factors
 from pbc_analysis.stages.attribution.delta import decomposition_delta
 from pbc_analysis.stages.attribution.ledger import dispute_table, ledger, share_savings
 from pbc_analysis.stages.attribution.panel import completeness_factors, cost_per_referral, referral_panel
 from pbc_analysis.stages.attribution.params import DEFAULTS, Basis, BootstrapWeights, Cells, Inference, Method, Params, base_year_rule, evaluation_year_rule
+from pbc_analysis.stages.attribution.precision import chance_within, precision
 from pbc_analysis.stages.attribution.safety import safety_check, safety_flags
 from pbc_analysis.stages.attribution.stage import GROUP, NOTIONAL_TARGET, Result, describe, headline, notional_text, result_tables, run
 

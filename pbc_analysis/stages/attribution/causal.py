@@ -45,7 +45,7 @@ in Borusyak et al.; ``wild``: the wild cluster bootstrap (Cameron, Gelbach and M
 Stat 90:414-427) of the linearised estimator, i.e. the score bootstrap of Kline and Santos (2012, J
 Econometric Methods 1:23-41), with Webb's six-point or Rademacher weights, used when clusters are few.
 
-How precise can any estimate be? (:func:`precision`). Every aggregate also carries ``std_error_floor``: the
+How precise can any estimate be? (:func:`pbc_analysis.stages.attribution.precision.precision`). Every aggregate also carries ``std_error_floor``: the
 standard error the estimate would have if every practice's own level ``a`` were known exactly, so that the
 only unknowns are the month effects ``g`` and the engaged practices' own counts::
 
@@ -84,7 +84,7 @@ from pbc_analysis.stages.attribution.common import ELECTIVE_PODS, _check_columns
 from pbc_analysis.stages.attribution.panel import _count
 from pbc_analysis.stages.attribution.params import DEFAULTS, BootstrapWeights, Cells, Inference, TargetPod
 
-__all__ = ["PracticeAction", "chance_within", "etwfe_poisson", "practice_action", "precision"]
+__all__ = ["PracticeAction", "etwfe_poisson", "practice_action"]
 
 _PANEL_COLUMNS = ["practice_code", "provider_code", "specialty_code", "month", "referrals", "weighted_list", "cohort"]
 _BOOT_BLOCK = 500   # bootstrap draws per block (keeps memory small)
@@ -156,7 +156,10 @@ class PracticeAction:
     precision floor (``std_error_floor``, ``std_error_own_noise``; see :func:`precision`).
     ``cells``: savings per practice x provider x specialty x pod x financial year (point estimates, for
     ledgers at any level). ``effects``: observed and counterfactual referrals of engaged practices per
-    specialty and year. ``fit``: convergence and size. ``settings``: the parameters.
+    specialty and year. ``fit``: convergence and size. ``settings``: the parameters. ``valued``: the referrals
+    avoided valued at each of ``values`` (other columns of the cost table, e.g. the cost per referral's
+    derivatives), per engaged practice (``level`` practice) and aggregate target and year; None without
+    ``values``.
     """
 
     practice_year: pd.DataFrame
@@ -166,6 +169,7 @@ class PracticeAction:
     effects: pd.DataFrame
     fit: dict
     settings: dict
+    valued: pd.DataFrame | None = None
 
 
 # ==================================================================================================
@@ -248,10 +252,13 @@ class _Valuation:
     Yoh: np.ndarray             # (Y, M) month -> year indicator
     quarters: list[str]
     Qoh: np.ndarray             # (Q, M)
+    extra: np.ndarray           # (E, Vp, S, K, M) the other values a referral is valued at
+    extra_tot: np.ndarray       # (E, Vp, S, M) over the pods
 
 
-def _valuation(cost: pd.DataFrame, d: _Design) -> _Valuation:
-    """The cost table as arrays on the design's codes, and the years and quarters of the engaged months."""
+def _valuation(cost: pd.DataFrame, d: _Design, values: Sequence[str] = ()) -> _Valuation:
+    """The cost table (its ``cost_per_referral`` and each of ``values``) as arrays on the design's codes, and the
+    years and quarters of the engaged months."""
     pods = list(ELECTIVE_PODS)
     _, V, S, M = d.shape
     cv, _ = _codes(cost["provider_code"], d.providers)
@@ -259,9 +266,11 @@ def _valuation(cost: pd.DataFrame, d: _Design) -> _Valuation:
     cm, _ = _codes(cost["month"], d.months)
     ck, _ = _codes(cost["pod"], pods)
     okc = (cv >= 0) & (cs_ >= 0) & (cm >= 0) & (ck >= 0)
-    Cpod = np.zeros((V, S, len(pods), M))
-    Cpod[cv[okc], cs_[okc], ck[okc], cm[okc]] = cost["cost_per_referral"].to_numpy(dtype=float)[okc]
-    Cpod = Cpod[d.prov_used]
+    Call = np.zeros((1 + len(values), V, S, len(pods), M))
+    for e, col in enumerate(["cost_per_referral", *values]):
+        Call[e, cv[okc], cs_[okc], ck[okc], cm[okc]] = cost[col].to_numpy(dtype=float)[okc]
+    Call = Call[:, d.prov_used]
+    Cpod = Call[0]
     fy_lab = _fy_of_months(d.months)
     years = sorted(set(fy_lab[d.treated_pm.any(axis=0)]))
     yidx = pd.Index(years).get_indexer(fy_lab)
@@ -271,7 +280,8 @@ def _valuation(cost: pd.DataFrame, d: _Design) -> _Valuation:
     quarters = sorted(set(q_lab))
     Qoh = np.zeros((len(quarters), M))
     Qoh[pd.Index(quarters).get_indexer(q_lab), np.arange(M)] = 1.0
-    return _Valuation(pods=pods, Cpod=Cpod, Ctot=Cpod.sum(axis=2), years=years, Yoh=Yoh, quarters=quarters, Qoh=Qoh)
+    return _Valuation(pods=pods, Cpod=Cpod, Ctot=Cpod.sum(axis=2), years=years, Yoh=Yoh, quarters=quarters, Qoh=Qoh,
+                      extra=Call[1:], extra_tot=Call[1:].sum(axis=3))
 
 
 @dataclasses.dataclass(eq=False)
@@ -347,6 +357,8 @@ class _Sums:
     agg_var_floor: np.ndarray
     agg_var_own: np.ndarray
     agg_if: np.ndarray          # (P, J, Y)
+    extra_pair: np.ndarray      # (npair, E, Y) savings at the other values
+    extra_agg: np.ndarray       # (J, E, Y)
     pearson: float = 0.0
     n_par: int = 0
     n_untreated: int = 0
@@ -358,12 +370,12 @@ class _Sums:
 
 def _sums(d: _Design, val: _Valuation, n_targets: int) -> _Sums:
     P, _, S, M = d.shape
-    npair, Y, K, J = d.pair_p.size, len(val.years), len(val.pods), n_targets
+    npair, Y, K, J, E = d.pair_p.size, len(val.years), len(val.pods), n_targets, val.extra.shape[0]
     z = lambda *shape: np.zeros(shape)  # noqa: E731
     return _Sums(var_u=z(npair, Y), var_t=z(npair, Y), ref_t=z(npair, Y), cf_t=z(npair, Y), ne_t=z(npair, Y),
                  sav_pm=z(npair, M), av_pm=z(npair, M), savings_cells=z(npair, S, K, Y), ef=z(3, S, Y),
                  agg_est=z(J, Y), agg_ref=z(J, Y), agg_cf=z(J, Y), agg_var_model=z(J, Y), agg_var_floor=z(J, Y),
-                 agg_var_own=z(J, Y), agg_if=z(P, J, Y))
+                 agg_var_own=z(J, Y), agg_if=z(P, J, Y), extra_pair=z(npair, E, Y), extra_agg=z(J, E, Y))
 
 
 @dataclasses.dataclass(eq=False)
@@ -424,6 +436,8 @@ def _add_point_estimates(acc: _Sums, sp: _Specialty, d: _Design, val: _Valuation
     acc.ef[0, sp.s] = np.where(est, Rs, 0.0).sum(axis=0) @ Yoh.T
     acc.ef[1, sp.s] = np.where(est, cf, 0.0).sum(axis=0) @ Yoh.T
     acc.ef[2, sp.s] = (avoided * c_tot).sum(axis=0) @ Yoh.T
+    if val.extra.shape[0]:   # a handful of other values
+        acc.extra_pair += np.einsum("pm,epm,ym->pey", avoided, val.extra_tot[:, d.pair_v, sp.s, :], Yoh)
 
 
 def _add_practice_variance(acc: _Sums, sp: _Specialty, d: _Design, val: _Valuation, Kinv: np.ndarray,
@@ -478,6 +492,10 @@ def _add_target_variance(acc: _Sums, sp: _Specialty, d: _Design, val: _Valuation
         acc.agg_var_floor[j] += own_j + np.where(Dg > 0, w_vm ** 2 / np.where(Dg > 0, Dg, 1.0), 0.0).sum(
             axis=0) @ Yoh.T
         acc.agg_est[j] += (avoided * c_sel * am).sum(axis=0) @ Yoh.T
+        if val.extra.shape[0]:   # by provider first (pairs are sorted by provider), then every value at once
+            by_v = np.add.reduceat(avoided * am, vstart, axis=0)
+            x = val.extra_tot[:, :, s, :] if t["pod"] == "all" else val.extra[:, :, s, val.pods.index(t["pod"]), :]
+            acc.extra_agg[j] += np.einsum("vm,evm,ym->ey", by_v, x, Yoh)
         acc.agg_ref[j] += np.where(am, np.where(sp.est, sp.Rs, 0.0), 0.0).sum(axis=0) @ Yoh.T
         acc.agg_cf[j] += np.where(am & sp.est, sp.cf, 0.0).sum(axis=0) @ Yoh.T
         if_pair = np.einsum("pm,pym->py", r_u, bj) - (c_sel * eps * am) @ Yoh.T
@@ -576,6 +594,23 @@ def _aggregate_table(acc: _Sums, d: _Design, val: _Valuation, tg: _Targets, phi:
         "n_clusters": G_cl, "std_error_floor": se_floor[ja, ya], "std_error_own_noise": se_own[ja, ya]})
 
 
+def _valued_table(acc: _Sums, d: _Design, val: _Valuation, tg: _Targets, values: Sequence[str]) -> pd.DataFrame:
+    """The referrals avoided valued at each of ``values``: engaged practices and aggregate targets, per year."""
+    Y, E = len(val.years), len(values)
+    prac = _to_practice(acc.extra_pair, d)                              # (P, E, Y)
+    pe = np.flatnonzero(d.coh_p > 0)
+    p_, e_, y_ = (a.ravel() for a in np.meshgrid(pe, np.arange(E), np.arange(Y), indexing="ij"))
+    j_, ej, yj = (a.ravel() for a in np.meshgrid(np.arange(len(tg.defs)), np.arange(E), np.arange(Y), indexing="ij"))
+    defs, years, vals = tg.defs, np.array(val.years), np.array(values, dtype=object)
+    return pd.concat([
+        pd.DataFrame({"target": "practice", "level": "practice", "unit": d.practices.to_numpy()[p_], "pod": "all",
+                      "financial_year": years[y_], "value": vals[e_], "savings": prac[p_, e_, y_]}),
+        pd.DataFrame({"target": [defs[j]["name"] for j in j_], "level": [defs[j]["level"] for j in j_],
+                      "unit": [defs[j]["unit"] for j in j_], "pod": [defs[j]["pod"] for j in j_],
+                      "financial_year": years[yj], "value": vals[ej], "savings": acc.extra_agg[j_, ej, yj]})],
+        ignore_index=True)
+
+
 def _cells_and_effects(acc: _Sums, d: _Design, val: _Valuation) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Savings per practice x provider x specialty x pod x year, and observed / counterfactual by specialty."""
     years, sc = np.array(val.years), acc.savings_cells
@@ -626,7 +661,7 @@ def practice_action(panel: pd.DataFrame, cost: pd.DataFrame, confidence: float =
                     seed: int = DEFAULTS["seed"], bootstrap_weights: str = DEFAULTS["bootstrap_weights"],
                     few_clusters: int = 50, anticipation: int = 0, by: str | None = "consortium",
                     targets: Sequence[Mapping[str, Any]] = (), tol: float = 1e-10,
-                    max_iter: int = 2000) -> PracticeAction:
+                    max_iter: int = 2000, values: Sequence[str] = ()) -> PracticeAction:
     """Referrals avoided and savings from practice action, with uncertainty (see the module docstring).
 
     Parameters
@@ -657,6 +692,10 @@ def practice_action(panel: pd.DataFrame, cost: pd.DataFrame, confidence: float =
         ``practice_code`` (a list) filters (e.g. a disputed provider change).
     tol, max_iter : float, int
         Convergence of the fixed effects (:func:`pbc_analysis.methods.ppml.fit_two_way`).
+    values : sequence of str
+        Other numeric columns of ``cost`` to value the same referrals avoided at (point estimates only:
+        ``valued``), e.g. the cost per referral's derivatives with respect to the completeness factors
+        (:func:`pbc_analysis.stages.attribution.completion.cost_gradients`), which makes the savings' derivatives.
 
     Returns
     -------
@@ -670,8 +709,10 @@ def practice_action(panel: pd.DataFrame, cost: pd.DataFrame, confidence: float =
     t_start = pd.Timestamp.now()
     settings = _checked_settings(panel, cost, confidence, inference, n_boot, seed, bootstrap_weights, few_clusters,
                                  anticipation, by, tol, max_iter)
+    values = list(values)
+    _check_columns(cost, values, "cost")
     d = _design(panel, settings["anticipation"])
-    val = _valuation(cost, d)
+    val = _valuation(cost, d, values)
     tg = _targets(panel, d, by, targets, val.pods)
     acc = _sums(d, val, len(tg.defs))
     pad = ppml.pad_index(d.pair_v, d.prov_used.size)
@@ -693,6 +734,7 @@ def practice_action(panel: pd.DataFrame, cost: pd.DataFrame, confidence: float =
     practice_year, practice_quarter = _practice_tables(acc, d, val, tg, phi, z, by)
     aggregates = _aggregate_table(acc, d, val, tg, phi, z, method, settings)
     cells, effects = _cells_and_effects(acc, d, val)
+    valued = _valued_table(acc, d, val, tg, values) if values else None
     fit = {"iterations": acc.iterations, "converged": acc.converged, "dispersion": phi, "n_obs": n_obs,
            "n_untreated": acc.n_untreated, "n_treated": acc.n_treated, "n_parameters": acc.n_par,
            "n_clusters": P, "n_practices": P, "n_providers": V, "n_specialties": S, "n_months": M,
@@ -703,93 +745,4 @@ def practice_action(panel: pd.DataFrame, cost: pd.DataFrame, confidence: float =
     settings["targets"] = [{k: (list(np.atleast_1d(v)) if k == "practice_code" else v) for k, v in t.items()}
                            for t in targets]
     settings["tol"] = tol
-    return PracticeAction(practice_year, practice_quarter, aggregates, cells, effects, fit, settings)
-
-
-# ==================================================================================================
-# How precise can the saving be?
-# ==================================================================================================
-
-def chance_within(relative_se: np.ndarray | pd.Series | float, tolerance: float = 0.10) -> np.ndarray:
-    """The probability that an unbiased, normally distributed estimate lands within ``tolerance`` of the truth.
-
-    Parameters
-    ----------
-    relative_se : array-like or float
-        Its standard error as a share of the true value.
-    tolerance : float
-        The tolerance, as a share of the true value.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``2 Phi(tolerance / relative_se) - 1`` (NaN where ``relative_se`` is).
-
-    References
-    ----------
-    The normal distribution of an asymptotically normal estimator (e.g. Casella G, Berger RL (2002),
-    *Statistical Inference*, 2nd ed., 10.1).
-    """
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return 2 * stats.norm.cdf(tolerance / np.asarray(relative_se, dtype=float)) - 1
-
-
-def precision(aggregates: pd.DataFrame, tolerance: float = 0.10, target: str = "pct",
-              confidence: float = DEFAULTS["confidence"]) -> pd.DataFrame:
-    """How precise the practice-action saving of ``target`` is, and how precise it could be, per year.
-
-    From :func:`practice_action` ``aggregates``: ``savings``, the ``std_error`` used for the interval,
-    ``std_error_floor`` (the smallest standard error any unbiased estimator that lets the effect differ by
-    month can have with these data: practice levels known, see the module docstring) and its two parts
-    (``own_noise``: the engaged practices' own chance; ``controls``: the chance in the untreated
-    referrals that give each month's counterfactual), each also as a share of the estimate; the
-    half-width of the ``confidence`` interval at the floor as a share of the estimate; and
-    ``chance_within_tolerance_at_floor``: the probability that an unbiased, normally distributed estimate
-    with the floor's standard error lands within ``tolerance`` (a share) of a true saving of the
-    estimate's size (:func:`chance_within`). When that probability is far from 1,
-    no method can promise the tolerance: the data (the number of untreated practice-months) limit it.
-
-    Parameters
-    ----------
-    aggregates : pandas.DataFrame
-        :func:`practice_action` ``aggregates``.
-    tolerance : float
-        The share of the saving an estimate should land within.
-    target : str
-        The aggregate target (``pct``, ``consortium:<name>``, a dispute target).
-    confidence : float
-        Level of the interval whose half-width is given.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per year of ``target``.
-
-    References
-    ----------
-    The Cramer-Rao bound of the model with practice levels known: see the module docstring.
-    """
-    _check_columns(aggregates, ["target", "financial_year", "savings", "std_error", "std_error_floor",
-                                "std_error_own_noise"], "aggregates")
-    tolerance = check_number("tolerance", tolerance, 0, 1, low_open=True, high_open=True, fix="use e.g. 0.10 for within 10%")
-    confidence = check_number("confidence", confidence, 0, 1, low_open=True, high_open=True,
-                              fix="use e.g. 0.95 for 95% intervals")
-    a = aggregates[aggregates["target"] == target]
-    if not len(a):
-        raise ValueError(f"aggregates has no rows for target {target!r}; targets: "
-                         f"{', '.join(map(str, aggregates['target'].unique()))}")
-    z = float(stats.norm.ppf(0.5 + confidence / 2))
-    est = a["savings"].to_numpy(float)
-    size = np.where(np.abs(est) > 0, np.abs(est), np.nan)
-    floor = a["std_error_floor"].to_numpy(float)
-    own = a["std_error_own_noise"].to_numpy(float)
-    controls = np.sqrt(np.maximum(floor ** 2 - own ** 2, 0.0))
-    return pd.DataFrame({
-        "target": a["target"].to_numpy(), "financial_year": a["financial_year"].to_numpy(), "savings": est,
-        "std_error": a["std_error"].to_numpy(float), "std_error_floor": floor,
-        "std_error_own_noise": own, "std_error_controls": controls,
-        "relative_std_error": a["std_error"].to_numpy(float) / size, "relative_floor": floor / size,
-        "relative_own_noise": own / size, "relative_controls": controls / size,
-        "floor_half_width": z * floor / size, "tolerance": tolerance,
-        "chance_within_tolerance_at_floor": chance_within(floor / size, tolerance)})
-
+    return PracticeAction(practice_year, practice_quarter, aggregates, cells, effects, fit, settings, valued)

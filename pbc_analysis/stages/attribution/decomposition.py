@@ -97,10 +97,11 @@ __all__ = ["decompose", "lmdi", "shapley", "spend_cells", "spend_factors"]
 _CELL_KEYS = ["practice_code", "provider_code", "specialty_code", "pod"]
 
 
-def _pair_counts(inputs: _data.Inputs, ix: Mapping[str, Any], years: Sequence[str],
-                 comp: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Practice-provider pairs seen and their completed activity and cost ``(pair, specialty, pod, year)`` and GP
-    referrals ``(pair, specialty, year)``; returns ``pair_p, pair_v, A, C, R``."""
+def _pair_counts(inputs: _data.Inputs, ix: Mapping[str, Any], years: Sequence[str], comp: pd.DataFrame,
+                 lag_months: Sequence[str] = ()) -> tuple[np.ndarray, ...]:
+    """Practice-provider pairs seen and their completed activity and cost ``(pair, specialty, pod, year)``, GP
+    referrals ``(pair, specialty, year)`` and the completed activity of each of ``lag_months``
+    ``(month, pair, specialty, pod)``; returns ``pair_p, pair_v, A, C, R, lagged``."""
     practices, providers, specs, pods, months = ix["practices"], ix["providers"], ix["specs"], ix["pods"], ix["months"]
     P, V, S, K, Y = len(practices), len(providers), len(specs), len(pods), len(years)
     yi_m = pd.Index(years).get_indexer(_fy_of_months(months))  # -1: month not in a kept year
@@ -131,7 +132,13 @@ def _pair_counts(inputs: _data.Inputs, ix: Mapping[str, Any], years: Sequence[st
     okr = r_y >= 0
     Rr = np.bincount(((pair_of[rv * P + rp] * S + r_s) * Y + r_y)[okr],
                      weights=ref["referrals"].to_numpy(dtype=float)[okr], minlength=NP * S * Y).reshape(NP, S, Y)
-    return pkeys % P, pkeys // P, A.reshape(NP, S, K, Y), C.reshape(NP, S, K, Y), Rr
+    lagged = np.zeros((len(lag_months), NP, S, K))
+    for j, m in enumerate(pd.Index(months).get_indexer(list(lag_months))):   # a few lagged months
+        at = a_m == m
+        lagged[j] = np.bincount(((a_pair * S + a_s) * K + a_k)[at], weights=(act["activity"].to_numpy(dtype=float)
+                                                                            / div)[at], minlength=NP * S * K
+                                ).reshape(NP, S, K)
+    return pkeys % P, pkeys // P, A.reshape(NP, S, K, Y), C.reshape(NP, S, K, Y), Rr, lagged
 
 
 def _lists_and_tariff(inputs: _data.Inputs, ix: Mapping[str, Any],
@@ -158,7 +165,7 @@ def _lists_and_tariff(inputs: _data.Inputs, ix: Mapping[str, Any],
 
 def spend_cells(inputs: _data.Inputs, years: Sequence[str] | None = None, lag_months: int = DEFAULTS["lag_months"],
                 reference_months: int = DEFAULTS["reference_months"],
-                completeness: pd.DataFrame | None = None) -> pd.DataFrame:
+                completeness: pd.DataFrame | None = None, lagged: bool = False) -> pd.DataFrame:
     """The counts behind the spend identity, per practice x provider x specialty x pod x financial year.
 
     Parameters
@@ -171,6 +178,9 @@ def spend_cells(inputs: _data.Inputs, years: Sequence[str] | None = None, lag_mo
         For :func:`pbc_analysis.stages.attribution.panel.completeness_factors` (when ``completeness`` is not given).
     completeness : pandas.DataFrame, optional
         The completeness of the lagged months; their activity and cost are divided by it.
+    lagged : bool
+        Also ``lagged_0``, ``lagged_1``, ...: the row's completed activity in each lagged month of
+        ``completeness`` (sorted; 0 in other years), for the completion error (:mod:`.completion`).
 
     Returns
     -------
@@ -198,7 +208,8 @@ def spend_cells(inputs: _data.Inputs, years: Sequence[str] | None = None, lag_mo
           "specs": pd.Index(sorted(inputs.specialties["specialty_code"])), "pods": list(_data.PODS), "months": months}
     specs, pods, Y = ix["specs"], ix["pods"], len(years)
     S = len(specs)
-    pair_p, pair_v, A, C, Rr = _pair_counts(inputs, ix, years, comp)
+    lagged_months = sorted(set(comp["month"].astype(str))) if lagged and len(comp) else []
+    pair_p, pair_v, A, C, Rr, lag = _pair_counts(inputs, ix, years, comp, lagged_months)
     L, Wc, T = _lists_and_tariff(inputs, ix, years)
     # which (pair, specialty, pod) cells exist
     is_ae_spec = specs.to_numpy() == _data.AE_SPECIALTY
@@ -218,7 +229,9 @@ def spend_cells(inputs: _data.Inputs, years: Sequence[str] | None = None, lag_mo
         "list": L[pair_p[cp_r], yy], "weighted_list": Wc[pair_p[cp_r], curve, yy],
         "referrals": np.where(elective, Rr[cp_r, cs_r, yy], np.nan),
         "first": np.where(elective, A[cp_r, cs_r, first_k, yy], np.nan),
-        "activity": A[cp_r, cs_r, ck_r, yy], "cost": C[cp_r, cs_r, ck_r, yy], "tariff": T[cs_r, ck_r, yy]})
+        "activity": A[cp_r, cs_r, ck_r, yy], "cost": C[cp_r, cs_r, ck_r, yy], "tariff": T[cs_r, ck_r, yy],
+        **{f"lagged_{j}": np.where(np.array(years)[yy] == _fy_of_months([m])[0], lag[j][cp_r, cs_r, ck_r], 0.0)
+           for j, m in enumerate(lagged_months)}})
 
 
 def _group_codes(frame: pd.DataFrame, cols: Sequence[str]) -> np.ndarray:

@@ -76,7 +76,7 @@ from pbc_analysis.stages.attribution.decomposition import (
 )
 from pbc_analysis.stages.attribution.params import DEFAULTS, Method
 
-__all__ = ["CHUNK_CELLS", "decomposition_delta"]
+__all__ = ["CHUNK_CELLS", "completion_gradients", "decomposition_delta", "lag_matrix"]
 
 _LINES = [*LINE_FACTORS, "change"]
 _IX = {f: i for i, f in enumerate(FACTORS)}
@@ -263,6 +263,62 @@ def _level_variance(unit_n: np.ndarray, unit_r: np.ndarray, size: int, lam: np.n
     return out
 
 
+def _level_gradient(unit_n: np.ndarray, unit_r: np.ndarray, size: int, D: np.ndarray, slots: np.ndarray,
+                    W: np.ndarray, J: sparse.csr_matrix, Lt: sparse.csr_matrix) -> np.ndarray:
+    """``sum_n (D_n 1(n in u) + (H J)[u, n]) L[n, q]`` per line, unit and column ``q`` of ``Lt`` ``(counts, Q)``:
+    each line's derivative with respect to moving the counts along ``L`` (``(lines, units, Q)``)."""
+    m = J.shape[0]
+    ok, keep_n = unit_r >= 0, unit_n >= 0
+    U = sparse.csr_matrix((np.ones(int(keep_n.sum())), (np.flatnonzero(keep_n), unit_n[keep_n])),
+                          shape=(unit_n.size, size))
+    JL = (J @ Lt).toarray()                                             # (slots, Q)
+    out = np.zeros((D.shape[0], size, Lt.shape[1]))
+    for i, d in enumerate(D):
+        H = sparse.csr_matrix((W[i, ok], (unit_r[ok], slots[ok])), shape=(size, m))
+        out[i] = (U.T @ Lt.multiply(d[:, None])).toarray() + H @ JL
+    return out
+
+
+def lag_matrix(cells: pd.DataFrame, completeness: pd.DataFrame) -> sparse.csr_matrix:
+    """How each count of the noise model moves with the completed totals: ``L[n, q]`` the completed activity of
+    lagged month and pod ``q`` (the rows of ``completeness``) in count ``n`` (:func:`_count_index` order).
+
+    Parameters
+    ----------
+    cells : pandas.DataFrame
+        :func:`pbc_analysis.stages.attribution.decomposition.spend_cells` with ``lagged=True``.
+    completeness : pandas.DataFrame
+        :func:`pbc_analysis.stages.attribution.panel.completeness_factors`.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        ``(counts, len(completeness))``; a first attendance's part is on its group's first-attendance count.
+
+    References
+    ----------
+    The noise model of :mod:`.bootstrap` (counts per group and per row).
+    """
+    base = _bootstrap_base(cells)
+    at = _count_index(base)
+    months = sorted(set(completeness["month"].astype(str)))
+    pod = cells["pod"].astype(str).to_numpy()
+    c_month = completeness["month"].astype(str).to_numpy()
+    rows, cols, vals = [], [], []
+    for j, m in enumerate(months):
+        part = cells[f"lagged_{j}"].to_numpy(dtype=float)
+        at_m = np.flatnonzero(c_month == m)                              # the month's rows of the table, by pod
+        hit = pd.Index(completeness["pod"].astype(str).to_numpy()[at_m]).get_indexer(pod)
+        q = np.where(hit >= 0, at_m[np.maximum(hit, 0)], -1)
+        keep = (part != 0) & (q >= 0)
+        rows.append(at["A"][keep])
+        cols.append(q[keep])
+        vals.append(part[keep])
+    return sparse.coo_matrix((np.concatenate(vals) if vals else np.zeros(0),
+                              (np.concatenate(rows) if rows else np.zeros(0, int), np.concatenate(cols) if cols
+                               else np.zeros(0, int))), shape=(at["lam"].size, len(completeness))).tocsr()
+
+
 def decomposition_delta(cells: pd.DataFrame, base_year: str, years: Sequence[str], method: str = DEFAULTS["method"],
                         groups: Mapping[str, Mapping[str, str]] | None = None) -> pd.DataFrame:
     """Standard errors of the accounting lines by the delta method (module docstring).
@@ -290,16 +346,58 @@ def decomposition_delta(cells: pd.DataFrame, base_year: str, years: Sequence[str
     (2003), ACM Trans Math Softw 29:245-262 (the complex step).
     """
     method = check_choice("method", method, Method)
-    var, units = _line_variances(cells, base_year, years, method, groups)
+    var, units, _ = _line_variances(cells, base_year, years, method, groups)
     return _unit_frame({key: np.sqrt(np.maximum(v, 0.0)) for key, v in var.items()}, units)
 
 
+def completion_gradients(cells: pd.DataFrame, lagged: sparse.csr_matrix, base_year: str, years: Sequence[str],
+                         method: str = DEFAULTS["method"], groups: Mapping[str, Mapping[str, str]] | None = None,
+                         with_std_errors: bool = False) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Each accounting line's derivative with respect to the log of each completed total (:mod:`.completion`).
+
+    Parameters
+    ----------
+    cells : pandas.DataFrame
+        As :func:`decomposition_delta`.
+    lagged : scipy.sparse.csr_matrix
+        :func:`lag_matrix` of the cells.
+    base_year, years, method, groups
+        As :func:`decomposition_delta`.
+    with_std_errors : bool
+        Also :func:`decomposition_delta`'s standard errors, from the same pass.
+
+    Returns
+    -------
+    gradients : pandas.DataFrame
+        ``level, unit, financial_year, line, q, gradient`` (GBP per unit log change of completed total ``q``, the
+        row of the completeness table), nonzero rows only.
+    std_errors : pandas.DataFrame or None
+
+    References
+    ----------
+    Oehlert GW (1992), The American Statistician 46:27-29 (the delta method).
+    """
+    method = check_choice("method", method, Method)
+    var, units, grads = _line_variances(cells, base_year, years, method, groups, lagged=lagged)
+    frames = []
+    for (level, y, line), g in grads.items():
+        labels = units[level][1] if level != "pct" else np.array(["PCT"])
+        u, q = np.nonzero(g)
+        frames.append(pd.DataFrame({"level": level, "unit": labels[u].astype(str), "financial_year": y,
+                                    "line": line, "q": q, "gradient": g[u, q]}))
+    cols = ["level", "unit", "financial_year", "line", "q", "gradient"]
+    out = pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+    se = _unit_frame({key: np.sqrt(np.maximum(v, 0.0)) for key, v in var.items()}, units) if with_std_errors else None
+    return out, se
+
+
 def _line_variances(cells: pd.DataFrame, base_year: str, years: Sequence[str], method: str,
-                    groups: Mapping[str, Mapping[str, str]] | None,
-                    weights: np.ndarray | None = None) -> tuple[dict[tuple[str, str, str], np.ndarray], Any]:
+                    groups: Mapping[str, Mapping[str, str]] | None, weights: np.ndarray | None = None,
+                    lagged: sparse.csr_matrix | None = None) -> tuple[dict[tuple[str, str, str], np.ndarray], Any, dict]:
     """``sum_n w_n (dG/dn)^2`` per level, year and line, and the units; ``w`` the counts' means (their Poisson
     variances) unless ``weights`` (in the order of :func:`_count_index`) is given: with one weight 1 and the rest
-    0, the square of one count's derivative (what the tests compare with finite differences)."""
+    0, the square of one count's derivative (what the tests compare with finite differences). With ``lagged``
+    (:func:`lag_matrix`), also every line's derivatives along its columns (:func:`_level_gradient`)."""
     fac = spend_factors(cells)
     _, p0, p1 = _pair_years(fac, base_year, years)
     if np.any(p0 < 0) or np.any(p1 < 0):
@@ -318,7 +416,7 @@ def _line_variances(cells: pd.DataFrame, base_year: str, years: Sequence[str], m
     prac_of_grp = np.zeros(base["Rg"].size, dtype=np.int64)
     prac_of_grp[base["grp"]] = pc
     prac_n = np.concatenate([prac_of_grp, prac_of_grp, pc])   # the practice of every count
-    res = {}
+    res, grads = {}, {}
     nc = p0.size
     for j, y in enumerate(years):
         D = np.zeros((len(_LINES), lam.size))
@@ -339,7 +437,11 @@ def _line_variances(cells: pd.DataFrame, base_year: str, years: Sequence[str], m
             of_prac = np.full(prac_labels.size, -1, dtype=np.int64)
             of_prac[pc[p0]] = codes
             var = _level_variance(of_prac[prac_n], codes[cell], labels.size, lam, D, slots, W, J, Q)
+            grad = (_level_gradient(of_prac[prac_n], codes[cell], labels.size, D, slots, W, J, lagged)
+                    if lagged is not None and lagged.shape[1] else None)
             for i, line in enumerate(_LINES):
                 res[(level, y, line)] = var[i]
-    return res, units
+                if grad is not None:
+                    grads[(level, y, line)] = grad[i]
+    return res, units, grads
 

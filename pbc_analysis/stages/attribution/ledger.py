@@ -45,9 +45,12 @@ def _sum_lines(parts: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return g
 
 
-def _add_line_intervals(out: pd.DataFrame, intervals: pd.DataFrame | None, se_pa: np.ndarray, z: float) -> None:
+def _add_line_intervals(out: pd.DataFrame, intervals: pd.DataFrame | None, se_pa: np.ndarray, z: float,
+                        completion: pd.DataFrame | None = None) -> None:
     """Normal intervals of every ledger line: accounting lines from their standard errors (delta method or Poisson
-    bootstrap), practice action from the regression, the unexplained rest combining both."""
+    bootstrap), practice action from the regression, the unexplained rest combining both; with ``completion``
+    (:func:`pbc_analysis.stages.attribution.completion.apply`) the two are correlated through the completed
+    months, and ``Var(demand + saving) = Var demand + Var saving + 2 Cov``, the covariance from its parts."""
     se = {}
     if intervals is not None and len(intervals):
         wide = intervals.pivot_table(index=["level", "unit", "financial_year"], columns="line", values="std_error",
@@ -62,14 +65,21 @@ def _add_line_intervals(out: pd.DataFrame, intervals: pd.DataFrame | None, se_pa
         out[f"{line}_ci_high"] = out[line] + z * s_
     out["practice_action_ci_low"] = -out["savings_ci_high"]
     out["practice_action_ci_high"] = -out["savings_ci_low"]
-    s_un = np.sqrt(se.get("demand", nan) ** 2 + se_pa ** 2)
+    var_un = se.get("demand", nan) ** 2 + se_pa ** 2
+    if completion is not None and len(completion):
+        c = completion.set_index(["quantity", "level", "unit", "financial_year"])["std_error"]
+        key = pd.MultiIndex.from_frame(out[["level", "unit", "financial_year"]].astype(str))
+        part = {q: (c.xs(q).reindex(key).fillna(0.0).to_numpy(dtype=float) if q in c.index.get_level_values(0)
+                    else np.zeros(len(out))) for q in ("unexplained", "demand", "practice_action_savings")}
+        var_un = var_un + part["unexplained"] ** 2 - part["demand"] ** 2 - part["practice_action_savings"] ** 2
+    s_un = np.sqrt(np.maximum(var_un, 0.0))
     out["unexplained_ci_low"] = out["unexplained"] - z * s_un
     out["unexplained_ci_high"] = out["unexplained"] + z * s_un
 
 
 def ledger(parts: pd.DataFrame, action: PracticeAction, practices: pd.DataFrame,
            intervals: pd.DataFrame | None = None, confidence: float = DEFAULTS["confidence"],
-           group: str = "consortium") -> pd.DataFrame:
+           group: str = "consortium", completion: pd.DataFrame | None = None) -> pd.DataFrame:
     """The auditable ledger: per practice, per ``group`` (consortium) and for the PCT, per year.
 
     ``parts``: :func:`decompose` (cell level). ``action``: :func:`practice_action`. ``practices``: the
@@ -99,6 +109,9 @@ def ledger(parts: pd.DataFrame, action: PracticeAction, practices: pd.DataFrame,
     confidence : float
     group : str
         The practices' grouping column (consortium).
+    completion : pandas.DataFrame, optional
+        :func:`pbc_analysis.stages.attribution.completion.apply`'s completion parts, for the covariance of the
+        demand line and the saving in the unexplained rest (``intervals`` and ``action`` already include them).
 
     Returns
     -------
@@ -141,7 +154,7 @@ def ledger(parts: pd.DataFrame, action: PracticeAction, practices: pd.DataFrame,
     out["practice_action"] = -out["practice_action_savings"]
     out["unexplained"] = out["change"] - out[["population", "need", "tariff", "provider_change",
                                               "practice_action"]].sum(axis=1)
-    _add_line_intervals(out, intervals, se_pa, z)
+    _add_line_intervals(out, intervals, se_pa, z, completion)
     front = ["level", "unit", "financial_year", "base_year", "spend_base", "spend", "change", *LEDGER_LINES,
              "practice_action_savings", "savings_ci_low", "savings_ci_high"]
     cis = [f"{line}_{b}" for line in LEDGER_LINES for b in ("ci_low", "ci_high")]

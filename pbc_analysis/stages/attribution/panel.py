@@ -25,7 +25,7 @@ NHS Digital, Secondary Uses Service (SUS): activity arrives about three months a
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,13 +35,17 @@ from pbc_analysis.core.checks import check_number
 from pbc_analysis.stages.attribution.common import ELECTIVE_PODS, _fy_of_months, _inputs_codes, _need_rates, _population, _weighted_lists, _window_months
 from pbc_analysis.stages.attribution.params import DEFAULTS
 
-__all__ = ["completeness_factors", "cost_per_referral", "referral_panel"]
+__all__ = ["completeness_covariance", "completeness_factors", "cost_per_referral", "referral_panel"]
 
 
 def _count(name: str, value: Any, low: int, fix: str) -> int:
     """A whole number >= ``low`` (numpy integers accepted), by :func:`pbc_analysis.core.checks.check_number`."""
     value = int(value) if isinstance(value, np.integer) else value
     return int(check_number(name, value, low, integer=True, fix=fix))
+
+
+#: complete origins the completion method must be backtested on before its errors' covariance is taken from them
+MIN_BACKTESTS = 12
 
 
 def completeness_factors(inputs: _data.Inputs, lag_months: int = DEFAULTS["lag_months"],
@@ -55,6 +59,8 @@ def completeness_factors(inputs: _data.Inputs, lag_months: int = DEFAULTS["lag_m
     same months a year earlier). ``completeness = min(1, observed / expected)``. Activity and cost of those
     months are divided by ``completeness`` wherever the attribution completes data.
 
+    ``std_error`` is the standard error of the completed month's log total (:func:`completeness_covariance`).
+
     Parameters
     ----------
     inputs : pbc_analysis.data.Inputs
@@ -67,59 +73,173 @@ def completeness_factors(inputs: _data.Inputs, lag_months: int = DEFAULTS["lag_m
     Returns
     -------
     pandas.DataFrame
-        ``pod, month, observed, expected, completeness``: one row per pod and lagged month (empty when
+        ``pod, month, observed, expected, completeness, std_error``: one row per pod and lagged month (empty when
         ``lag_months`` is 0).
 
     References
     ----------
     DOMAIN.md "Data lag" (SUS activity arrives about three months late); the module docstring.
     """
+    return _completeness(inputs, lag_months, reference_months)[0]
+
+
+def completeness_covariance(inputs: _data.Inputs, lag_months: int = DEFAULTS["lag_months"],
+                            reference_months: int = DEFAULTS["reference_months"]) -> pd.DataFrame:
+    """Covariance of the errors of the completed months' log totals, one row and column per pod and lagged month.
+
+    A completed month's total is its expected activity (:func:`completeness_factors`), an estimate of what the
+    month will hold once every record has arrived. Its error has two independent parts, both Poisson:
+
+    - the expectation's own noise: elective pods, ``E_m = sum_vs R_vsm A_vs / R_vs`` with the reference months'
+      activity ``A_vs`` Poisson and referrals fixed, so ``Cov(E_m, E_m') = sum_vs R_vsm R_vsm' A_vs / R_vs^2``
+      (months share the reference ratios); emergency pods, ``log E_m = log T_(m-12) + log S_ref - log S_prev``
+      of monthly totals, each Poisson, so the covariance is ``sum_i t_i (d log E_m/dt_i)(d log E_m'/dt_i)`` over
+      the months (overlapping windows included);
+    - the records still to arrive: Poisson with mean ``E_m - observed_m``, independent between months.
+
+    On the log scale ``Cov = (Cov(E_m, E_m') + 1(m = m') (E_m - O_m)) / (E_m E_m')``. A month whose completeness
+    is 1 (observed at least expected: nothing is added) has no completion error and a zero row. Pods are
+    independent (their reference counts differ).
+
+    Parameters
+    ----------
+    inputs : pbc_analysis.data.Inputs
+        Validated inputs loaded with a window.
+    lag_months, reference_months : int
+        As :func:`completeness_factors`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Square, indexed both ways by ``(pod, month)`` in the row order of :func:`completeness_factors`.
+
+    References
+    ----------
+    Oehlert GW (1992), "A note on the delta method", The American Statistician 46:27-29; DOMAIN.md "Data lag".
+    """
+    table, cov = _completeness(inputs, lag_months, reference_months)
+    ix = pd.MultiIndex.from_frame(table[["pod", "month"]])
+    return pd.DataFrame(cov, index=ix, columns=ix)
+
+
+def _completeness(inputs: _data.Inputs, lag_months: Any, reference_months: Any) -> tuple[pd.DataFrame, np.ndarray]:
+    """:func:`completeness_factors`' table and :func:`completeness_covariance`'s matrix, from one pass."""
     lag_months = _count("lag_months", lag_months, 0, "use 0 when the data are complete, or the number "
                         "of trailing months the hospital-data lag leaves incomplete (about 3 for SUS)")
     reference_months = _count("reference_months", reference_months, 1,
                               "use the number of complete months (e.g. 12) to estimate activity per referral from")
     months = _window_months(inputs)
     M = len(months)
-    cols = ["pod", "month", "observed", "expected", "completeness"]
+    cols = ["pod", "month", "observed", "expected", "completeness", "std_error", "error_basis", "backtests"]
     if lag_months == 0:
-        return pd.DataFrame({c: pd.Series(dtype=float if c in cols[2:] else str) for c in cols})
+        dtypes = dict.fromkeys(cols[2:6], float) | {"backtests": "int64"}
+        return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, str)) for c in cols}), np.zeros((0, 0))
     need = lag_months + reference_months + 12
     if M < need:
         raise ValueError(f"lag_months={lag_months} with reference_months={reference_months} needs at least "
                          f"{need} months of data (the reference months and the year before them); the window has "
                          f"{M}. Lower reference_months or lag_months")
-    act = inputs.activity
-    providers = pd.Index(sorted(inputs.providers["provider_code"]))
-    specs = pd.Index(sorted(inputs.specialties["specialty_code"]))
-    pods = pd.Index(list(_data.PODS))
-    V, S, K = len(providers), len(specs), len(pods)
-    av = _inputs_codes(inputs, "activity", "provider_code", providers)
-    asp = _inputs_codes(inputs, "activity", "specialty_code", specs)
-    ak = _inputs_codes(inputs, "activity", "pod", pods)
-    am = _inputs_codes(inputs, "activity", "month", months)
-    A = np.bincount(((av * S + asp) * K + ak) * M + am, weights=act["activity"].to_numpy(dtype=float),
-                    minlength=V * S * K * M).reshape(V, S, K, M)
-    R = _referral_array(inputs, providers, specs, months)
-    lag = np.arange(M - lag_months, M)
-    refm = np.arange(M - lag_months - reference_months, M - lag_months)
-    rows = []
+    A, R, pods = _activity_and_referrals(inputs, months)
+    return _completeness_arrays(A, R, list(pods), list(months), lag_months, reference_months)
+
+
+def _completeness_arrays(A: np.ndarray, R: np.ndarray, pods: Sequence[str], months: Sequence[str], lag_months: int,
+                         reference_months: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """:func:`_completeness` on activity ``(provider, specialty, pod, month)`` and referrals ``(provider, specialty,
+    month)`` arrays (at least ``lag_months + reference_months + 12`` months)."""
+    M = len(months)
+    cols = ["pod", "month", "observed", "expected", "completeness", "std_error", "error_basis", "backtests"]
+    origins = np.arange(reference_months + 12, M - 2 * lag_months + 1)   # complete months to backtest on
+    rows, blocks = [], []
     for k, pod in enumerate(pods):
-        obs = A[:, :, k, :].sum(axis=(0, 1))[lag]
-        if pod in ELECTIVE_PODS:
-            rsum = R[:, :, refm].sum(axis=2)
-            rho = np.divide(A[:, :, k, refm].sum(axis=2), rsum, out=np.zeros_like(rsum), where=rsum > 0)
-            exp_ = np.einsum("vs,vsm->m", rho, R[:, :, lag])
-        else:
-            tot = A[:, :, k, :].sum(axis=(0, 1))
-            prev = tot[refm - 12].sum()
-            growth = tot[refm].sum() / prev if prev > 0 else 1.0
-            exp_ = tot[lag - 12] * growth
+        exp_, cov_e, obs = _expected(A[:, :, k, :], R, pod in ELECTIVE_PODS, M - lag_months, lag_months,
+                                     reference_months)
         if not (obs.sum() > 0 or exp_.sum() > 0):
             continue
         comp = np.where(exp_ > 0, np.minimum(1.0, obs / np.where(exp_ > 0, exp_, 1.0)), 1.0)
-        rows.append(pd.DataFrame({"pod": pod, "month": [months[j] for j in lag], "observed": obs,
-                                  "expected": exp_, "completeness": comp}))
-    return pd.concat(rows, ignore_index=True)[cols]
+        completed = comp < 1            # only those months are changed, and only they carry a completion error
+        errors = _backtest(A[:, :, k, :], R, pod in ELECTIVE_PODS, origins, lag_months, reference_months)
+        if len(errors) >= MIN_BACKTESTS:
+            cov, basis = errors.T @ errors / len(errors), "backtest"
+        else:
+            cov = (cov_e + np.diag(np.maximum(exp_ - obs, 0.0))) / np.outer(np.where(completed, exp_, 1.0),
+                                                                            np.where(completed, exp_, 1.0))
+            basis = "poisson"
+        cov = np.where(np.outer(completed, completed), cov, 0.0)
+        blocks.append(cov)
+        rows.append(pd.DataFrame({"pod": pod, "month": list(months[M - lag_months:]), "observed": obs,
+                                  "expected": exp_, "completeness": comp, "std_error": np.sqrt(np.diag(cov)),
+                                  "error_basis": basis, "backtests": len(errors)}))
+    n = sum(b.shape[0] for b in blocks)
+    full, at = np.zeros((n, n)), 0
+    for b in blocks:
+        full[at:at + b.shape[0], at:at + b.shape[0]] = b
+        at += b.shape[0]
+    return pd.concat(rows, ignore_index=True)[cols], full
+
+
+def _expected(Ak: np.ndarray, R: np.ndarray, elective: bool, start: int, lag_months: int,
+              reference_months: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Expected activity of one pod in the ``lag_months`` months from ``start``, its Poisson covariance and the
+    activity observed then."""
+    lag = np.arange(start, start + lag_months)
+    refm = np.arange(start - reference_months, start)
+    exp_, cov = (_elective_expected(Ak, R, lag, refm) if elective else _emergency_expected(Ak.sum(axis=(0, 1)), lag, refm))
+    return exp_, cov, Ak.sum(axis=(0, 1))[lag]
+
+
+def _backtest(Ak: np.ndarray, R: np.ndarray, elective: bool, origins: np.ndarray, lag_months: int,
+              reference_months: int) -> np.ndarray:
+    """The method's errors ``log(observed / expected)`` ``(origin, position)`` when it completes months that are
+    complete: each origin's ``lag_months`` months (all before the lagged ones) as if they were the latest.
+    Origins where a month has nothing observed or expected are left out."""
+    out = []
+    for o in origins:
+        exp_, _, obs = _expected(Ak, R, elective, int(o), lag_months, reference_months)
+        if np.all(exp_ > 0) and np.all(obs > 0):
+            out.append(np.log(obs / exp_))
+    return np.array(out).reshape(-1, lag_months)
+
+
+def _activity_and_referrals(inputs: _data.Inputs, months: Sequence[str]) -> tuple[np.ndarray, np.ndarray, pd.Index]:
+    """Activity ``(provider, specialty, pod, month)``, GP referrals ``(provider, specialty, month)`` and the pods."""
+    providers = pd.Index(sorted(inputs.providers["provider_code"]))
+    specs = pd.Index(sorted(inputs.specialties["specialty_code"]))
+    pods = pd.Index(list(_data.PODS))
+    V, S, K, M = len(providers), len(specs), len(pods), len(months)
+    codes = [_inputs_codes(inputs, "activity", c, idx) for c, idx in
+             (("provider_code", providers), ("specialty_code", specs), ("pod", pods), ("month", months))]
+    av, asp, ak, am = codes
+    A = np.bincount(((av * S + asp) * K + ak) * M + am, weights=inputs.activity["activity"].to_numpy(dtype=float),
+                    minlength=V * S * K * M).reshape(V, S, K, M)
+    return A, _referral_array(inputs, providers, specs, months), pods
+
+
+def _elective_expected(Ak: np.ndarray, R: np.ndarray, lag: np.ndarray, refm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Expected activity of the lagged months from referrals x the reference months' activity per referral, and
+    the covariance of that expectation (the reference activity Poisson, referrals fixed)."""
+    rsum = R[:, :, refm].sum(axis=2)
+    aref = Ak[:, :, refm].sum(axis=2)
+    inv = np.divide(1.0, rsum, out=np.zeros_like(rsum), where=rsum > 0)
+    exp_ = np.einsum("vs,vsm->m", aref * inv, R[:, :, lag])
+    w = R[:, :, lag] * inv[:, :, None]            # d E_m / d A_vs
+    return exp_, np.einsum("vsm,vs,vsn->mn", w, aref, w)
+
+
+def _emergency_expected(tot: np.ndarray, lag: np.ndarray, refm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Expected activity of the lagged months from the same months a year earlier x the reference months' growth,
+    and its covariance (every monthly total Poisson), by the gradient of its logarithm in the monthly totals."""
+    prev = tot[refm - 12].sum()
+    ref = tot[refm].sum()
+    growth = ref / prev if prev > 0 else 1.0
+    exp_ = tot[lag - 12] * growth
+    G = np.zeros((lag.size, tot.size))            # d log E_m / d t_i
+    G[np.arange(lag.size), lag - 12] += np.divide(1.0, tot[lag - 12], out=np.zeros(lag.size), where=tot[lag - 12] > 0)
+    if prev > 0 and ref > 0:
+        G[:, refm] += 1.0 / ref
+        G[:, refm - 12] -= 1.0 / prev
+    cov_log = (G * tot[None, :]) @ G.T
+    return exp_, cov_log * np.outer(exp_, exp_)   # on the count scale, as the elective pods'
 
 
 def _referral_array(inputs: _data.Inputs, providers: pd.Index, specs: pd.Index, months: Sequence[str]) -> np.ndarray:
@@ -293,8 +413,17 @@ def cost_per_referral(inputs: _data.Inputs, lag_months: int = DEFAULTS["lag_mont
     ----------
     DOMAIN.md "Spend identity" (conversion x follow-up ratio x price per referral); the module docstring.
     """
-    months = _window_months(inputs)
     comp = completeness if completeness is not None else completeness_factors(inputs, lag_months, reference_months)
+    a = _cost_arrays(inputs, comp)
+    return _cost_frame(a, {"activity_per_referral": a["rho"], "cost_per_unit": a["unit"],
+                           "cost_per_referral": a["rho"] * a["unit"]})
+
+
+def _cost_arrays(inputs: _data.Inputs, comp: pd.DataFrame) -> dict[str, Any]:
+    """The arrays behind :func:`cost_per_referral` ``(provider, specialty, elective pod, month)``: completed activity
+    ``A`` and cost ``C``, referrals ``R``, the pooling segments (``seg``: financial year and change period, ``seg2``:
+    financial year), their sums and the pooled ``rho`` (activity per referral) and ``unit`` (cost per unit)."""
+    months = _window_months(inputs)
     providers = pd.Index(sorted(inputs.providers["provider_code"]))
     _, spec_seen = inputs.factorize("referrals", "specialty_code")
     specs = pd.Index(sorted(pd.Index(spec_seen).astype(str)))
@@ -319,13 +448,20 @@ def cost_per_referral(inputs: _data.Inputs, lag_months: int = DEFAULTS["lag_mont
     a2 = np.bincount(seg2.ravel(), weights=A.ravel())
     c2 = np.bincount(seg2.ravel(), weights=C.ravel())
     unit = np.divide(c2, a2, out=np.zeros_like(c2), where=a2 > 0)[seg2]
-    n = V * S * K * M
-    idx = np.arange(n)
+    return {"providers": providers, "specs": specs, "pods": pods, "months": months, "A": A, "C": C, "R": R,
+            "seg": seg, "seg2": seg2, "rsum": rsum, "a2": a2, "rho": rho, "unit": unit}
+
+
+def _cost_frame(a: Mapping[str, Any], columns: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """One row per provider x specialty x month x elective pod (the layout of :func:`cost_per_referral`) with
+    ``columns``, arrays ``(provider, specialty, pod, month)``."""
+    providers, specs, pods, months = a["providers"], a["specs"], a["pods"], a["months"]
+    S, K, M = len(specs), len(pods), len(months)
+    idx = np.arange(len(providers) * S * K * M)
     return pd.DataFrame({
         "provider_code": pd.Categorical.from_codes(idx // (S * K * M), categories=providers.astype("str")),
         "specialty_code": pd.Categorical.from_codes((idx // (K * M)) % S, categories=specs.astype("str")),
         "month": pd.Categorical.from_codes(idx % M, categories=pd.Index(months, dtype="str")),
         "pod": pd.Categorical.from_codes((idx // M) % K, categories=pd.Index(pods, dtype="str")),
-        "activity_per_referral": rho.ravel(), "cost_per_unit": unit.ravel(),
-        "cost_per_referral": (rho * unit).ravel()})
+        **{name: np.asarray(v).ravel() for name, v in columns.items()}})
 

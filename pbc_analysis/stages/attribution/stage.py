@@ -19,17 +19,20 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from pbc_analysis import data as _data
 from pbc_analysis.core.labels import measure_label
 from pbc_analysis.stages.attribution.bootstrap import decomposition_intervals
-from pbc_analysis.stages.attribution.causal import PracticeAction, practice_action, precision
+from pbc_analysis.stages.attribution.causal import PracticeAction, practice_action
 from pbc_analysis.stages.attribution.common import ELECTIVE_PODS, FACTORS, LEDGER_LINES, LINE_LABELS, _check_years, _full_years, _fy_of_months, _window_months
+from pbc_analysis.stages.attribution.completion import apply, cost_gradients
 from pbc_analysis.stages.attribution.decomposition import decompose, spend_cells
-from pbc_analysis.stages.attribution.delta import decomposition_delta
+from pbc_analysis.stages.attribution.delta import completion_gradients, lag_matrix
 from pbc_analysis.stages.attribution.ledger import dispute_table, ledger, share_savings
-from pbc_analysis.stages.attribution.panel import completeness_factors, cost_per_referral, referral_panel
+from pbc_analysis.stages.attribution.panel import _completeness, cost_per_referral, referral_panel
 from pbc_analysis.stages.attribution.params import Params
+from pbc_analysis.stages.attribution.precision import precision
 from pbc_analysis.stages.attribution.safety import safety_check, safety_flags
 from pbc_analysis.stages.facts import data_facts
 
@@ -68,6 +71,8 @@ class Result:
     settings: dict = dataclasses.field(default_factory=dict)
     #: the safety check (:func:`pbc_analysis.stages.attribution.safety.safety_check`)
     safety: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+    #: the completion error's part of each standard error (:func:`pbc_analysis.stages.attribution.completion.apply`)
+    completion: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The result tables, by name, as notebook 04 writes them (:func:`result_tables`).
@@ -268,7 +273,8 @@ def result_tables(att: Result) -> dict[str, pd.DataFrame]:
     precise the saving is and could be, :func:`precision`), ``att_practice_savings`` (per engaged practice and
     year), ``att_effects`` (observed / counterfactual referrals by specialty and year),
     ``att_sharing`` and ``att_sharing_reasons``, ``att_disputes``, ``att_cost_per_referral`` (provider x
-    specialty x pod x year), ``att_completeness`` and ``att_safety`` (emergency admissions and A&E attendances
+    specialty x pod x year), ``att_completeness`` (with each completed total's standard error), ``att_completion``
+    (the completion error's part of every line's and saving's standard error, :mod:`.completion`) and ``att_safety`` (emergency admissions and A&E attendances
     against expected for engaged practices and possible under-referrers, :mod:`.safety`).
 
     Parameters
@@ -282,7 +288,7 @@ def result_tables(att: Result) -> dict[str, pd.DataFrame]:
 
     References
     ----------
-    :func:`pbc_analysis.stages.attribution.causal.precision` for ``att_precision``.
+    :func:`pbc_analysis.stages.attribution.precision.precision` for ``att_precision``.
     """
     led = att.ledger
     pct = led[led["level"] == "pct"]
@@ -308,6 +314,7 @@ def result_tables(att: Result) -> dict[str, pd.DataFrame]:
         "att_disputes": att.disputes,
         "att_cost_per_referral": cpr,
         "att_completeness": att.completeness,
+        "att_completion": att.completion,
         "att_safety": att.safety,
     }
 
@@ -346,11 +353,14 @@ def _dispute_targets(changes: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _accounting(inputs: _data.Inputs, comp: pd.DataFrame, params: Params, years: Sequence[str],
-                group: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Cells, their parts by ``params.method``, the PCT's parts by both methods, and the lines' intervals."""
+                group: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Cells, their parts by ``params.method``, the PCT's parts by both methods, the lines' standard errors and their
+    derivatives with respect to the completed totals."""
     base, method = params.base_year, params.method
     other = "lmdi" if method == "shapley" else "shapley"
-    cells = spend_cells(inputs, years=[base, *years], completeness=comp)
+    cells = spend_cells(inputs, years=[base, *years], completeness=comp, lagged=True)
+    lagged = lag_matrix(cells, comp)
+    cells = cells.drop(columns=[c for c in cells.columns if c.startswith("lagged_")])
     parts = decompose(cells, base, years, method=method)
     fbm = []
     for name, pr in ((method, parts), (other, decompose(cells, base, years, method=other))):
@@ -358,12 +368,14 @@ def _accounting(inputs: _data.Inputs, comp: pd.DataFrame, params: Params, years:
         g.insert(0, "method", name)
         fbm.append(g)
     grp_map = inputs.practices.set_index("practice_code")[group].astype(str).to_dict()
-    if params.decomposition_se == "delta":
-        intervals = decomposition_delta(cells, base, years, method=method, groups={group: grp_map})
-    else:
+    delta = params.decomposition_se == "delta"
+    grads, intervals = completion_gradients(cells, lagged, base, years, method=method, groups={group: grp_map},
+                                            with_std_errors=delta)
+    if not delta:
         intervals = decomposition_intervals(cells, base, years, method=method, groups={group: grp_map},
                                             decomposition_draws=params.decomposition_draws, seed=params.seed)
-    return cells, parts, pd.concat(fbm, ignore_index=True), intervals
+    assert intervals is not None
+    return cells, parts, pd.concat(fbm, ignore_index=True), intervals, grads
 
 
 def _disputes(parts: pd.DataFrame, action: PracticeAction, changes: pd.DataFrame, year: str,
@@ -417,16 +429,22 @@ def run(inputs: _data.Inputs, params: Params, flags: pd.DataFrame | None = None,
         raise ValueError(f"evaluation_year must be a full financial year of the window ({', '.join(full)}), got "
                          f"{params.evaluation_year!r}")
     years = _check_years(months, params.base_year, [y for y in full if params.base_year < y <= params.evaluation_year])
-    comp = completeness_factors(inputs, params.lag_months, params.reference_months)
+    comp, comp_cov = _completeness(inputs, params.lag_months, params.reference_months)
+    comp_cov = pd.DataFrame(comp_cov)
     cost = cost_per_referral(inputs, completeness=comp)
+    grads = cost_gradients(inputs, comp, comp_cov)
     changes = inputs.provider_changes if inputs.provider_changes is not None else pd.DataFrame(
         columns=["provider_code", "specialty_code", "pod", "effective_month", "description"])
-    action = practice_action(referral_panel(inputs), cost,
+    action = practice_action(referral_panel(inputs), pd.concat([cost, grads], axis=1), values=list(grads.columns),
                              confidence=params.confidence, inference=params.inference, n_boot=params.n_boot,
                              seed=params.seed, bootstrap_weights=params.bootstrap_weights, by=GROUP,
                              targets=_dispute_targets(changes) + _contract_targets(inputs, params.block_contracts))
-    cells, parts, factors_by_method, intervals = _accounting(inputs, comp, params, years, GROUP)
-    led = ledger(parts, action, inputs.practices, intervals, confidence=params.confidence, group=GROUP)
+    cells, parts, factors_by_method, intervals, line_grads = _accounting(inputs, comp, params, years, GROUP)
+    action, intervals, completion = apply(action, intervals, line_grads, comp_cov,
+                                          float(stats.norm.ppf(0.5 + params.confidence / 2)), GROUP)
+    action = dataclasses.replace(action, valued=None)   # the derivatives are in ``completion``
+    led = ledger(parts, action, inputs.practices, intervals, confidence=params.confidence, group=GROUP,
+                 completion=completion)
     lagged = sorted(comp.loc[comp["completeness"] < 1, "month"].astype(str).unique())
     safety = safety_check(inputs.activity, inputs.population, inputs.engagement, params.base_year, years,
                           _checked_practices(inputs, flags), lagged, params.safety_level)
@@ -439,7 +457,7 @@ def run(inputs: _data.Inputs, params: Params, flags: pd.DataFrame | None = None,
     disputes = _disputes(parts, action, changes, params.evaluation_year, params.confidence)
     settings = {**params.values(), "years": list(years), "group": GROUP}
     return Result(comp, cost, action, cells, parts, factors_by_method,
-                  intervals, led, sharing, reasons, disputes, settings, safety)
+                  intervals, led, sharing, reasons, disputes, settings, safety, completion)
 
 
 def notional_text(notional: Mapping[str, Any]) -> str:
