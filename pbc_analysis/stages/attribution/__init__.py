@@ -17,6 +17,7 @@ module                      what it holds
                             :mod:`pbc_analysis.methods.ppml`), delta-method, cluster-robust and wild-bootstrap
                             uncertainty, and the precision floor
 :mod:`.precision`           how precise the saving is against that floor, and the chance of landing within 10%
+:mod:`.completion`          the data lag's completion error in every interval: the savings' and lines' gradients
 :mod:`.decomposition`       exact accounting of each change in spend: cells, factors, LMDI-I and Shapley
 :mod:`.delta`               standard errors of the accounting lines by the delta method (exact, by complex step)
 :mod:`.bootstrap`           the same by a streamed Poisson bootstrap of the counts (the delta method's check)
@@ -51,7 +52,7 @@ from pbc_analysis.stages.attribution.common import ELECTIVE_PODS, EMERGENCY_PODS
 from pbc_analysis.stages.attribution.decomposition import decompose, lmdi, shapley, spend_cells, spend_factors
 from pbc_analysis.stages.attribution.delta import decomposition_delta
 from pbc_analysis.stages.attribution.ledger import dispute_table, ledger, share_savings
-from pbc_analysis.stages.attribution.panel import completeness_factors, cost_per_referral, referral_panel
+from pbc_analysis.stages.attribution.panel import completeness_covariance, completeness_factors, cost_per_referral, referral_panel
 from pbc_analysis.stages.attribution.params import DEFAULTS, Basis, BootstrapWeights, Cells, Inference, Method, Params, base_year_rule, evaluation_year_rule
 from pbc_analysis.stages.attribution.precision import chance_within, precision
 from pbc_analysis.stages.attribution.safety import safety_check, safety_flags
@@ -77,6 +78,7 @@ __all__ = [
     "Result",
     "base_year_rule",
     "chance_within",
+    "completeness_covariance",
     "completeness_factors",
     "cost_per_referral",
     "decompose",
