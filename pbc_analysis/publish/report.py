@@ -6,9 +6,11 @@ and a CDN request leaks who is reading what). Two renderers are supported:
 
 Quarto (preferred)
     ``quarto render <nb>.ipynb --to html --no-execute -M embed-resources:true -M echo:false
-    -M warning:false --output <nb>.html``, run in a fresh temporary directory holding a copy of
-    the notebook (so that Quarto's ``*_files`` side products and ``.quarto`` caches never land in
-    the project tree). ``embed-resources: true`` "produces a standalone HTML file with no external
+    -M warning:false -M toc:true -M include-in-header:pbc-print-style.html --output <nb>.html``, run in a
+    fresh temporary directory holding a copy of the notebook and the print stylesheet (so that Quarto's
+    ``*_files`` side products and ``.quarto`` caches never land in the project tree): Quarto's own table of
+    contents, and the same A4 print rules as the nbconvert path (:mod:`pbc_analysis.publish.report_style`:
+    its table, figure and section rules are element selectors, which Quarto's page has too). ``embed-resources: true`` "produces a standalone HTML file with no external
     dependencies, using ``data:`` URIs to incorporate the contents of linked scripts, stylesheets,
     images, and videos" (Quarto HTML options reference,
     https://quarto.org/docs/reference/formats/html.html#rendering, and
@@ -124,8 +126,14 @@ def quarto_version(quarto: str, timeout: int = 60) -> str:
     return out[0].strip() if proc.returncode == 0 and out else "unknown"
 
 
+#: written beside the notebook in Quarto's temporary directory: the print stylesheet (and the table of contents'
+#: styles) of :mod:`pbc_analysis.publish.report_style`, inlined into the page's head by ``include-in-header``
+QUARTO_HEADER = "pbc-print-style.html"
+
+
 def quarto_command(quarto: str, stem: str, title: str | None = None) -> list[str]:
-    """The exact ``quarto render`` command line used for ``<stem>.ipynb`` (run in its temp dir)."""
+    """The exact ``quarto render`` command line used for ``<stem>.ipynb`` (run in its temp dir): a self-contained
+    page with Quarto's table of contents (``toc``) and the print stylesheet in its head (:data:`QUARTO_HEADER`)."""
     cmd = [
         quarto,
         "render",
@@ -139,6 +147,10 @@ def quarto_command(quarto: str, stem: str, title: str | None = None) -> list[str
         "echo:false",
         "-M",
         "warning:false",
+        "-M",
+        "toc:true",
+        "-M",
+        f"include-in-header:{QUARTO_HEADER}",
         "--output",
         f"{stem}.html",
     ]
@@ -493,6 +505,8 @@ def _render_quarto(
         work = Path(tmp)
         stem = notebook.stem
         shutil.copyfile(notebook, work / f"{stem}.ipynb")
+        (work / QUARTO_HEADER).write_text(f'<style type="text/css">\n{SCREEN_CSS}{PRINT_CSS}</style>\n',
+                                          encoding="utf-8")
         cmd = quarto_command(quarto, stem, title)
         shown = shlex.join(cmd)
         try:

@@ -110,6 +110,7 @@ def _standin_quarto(
         for a in "$@"; do printf '%s\\n' "$a" >> "{log}/argv.txt"; done
         pwd > "{log}/cwd.txt"
         ls > "{log}/listing.txt"
+        if [ -f pbc-print-style.html ]; then cp pbc-print-style.html "{log}/header.html"; fi
         out=""; prev=""
         for a in "$@"; do
           if [ "$prev" = "--output" ]; then out="$a"; fi
@@ -155,6 +156,7 @@ def test_quarto_command_line_temp_dir_and_output(monkeypatch, tmp_path, executed
     expected = [
         str(exe), "render", "report_source.ipynb", "--to", "html", "--no-execute",
         "-M", "embed-resources:true", "-M", "echo:false", "-M", "warning:false",
+        "-M", "toc:true", "-M", "include-in-header:pbc-print-style.html",
         "--output", "report_source.html",
     ]  # fmt: skip
     assert info.command == expected
@@ -168,6 +170,10 @@ def test_quarto_command_line_temp_dir_and_output(monkeypatch, tmp_path, executed
     assert cwd.resolve() != executed_notebook.parent.resolve()
     assert not cwd.exists()
     assert "report_source.ipynb" in (tmp_path / "standin_log" / "listing.txt").read_text().split()
+    # the print stylesheet beside it, for Quarto to inline into the page's head (A4, no cut table columns)
+    assert "pbc-print-style.html" in (tmp_path / "standin_log" / "listing.txt").read_text().split()
+    header = (tmp_path / "standin_log" / "header.html").read_text()
+    assert header.startswith('<style type="text/css">') and "@page { size: A4;" in header and "@media print" in header
     # nothing written next to the source notebook
     assert sorted(p.name for p in executed_notebook.parent.iterdir()) == ["report_source.ipynb"]
 
