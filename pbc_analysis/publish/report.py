@@ -10,7 +10,8 @@ Quarto (preferred)
     fresh temporary directory holding a copy of the notebook and the print stylesheet (so that Quarto's
     ``*_files`` side products and ``.quarto`` caches never land in the project tree): Quarto's own table of
     contents, and the same A4 print rules as the nbconvert path (:mod:`pbc_analysis.publish.report_style`:
-    its table, figure and section rules are element selectors, which Quarto's page has too). ``embed-resources: true`` "produces a standalone HTML file with no external
+    its table, figure and section rules are element selectors, which Quarto's page has too).
+    ``embed-resources: true`` "produces a standalone HTML file with no external
     dependencies, using ``data:`` URIs to incorporate the contents of linked scripts, stylesheets,
     images, and videos" (Quarto HTML options reference,
     https://quarto.org/docs/reference/formats/html.html#rendering, and
