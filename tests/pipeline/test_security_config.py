@@ -328,5 +328,6 @@ def test_path_parameters_refuse_control_characters_and_missing_files(tmp_path):
         parse_config(text, notebooks_dir=_paths.NOTEBOOKS_DIR)
     msg = str(err.value)
     assert "data_dir [01_data_quality] = 'data/sample\\x00x' contains a control character" in msg
-    # a long path is shown shortened ('.../<last parts>'), so only its end is certain, however deep tmp_path is
-    assert re.search(r"completeness_snapshots \[05_budgets_and_risk\] = '[^']*/none\.csv' is not a file", msg), msg
+    # a long value is shown shortened ('...'), however deep tmp_path is; the path looked at is given in full
+    assert re.search(r"completeness_snapshots \[05_budgets_and_risk\] = '[^\n]*? is not a file \(looked at "
+                     + re.escape(str(tmp_path / "none.csv")) + r"\)", msg), msg
