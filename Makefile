@@ -15,7 +15,7 @@ TEST_WORKERS ?= auto
 XDIST_ARGS = -n $(TEST_WORKERS) --maxprocesses 4 --dist loadscope
 VERIFY_ARGS ?=
 
-.PHONY: help venv venv-spark report report-events test lint docs test-fast lab lock sample sample-events national expected clean-reports bench simulate-benchmark simulate-evaluation simulate-attribution verify
+.PHONY: help venv venv-spark report report-events test lint docs test-fast lab lock sample sample-events national expected clean-reports bench simulate-benchmark simulate-evaluation simulate-attribution simulate-completion verify
 
 help:
 	@echo "make report   run the full pipeline on the embedded sample (reports/latest/)"
@@ -37,6 +37,7 @@ help:
 	@echo "make simulate-benchmark  flag rates of benchmarking over 20 synthetic PCTs"
 	@echo "make simulate-evaluation bias and coverage of ITS, TWFE and Callaway-Sant'Anna over 100 synthetic PCTs"
 	@echo "make simulate-attribution savings attribution over 100 PCTs of 60 practices and 50 of 400 (about 25 min)"
+	@echo "make simulate-completion  coverage of the data lag's completion error over 30 PCTs (about 2 min)"
 
 venv: $(STAMP)
 
@@ -124,6 +125,9 @@ simulate-evaluation: $(STAMP)
 simulate-attribution: $(STAMP)
 	$(BIN)/python scripts/simulate_attribution.py --seeds 100
 	$(BIN)/python scripts/simulate_attribution.py --seeds 50 --practices 400 --no-leak
+
+simulate-completion: $(STAMP)
+	$(BIN)/python scripts/simulate_completion.py --seeds 30
 
 clean-reports:
 	rm -rf reports/*/ reports/latest

@@ -132,7 +132,7 @@ def test_line_gradients_equal_finite_differences_of_the_accounting(sample_inputs
     cells = decomposition.spend_cells(sample_inputs, years=[BASE, *YEARS], completeness=table, lagged=True)
     lagged = delta.lag_matrix(cells, table)
     plain = cells.drop(columns=[c for c in cells.columns if c.startswith("lagged_")])
-    grads, _ = delta.completion_gradients(plain, lagged, BASE, YEARS, "shapley", {"consortium": consortia})
+    grads, _, _ = delta.completion_gradients(plain, lagged, BASE, YEARS, "shapley", {"consortium": consortia})
     for q in (np.flatnonzero(table["pod"] == "followup_op")[1], np.flatnonzero(table["pod"] == "non_elective")[2]):
         fd = (_pct_lines(sample_inputs, _perturbed(table, q, H))
               - _pct_lines(sample_inputs, _perturbed(table, q, -H))).loc["2007/08"] / (2 * H)
@@ -164,6 +164,24 @@ def test_savings_gradients_equal_finite_differences_of_the_valuation(sample_inpu
                                atol=1e-6 * float(np.abs(fd).max()))
     assert float(np.abs(fd).max()) > 1e3
     assert set(v.xs("up").index.get_level_values("target")) >= {"pct", "practice"}
+
+
+def test_hand_case_of_one_a_and_e_cell(ae_cells):
+    """One practice's A&E at one provider, 1,200 attendances at GBP 110 in 2007/08 of which 300 in a month completed
+    at 0.6: the change line moves by 300 x 110 per unit log change of the completed total, and the late records'
+    thinning adds 300 (1 - 0.6) / 0.6 attendances of variance, 200 x 110^2 GBP^2."""
+    cells = ae_cells({"2004/05": 1000.0, "2007/08": 1200.0}, {"2004/05": 100.0, "2007/08": 110.0})
+    cells["lagged_0"] = [0.0, 300.0]
+    table = pd.DataFrame({"pod": ["ae"], "month": ["2008-03"], "completeness": [0.6]})
+    lagged = delta.lag_matrix(cells, table)
+    assert lagged.shape[1] == 1 and lagged.sum() == 300.0
+    grads, thin, _ = delta.completion_gradients(cells.drop(columns="lagged_0"), lagged, "2004/05", ["2007/08"],
+                                                completeness=np.array([0.6]))
+    g = grads[(grads["level"] == "pct") & (grads["line"] == "change")]
+    assert g["gradient"].tolist() == [pytest.approx(300 * 110.0, rel=1e-12)]
+    t = thin[(thin["level"] == "pct") & (thin["line"] == "change")]
+    assert t["variance"].tolist() == [pytest.approx(300 * 0.4 / 0.6 * 110.0 ** 2, rel=1e-12)]
+    assert set(thin["line"]) >= {"demand", "change"} and not thin[thin["line"] == "tariff"]["variance"].any()
 
 
 @pytest.fixture(scope="module")

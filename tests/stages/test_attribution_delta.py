@@ -88,7 +88,7 @@ def test_gradient_matches_finite_differences(cells, method):
     for n in picks:
         w = np.zeros(lam.size)
         w[n] = 1.0
-        var, units, _ = delta._line_variances(cells, BASE, YEARS, method, None, weights=w)
+        var, units, _, _ = delta._line_variances(cells, BASE, YEARS, method, None, weights=w)
         h = 1e-4 * lam[n]
         up, down = lam.copy(), lam.copy()
         up[n] += h

@@ -346,14 +346,21 @@ def decomposition_delta(cells: pd.DataFrame, base_year: str, years: Sequence[str
     (2003), ACM Trans Math Softw 29:245-262 (the complex step).
     """
     method = check_choice("method", method, Method)
-    var, units, _ = _line_variances(cells, base_year, years, method, groups)
+    var, units, _, _ = _line_variances(cells, base_year, years, method, groups)
     return _unit_frame({key: np.sqrt(np.maximum(v, 0.0)) for key, v in var.items()}, units)
 
 
 def completion_gradients(cells: pd.DataFrame, lagged: sparse.csr_matrix, base_year: str, years: Sequence[str],
                          method: str = DEFAULTS["method"], groups: Mapping[str, Mapping[str, str]] | None = None,
-                         with_std_errors: bool = False) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """Each accounting line's derivative with respect to the log of each completed total (:mod:`.completion`).
+                         with_std_errors: bool = False, completeness: np.ndarray | None = None
+                         ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+    """Each accounting line's derivative with respect to the log of each completed total (:mod:`.completion`), and the
+    variance of the late records' thinning.
+
+    Which of a month's records arrive late is chance: the month's observed count of a cell is binomial, ``n c`` of
+    ``n`` on average, so its completed count ``observed / c`` has the extra variance ``a (1 - c) / c`` (``a`` the
+    completed count). Each count's extra variance is ``sum_q L[n, q] (1 - c_q) / c_q`` and the line's is
+    ``sum_n (dG/dn)^2`` times it, by the same gradients.
 
     Parameters
     ----------
@@ -365,12 +372,17 @@ def completion_gradients(cells: pd.DataFrame, lagged: sparse.csr_matrix, base_ye
         As :func:`decomposition_delta`.
     with_std_errors : bool
         Also :func:`decomposition_delta`'s standard errors, from the same pass.
+    completeness : numpy.ndarray, optional
+        The completeness of each column of ``lagged`` (the table's ``completeness``), for the thinning variance.
 
     Returns
     -------
     gradients : pandas.DataFrame
         ``level, unit, financial_year, line, q, gradient`` (GBP per unit log change of completed total ``q``, the
         row of the completeness table), nonzero rows only.
+    thinning : pandas.DataFrame
+        ``level, unit, financial_year, line, variance``: the thinning variance (GBP squared; empty without
+        ``completeness``).
     std_errors : pandas.DataFrame or None
 
     References
@@ -378,26 +390,40 @@ def completion_gradients(cells: pd.DataFrame, lagged: sparse.csr_matrix, base_ye
     Oehlert GW (1992), The American Statistician 46:27-29 (the delta method).
     """
     method = check_choice("method", method, Method)
-    var, units, grads = _line_variances(cells, base_year, years, method, groups, lagged=lagged)
-    frames = []
+    thinning = None
+    if completeness is not None and lagged.shape[1]:
+        c = np.asarray(completeness, dtype=float)
+        thinning = np.asarray(lagged @ ((1.0 - c) / c)).ravel()
+    var, units, grads, thin = _line_variances(cells, base_year, years, method, groups, lagged=lagged,
+                                              thinning=thinning)
+    frames, thin_frames = [], []
     for (level, y, line), g in grads.items():
         labels = units[level][1] if level != "pct" else np.array(["PCT"])
         u, q = np.nonzero(g)
         frames.append(pd.DataFrame({"level": level, "unit": labels[u].astype(str), "financial_year": y,
                                     "line": line, "q": q, "gradient": g[u, q]}))
+        t = thin.get((level, y, line))
+        if t is not None and np.any(t > 0):
+            u = np.flatnonzero(t > 0)
+            thin_frames.append(pd.DataFrame({"level": level, "unit": labels[u].astype(str), "financial_year": y,
+                                             "line": line, "variance": t[u]}))
     cols = ["level", "unit", "financial_year", "line", "q", "gradient"]
     out = pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+    tcols = ["level", "unit", "financial_year", "line", "variance"]
+    thinned = pd.concat(thin_frames, ignore_index=True)[tcols] if thin_frames else pd.DataFrame(columns=tcols)
     se = _unit_frame({key: np.sqrt(np.maximum(v, 0.0)) for key, v in var.items()}, units) if with_std_errors else None
-    return out, se
+    return out, thinned, se
 
 
 def _line_variances(cells: pd.DataFrame, base_year: str, years: Sequence[str], method: str,
                     groups: Mapping[str, Mapping[str, str]] | None, weights: np.ndarray | None = None,
-                    lagged: sparse.csr_matrix | None = None) -> tuple[dict[tuple[str, str, str], np.ndarray], Any, dict]:
+                    lagged: sparse.csr_matrix | None = None, thinning: np.ndarray | None = None
+                    ) -> tuple[dict[tuple[str, str, str], np.ndarray], Any, dict, dict]:
     """``sum_n w_n (dG/dn)^2`` per level, year and line, and the units; ``w`` the counts' means (their Poisson
     variances) unless ``weights`` (in the order of :func:`_count_index`) is given: with one weight 1 and the rest
     0, the square of one count's derivative (what the tests compare with finite differences). With ``lagged``
-    (:func:`lag_matrix`), also every line's derivatives along its columns (:func:`_level_gradient`)."""
+    (:func:`lag_matrix`), also every line's derivatives along its columns (:func:`_level_gradient`); with
+    ``thinning`` (extra variance per count), also ``sum_n thinning_n (dG/dn)^2``."""
     fac = spend_factors(cells)
     _, p0, p1 = _pair_years(fac, base_year, years)
     if np.any(p0 < 0) or np.any(p1 < 0):
@@ -411,12 +437,13 @@ def _line_variances(cells: pd.DataFrame, base_year: str, years: Sequence[str], m
     J = _jacobian(base, sums, at)
     lam = at["lam"] if weights is None else np.asarray(weights, dtype=float)
     Q = (J @ sparse.diags(lam) @ J.T).tocsr()
+    Qt = (J @ sparse.diags(thinning) @ J.T).tocsr() if thinning is not None else None
     n1, n2 = base["n1"], base["n2"]
     pc, prac_labels = pd.factorize(base["prac"])
     prac_of_grp = np.zeros(base["Rg"].size, dtype=np.int64)
     prac_of_grp[base["grp"]] = pc
     prac_n = np.concatenate([prac_of_grp, prac_of_grp, pc])   # the practice of every count
-    res, grads = {}, {}
+    res, grads, thin = {}, {}, {}
     nc = p0.size
     for j, y in enumerate(years):
         D = np.zeros((len(_LINES), lam.size))
@@ -439,9 +466,13 @@ def _line_variances(cells: pd.DataFrame, base_year: str, years: Sequence[str], m
             var = _level_variance(of_prac[prac_n], codes[cell], labels.size, lam, D, slots, W, J, Q)
             grad = (_level_gradient(of_prac[prac_n], codes[cell], labels.size, D, slots, W, J, lagged)
                     if lagged is not None and lagged.shape[1] else None)
+            var_t = (_level_variance(of_prac[prac_n], codes[cell], labels.size, thinning, D, slots, W, J, Qt)
+                     if Qt is not None and thinning is not None else None)
             for i, line in enumerate(_LINES):
                 res[(level, y, line)] = var[i]
                 if grad is not None:
                     grads[(level, y, line)] = grad[i]
-    return res, units, grads
+                if var_t is not None:
+                    thin[(level, y, line)] = var_t[i]
+    return res, units, grads, thin
 

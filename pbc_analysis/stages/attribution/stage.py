@@ -353,9 +353,10 @@ def _dispute_targets(changes: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _accounting(inputs: _data.Inputs, comp: pd.DataFrame, params: Params, years: Sequence[str],
-                group: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Cells, their parts by ``params.method``, the PCT's parts by both methods, the lines' standard errors and their
-    derivatives with respect to the completed totals."""
+                group: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame,
+                                     tuple[pd.DataFrame, pd.DataFrame]]:
+    """Cells, their parts by ``params.method``, the PCT's parts by both methods, the lines' standard errors, and their
+    derivatives with respect to the completed totals with the late records' thinning variance."""
     base, method = params.base_year, params.method
     other = "lmdi" if method == "shapley" else "shapley"
     cells = spend_cells(inputs, years=[base, *years], completeness=comp, lagged=True)
@@ -369,13 +370,14 @@ def _accounting(inputs: _data.Inputs, comp: pd.DataFrame, params: Params, years:
         fbm.append(g)
     grp_map = inputs.practices.set_index("practice_code")[group].astype(str).to_dict()
     delta = params.decomposition_se == "delta"
-    grads, intervals = completion_gradients(cells, lagged, base, years, method=method, groups={group: grp_map},
-                                            with_std_errors=delta)
+    grads, thinned, intervals = completion_gradients(cells, lagged, base, years, method=method,
+                                                     groups={group: grp_map}, with_std_errors=delta,
+                                                     completeness=comp["completeness"].to_numpy(dtype=float))
     if not delta:
         intervals = decomposition_intervals(cells, base, years, method=method, groups={group: grp_map},
                                             decomposition_draws=params.decomposition_draws, seed=params.seed)
     assert intervals is not None
-    return cells, parts, pd.concat(fbm, ignore_index=True), intervals, grads
+    return cells, parts, pd.concat(fbm, ignore_index=True), intervals, (grads, thinned)
 
 
 def _disputes(parts: pd.DataFrame, action: PracticeAction, changes: pd.DataFrame, year: str,
@@ -440,8 +442,9 @@ def run(inputs: _data.Inputs, params: Params, flags: pd.DataFrame | None = None,
                              seed=params.seed, bootstrap_weights=params.bootstrap_weights, by=GROUP,
                              targets=_dispute_targets(changes) + _contract_targets(inputs, params.block_contracts))
     cells, parts, factors_by_method, intervals, line_grads = _accounting(inputs, comp, params, years, GROUP)
-    action, intervals, completion = apply(action, intervals, line_grads, comp_cov,
-                                          float(stats.norm.ppf(0.5 + params.confidence / 2)), GROUP)
+    action, intervals, completion = apply(action, intervals, line_grads[0], comp_cov,
+                                          float(stats.norm.ppf(0.5 + params.confidence / 2)), GROUP,
+                                          thinning=line_grads[1])
     action = dataclasses.replace(action, valued=None)   # the derivatives are in ``completion``
     led = ledger(parts, action, inputs.practices, intervals, confidence=params.confidence, group=GROUP,
                  completion=completion)
