@@ -46,11 +46,10 @@ def _once(tmp_path_factory, name: str, build):
             pytest.fail(f"{name} failed in another worker:\n{failed.read_text(encoding='utf-8')}")
         if not result.exists():
             try:
-                value = build(shared / name)
+                result.write_bytes(pickle.dumps(build(shared / name)))
             except BaseException:
                 failed.write_text(traceback.format_exc(), encoding="utf-8")
                 raise
-            result.write_bytes(pickle.dumps(value))
         return pickle.loads(result.read_bytes())
 
 

@@ -168,8 +168,8 @@ def test_savings_gradients_equal_finite_differences_of_the_valuation(sample_inpu
 
 def test_hand_case_of_one_a_and_e_cell(ae_cells):
     """One practice's A&E at one provider, 1,200 attendances at GBP 110 in 2007/08 of which 300 in a month completed
-    at 0.6: the change line moves by 300 x 110 per unit log change of the completed total, and the late records'
-    thinning adds 300 (1 - 0.6) / 0.6 attendances of variance, 200 x 110^2 GBP^2."""
+    at 0.6: the change line moves by 300 x 110 per unit log change of the completed total; the cell is the whole
+    pod-month, so the late records' thinning cannot move it (its completed count is the completed total)."""
     cells = ae_cells({"2004/05": 1000.0, "2007/08": 1200.0}, {"2004/05": 100.0, "2007/08": 110.0})
     cells["lagged_0"] = [0.0, 300.0]
     table = pd.DataFrame({"pod": ["ae"], "month": ["2008-03"], "completeness": [0.6]})
@@ -179,9 +179,25 @@ def test_hand_case_of_one_a_and_e_cell(ae_cells):
                                                 completeness=np.array([0.6]))
     g = grads[(grads["level"] == "pct") & (grads["line"] == "change")]
     assert g["gradient"].tolist() == [pytest.approx(300 * 110.0, rel=1e-12)]
-    t = thin[(thin["level"] == "pct") & (thin["line"] == "change")]
-    assert t["variance"].tolist() == [pytest.approx(300 * 0.4 / 0.6 * 110.0 ** 2, rel=1e-12)]
-    assert set(thin["line"]) >= {"demand", "change"} and not thin[thin["line"] == "tariff"]["variance"].any()
+    assert thin.empty
+
+
+def test_hand_case_of_two_a_and_e_cells_sharing_a_month(ae_cells):
+    """Two practices' A&E, 100 and 200 of the completed month's 300 attendances, at GBP 110 and 90: the thinning
+    moves the PCT's change by how the 300 are shared, Var = k (100 (110 - m)^2 + 200 (90 - m)^2) with k = 0.4/0.6 and
+    m = (100 x 110 + 200 x 90) / 300; practice P1's own change line (gradient 110 on its records, 0 on P2's) by
+    k (100 (110 - m1)^2 + 200 m1^2), m1 = 100 x 110 / 300."""
+    one = ae_cells({"2004/05": 1000.0, "2007/08": 1200.0}, {"2004/05": 100.0, "2007/08": 110.0})
+    two = ae_cells({"2004/05": 1500.0, "2007/08": 1800.0}, {"2004/05": 80.0, "2007/08": 90.0}).assign(practice_code="P2")
+    cells = pd.concat([one, two], ignore_index=True)
+    cells["lagged_0"] = [0.0, 100.0, 0.0, 200.0]
+    table = pd.DataFrame({"pod": ["ae"], "month": ["2008-03"], "completeness": [0.6]})
+    grads, thin, _ = delta.completion_gradients(cells.drop(columns="lagged_0"), delta.lag_matrix(cells, table),
+                                                "2004/05", ["2007/08"], completeness=np.array([0.6]))
+    k, m, m1 = 0.4 / 0.6, (100 * 110 + 200 * 90) / 300, 100 * 110 / 300
+    v = thin[thin["line"] == "change"].set_index(["level", "unit"])["variance"]
+    assert v[("pct", "PCT")] == pytest.approx(k * (100 * (110 - m) ** 2 + 200 * (90 - m) ** 2), rel=1e-9)
+    assert v[("practice", "P1")] == pytest.approx(k * (100 * (110 - m1) ** 2 + 200 * m1 ** 2), rel=1e-9)
 
 
 @pytest.fixture(scope="module")

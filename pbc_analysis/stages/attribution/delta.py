@@ -358,9 +358,13 @@ def completion_gradients(cells: pd.DataFrame, lagged: sparse.csr_matrix, base_ye
     variance of the late records' thinning.
 
     Which of a month's records arrive late is chance: the month's observed count of a cell is binomial, ``n c`` of
-    ``n`` on average, so its completed count ``observed / c`` has the extra variance ``a (1 - c) / c`` (``a`` the
-    completed count). Each count's extra variance is ``sum_q L[n, q] (1 - c_q) / c_q`` and the line's is
-    ``sum_n (dG/dn)^2`` times it, by the same gradients.
+    ``n`` on average. The completed cells of a pod-month add up to its completed total whatever the draw (``c`` is
+    observed / expected of the total), and the total's error is the covariance's; what the thinning adds is how
+    that total is shared between cells: with ``g_n = dG/dn`` and ``k_q = (1 - c_q) / c_q``,
+    ``Var = sum_q k_q sum_n L[n, q] (g_n - gbar_q)^2``, ``gbar_q`` the ``L``-weighted mean of ``g`` over the
+    pod-month, i.e. ``sum_n g_n^2 sum_q k_q L[n, q] - sum_q k_q a_q^2 / E_q`` with ``a_q`` the line's gradient
+    along column ``q`` and ``E_q`` the column's total (a line that weights every record of the pod-month alike,
+    such as one cell, gets none).
 
     Parameters
     ----------
@@ -390,10 +394,13 @@ def completion_gradients(cells: pd.DataFrame, lagged: sparse.csr_matrix, base_ye
     Oehlert GW (1992), The American Statistician 46:27-29 (the delta method).
     """
     method = check_choice("method", method, Method)
-    thinning = None
+    thinning, kappa_e = None, None
     if completeness is not None and lagged.shape[1]:
         c = np.asarray(completeness, dtype=float)
-        thinning = np.asarray(lagged @ ((1.0 - c) / c)).ravel()
+        kappa = (1.0 - c) / c
+        thinning = np.asarray(lagged @ kappa).ravel()
+        total = np.asarray(lagged.sum(axis=0)).ravel()
+        kappa_e = np.divide(kappa, total, out=np.zeros_like(kappa), where=total > 0)
     var, units, grads, thin = _line_variances(cells, base_year, years, method, groups, lagged=lagged,
                                               thinning=thinning)
     frames, thin_frames = [], []
@@ -403,6 +410,8 @@ def completion_gradients(cells: pd.DataFrame, lagged: sparse.csr_matrix, base_ye
         frames.append(pd.DataFrame({"level": level, "unit": labels[u].astype(str), "financial_year": y,
                                     "line": line, "q": q, "gradient": g[u, q]}))
         t = thin.get((level, y, line))
+        if t is not None and kappa_e is not None:   # centred on each pod-month's mean gradient (the docstring)
+            t = np.maximum(t - (g ** 2) @ kappa_e, 0.0)
         if t is not None and np.any(t > 0):
             u = np.flatnonzero(t > 0)
             thin_frames.append(pd.DataFrame({"level": level, "unit": labels[u].astype(str), "financial_year": y,
