@@ -112,7 +112,7 @@ def _quad(g: pd.DataFrame, sigma: np.ndarray, keys: Sequence[str]) -> pd.DataFra
     return out
 
 
-def _savings_gradients(action: PracticeAction, group: str) -> pd.DataFrame:
+def _savings_gradients(action: PracticeAction) -> pd.DataFrame:
     """The savings' gradients as ``level, unit, financial_year, target, q, gradient`` (ledger levels and units)."""
     v = action.valued
     if v is None or not len(v):
@@ -197,7 +197,7 @@ def apply(action: PracticeAction, intervals: pd.DataFrame, line_gradients: pd.Da
     The module docstring.
     """
     sigma = covariance.to_numpy(dtype=float) if len(covariance) else np.zeros((0, 0))
-    sav = _savings_gradients(action, group)
+    sav = _savings_gradients(action)
     ag, py = action.aggregates, action.practice_year
     v_ag = _lookup(_quad(sav[sav["level"] != "practice"], sigma, ["target", "financial_year"]), ag,
                    ["target", "financial_year"])

@@ -44,6 +44,8 @@ def _count(name: str, value: Any, low: int, fix: str) -> int:
     return int(check_number(name, value, low, integer=True, fix=fix))
 
 
+#: the columns of :func:`completeness_factors`
+_COMPLETENESS_COLUMNS = ["pod", "month", "observed", "expected", "completeness", "std_error", "error_basis", "backtests"]
 #: complete origins the completion method must be backtested on before its errors' covariance is taken from them
 MIN_BACKTESTS = 12
 
@@ -117,7 +119,11 @@ def completeness_covariance(inputs: _data.Inputs, lag_months: int = DEFAULTS["la
     ----------
     Oehlert GW (1992), "A note on the delta method", The American Statistician 46:27-29; DOMAIN.md "Data lag".
     """
-    table, cov = _completeness(inputs, lag_months, reference_months)
+    return _labelled(*_completeness(inputs, lag_months, reference_months))
+
+
+def _labelled(table: pd.DataFrame, cov: np.ndarray) -> pd.DataFrame:
+    """The covariance matrix indexed both ways by the table's ``(pod, month)``."""
     ix = pd.MultiIndex.from_frame(table[["pod", "month"]])
     return pd.DataFrame(cov, index=ix, columns=ix)
 
@@ -130,7 +136,7 @@ def _completeness(inputs: _data.Inputs, lag_months: Any, reference_months: Any) 
                               "use the number of complete months (e.g. 12) to estimate activity per referral from")
     months = _window_months(inputs)
     M = len(months)
-    cols = ["pod", "month", "observed", "expected", "completeness", "std_error", "error_basis", "backtests"]
+    cols = _COMPLETENESS_COLUMNS
     if lag_months == 0:
         dtypes = dict.fromkeys(cols[2:6], float) | {"backtests": "int64"}
         return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, str)) for c in cols}), np.zeros((0, 0))
@@ -148,7 +154,6 @@ def _completeness_arrays(A: np.ndarray, R: np.ndarray, pods: Sequence[str], mont
     """:func:`_completeness` on activity ``(provider, specialty, pod, month)`` and referrals ``(provider, specialty,
     month)`` arrays (at least ``lag_months + reference_months + 12`` months)."""
     M = len(months)
-    cols = ["pod", "month", "observed", "expected", "completeness", "std_error", "error_basis", "backtests"]
     origins = np.arange(reference_months + 12, M - 2 * lag_months + 1)   # complete months to backtest on
     rows, blocks = [], []
     for k, pod in enumerate(pods):
@@ -175,7 +180,7 @@ def _completeness_arrays(A: np.ndarray, R: np.ndarray, pods: Sequence[str], mont
     for b in blocks:
         full[at:at + b.shape[0], at:at + b.shape[0]] = b
         at += b.shape[0]
-    return pd.concat(rows, ignore_index=True)[cols], full
+    return pd.concat(rows, ignore_index=True)[_COMPLETENESS_COLUMNS], full
 
 
 def _expected(Ak: np.ndarray, R: np.ndarray, elective: bool, start: int, lag_months: int,

@@ -30,7 +30,7 @@ from pbc_analysis.stages.attribution.completion import apply, cost_gradients
 from pbc_analysis.stages.attribution.decomposition import decompose, spend_cells
 from pbc_analysis.stages.attribution.delta import completion_gradients, lag_matrix
 from pbc_analysis.stages.attribution.ledger import dispute_table, ledger, share_savings
-from pbc_analysis.stages.attribution.panel import _completeness, cost_per_referral, referral_panel
+from pbc_analysis.stages.attribution.panel import _completeness, _labelled, cost_per_referral, referral_panel
 from pbc_analysis.stages.attribution.params import Params
 from pbc_analysis.stages.attribution.precision import precision
 from pbc_analysis.stages.attribution.safety import safety_check, safety_flags
@@ -431,8 +431,8 @@ def run(inputs: _data.Inputs, params: Params, flags: pd.DataFrame | None = None,
         raise ValueError(f"evaluation_year must be a full financial year of the window ({', '.join(full)}), got "
                          f"{params.evaluation_year!r}")
     years = _check_years(months, params.base_year, [y for y in full if params.base_year < y <= params.evaluation_year])
-    comp, comp_cov = _completeness(inputs, params.lag_months, params.reference_months)
-    comp_cov = pd.DataFrame(comp_cov)
+    comp, cov = _completeness(inputs, params.lag_months, params.reference_months)
+    comp_cov = _labelled(comp, cov)   # as completeness_covariance gives it, from the same pass
     cost = cost_per_referral(inputs, completeness=comp)
     grads = cost_gradients(inputs, comp, comp_cov)
     changes = inputs.provider_changes if inputs.provider_changes is not None else pd.DataFrame(
